@@ -1,0 +1,631 @@
+//! The operator's config file: one TOML file with `listen`, `mappings` and one `[[market]]` per
+//! (tenant, market) pair. Secrets come from `${ENV}`; every problem is reported at once with its key.
+//!
+//! Loading produces [`Config`]: markets ready to serve, each with its Voyado client, compiled
+//! mapping plan and error table. Nothing is parsed again per request.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::tz::TimeZone;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+use crate::mapping::{MarketView, Plan};
+use crate::spi::error::{ErrorRow, ErrorTable};
+use crate::spi::input;
+use crate::spi::routes::RouteTable;
+use crate::voyado::VoyadoClient;
+
+/// A secret from the config: never printed.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A CRM API key kept only as its SHA-256 digest, compared in constant time.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CrmKeyDigest([u8; 32]);
+
+impl CrmKeyDigest {
+    pub fn of(secret: &str) -> CrmKeyDigest {
+        CrmKeyDigest(Sha256::digest(secret.as_bytes()).into())
+    }
+
+    pub fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for CrmKeyDigest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CrmKeyDigest(***)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberNumberLookup {
+    /// `GET /api/v2/contacts/id?customKey=`
+    CustomKey,
+    /// `GET /api/v2/contacts/{type}/bykey?keyValue=`
+    ByKey,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UndoPromotion {
+    /// Answer `400 cannot_undo_promotion`: Voyado cannot revert a promotion redemption.
+    Refuse,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    listen: Option<String>,
+    mappings: Option<String>,
+    #[serde(default)]
+    market: Vec<MarketFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MarketFile {
+    tenant: String,
+    market: String,
+    crm_api_keys: Vec<Secret>,
+    voyado_url: String,
+    voyado_api_key: Secret,
+    default_country: String,
+    currency: Option<String>,
+    timezone: Option<String>,
+    locale: Option<String>,
+    mapping: Option<String>,
+    contact_type: Option<String>,
+    search_contact_types: Option<Vec<String>>,
+    promote_contact_types: Option<Vec<String>>,
+    contact_key: Option<String>,
+    member_number_lookup: Option<MemberNumberLookup>,
+    source: Option<String>,
+    #[serde(default)]
+    create_defaults: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    create_as_unapproved: bool,
+    #[serde(default)]
+    required_fields: Vec<String>,
+    #[serde(default)]
+    clearable_fields: Vec<String>,
+    #[serde(default)]
+    read_only_fields: Vec<String>,
+    #[serde(default)]
+    consent_map: BTreeMap<String, String>,
+    #[serde(default)]
+    consent_defaults: BTreeMap<String, bool>,
+    #[serde(default)]
+    lookup_enabled: bool,
+    request_timeout_ms: Option<u64>,
+    voyado_timeout_ms: Option<u64>,
+    undo_promotion: Option<UndoPromotion>,
+    #[serde(default)]
+    errors: BTreeMap<String, ErrorRow>,
+}
+
+/// One (tenant, market): everything a request for it needs.
+#[derive(Debug)]
+pub struct Market {
+    pub tenant: String,
+    pub market: String,
+    pub crm_keys: Vec<CrmKeyDigest>,
+    pub voyado: VoyadoClient,
+    /// Identifies the Voyado tenant (its base URL) in logs and, later, in cache keys.
+    pub voyado_tenant: String,
+    pub region: String,
+    pub currency: String,
+    pub timezone: TimeZone,
+    pub locale: String,
+    pub plan: Arc<Plan>,
+    pub contact_type: String,
+    pub search_contact_types: Vec<String>,
+    /// Types a create promotes in place when the key already belongs to one of them.
+    pub promote_contact_types: Vec<String>,
+    pub contact_key: String,
+    pub member_number_lookup: MemberNumberLookup,
+    pub source: String,
+    pub create_defaults: Map<String, Value>,
+    pub create_as_unapproved: bool,
+    pub required_fields: Vec<String>,
+    pub clearable_fields: Vec<String>,
+    pub read_only_fields: Vec<String>,
+    pub consent_map: Vec<(String, String)>,
+    pub consent_defaults: BTreeMap<String, bool>,
+    pub lookup_enabled: bool,
+    pub request_timeout: Duration,
+    pub undo_promotion: UndoPromotion,
+    pub errors: ErrorTable,
+}
+
+impl Market {
+    pub fn view(&self) -> MarketView<'_> {
+        MarketView {
+            currency: &self.currency,
+            timezone: &self.timezone,
+            locale: &self.locale,
+            region: &self.region,
+            consent_map: &self.consent_map,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub markets: Vec<Arc<Market>>,
+    /// The table used before a market is known (401, 404 on unknown paths).
+    pub errors: ErrorTable,
+    pub routes: RouteTable,
+}
+
+/// Where mapping profiles and the error table come from.
+pub enum MappingSource {
+    Dir(PathBuf),
+    /// The files shipped in `mappings/`, compiled into the binary (the demo uses them).
+    BuiltIn,
+}
+
+const BUILT_IN_DEFAULT: &str = include_str!("../mappings/default.toml");
+const BUILT_IN_ERRORS: &str = include_str!("../mappings/errors.toml");
+const BUILT_IN_ROUTES: &str = include_str!("../mappings/routes.toml");
+
+impl MappingSource {
+    fn read(&self, name: &str) -> Result<(String, String), String> {
+        match self {
+            MappingSource::Dir(dir) => {
+                let file = dir.join(format!("{name}.toml"));
+                let text = std::fs::read_to_string(&file)
+                    .map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
+                Ok((text, file.display().to_string()))
+            }
+            MappingSource::BuiltIn => match name {
+                "default" => Ok((BUILT_IN_DEFAULT.into(), "mappings/default.toml".into())),
+                "errors" => Ok((BUILT_IN_ERRORS.into(), "mappings/errors.toml".into())),
+                "routes" => Ok((BUILT_IN_ROUTES.into(), "mappings/routes.toml".into())),
+                other => Err(format!("no built-in mapping profile '{other}'")),
+            },
+        }
+    }
+}
+
+/// Every problem found in a config, each naming the file and key.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", errors.join("\n"))]
+pub struct ConfigError {
+    pub errors: Vec<String>,
+}
+
+/// Country defaults for the optional market keys.
+fn country_defaults(country: &str) -> Option<(&'static str, &'static str, &'static str)> {
+    Some(match country {
+        "SE" => ("SEK", "Europe/Stockholm", "sv-SE"),
+        "NO" => ("NOK", "Europe/Oslo", "nb-NO"),
+        "FI" => ("EUR", "Europe/Helsinki", "fi-FI"),
+        "DK" => ("DKK", "Europe/Copenhagen", "da-DK"),
+        "DE" => ("EUR", "Europe/Berlin", "de-DE"),
+        "GB" => ("GBP", "Europe/London", "en-GB"),
+        _ => return None,
+    })
+}
+
+impl Config {
+    /// Loads and validates a config file; mappings are relative to the file.
+    pub fn load(file: &Path, http: reqwest::Client) -> Result<Config, ConfigError> {
+        let name = file.display().to_string();
+        let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
+            errors: vec![format!("{name}: cannot read: {e}")],
+        })?;
+        let base = file.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, &name, |dir| MappingSource::Dir(base.join(dir)), http)
+    }
+
+    /// Parses config text. `mappings` turns the `mappings` key into a source of profiles.
+    pub fn parse(
+        text: &str,
+        name: &str,
+        mappings: impl FnOnce(&str) -> MappingSource,
+        http: reqwest::Client,
+    ) -> Result<Config, ConfigError> {
+        let fail = |errors: Vec<String>| ConfigError {
+            errors: errors.into_iter().map(|e| format!("{name}: {e}")).collect(),
+        };
+        let mut raw: toml::Value = toml::from_str(text).map_err(|e| fail(vec![e.to_string()]))?;
+        let mut errors = Vec::new();
+        interpolate(&mut raw, String::new(), &mut errors);
+        if !errors.is_empty() {
+            return Err(fail(errors));
+        }
+        let file: ConfigFile = raw.try_into().map_err(|e| fail(vec![e.to_string()]))?;
+        let listen = file.listen.as_deref().unwrap_or("0.0.0.0:8080");
+        let listen = listen.parse().unwrap_or_else(|_| {
+            errors.push(format!("listen: '{listen}' is not an address:port"));
+            SocketAddr::from(([0, 0, 0, 0], 8080))
+        });
+        let source = mappings(file.mappings.as_deref().unwrap_or("mappings"));
+        let table = match source.read("errors") {
+            Ok((text, file)) => ErrorTable::parse(&text)
+                .map_err(|e| e.into_iter().map(|e| format!("{file}: {e}")).collect()),
+            Err(e) => Err(vec![e]),
+        };
+        let table = match table {
+            Ok(t) => t,
+            Err(mut e) => {
+                errors.append(&mut e);
+                return Err(fail(errors));
+            }
+        };
+        let routes = source
+            .read("routes")
+            .and_then(|(text, file)| RouteTable::parse(&text).map_err(|e| format!("{file}: {e}")));
+        let routes = match routes {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(e);
+                return Err(fail(errors));
+            }
+        };
+        if file.market.is_empty() {
+            errors.push("market: at least one [[market]] is needed".into());
+        }
+        let mut plans: BTreeMap<String, Option<Arc<Plan>>> = BTreeMap::new();
+        let mut markets = Vec::new();
+        for (i, m) in file.market.into_iter().enumerate() {
+            let at = format!("market[{i}]");
+            if markets
+                .iter()
+                .any(|o: &Arc<Market>| o.tenant == m.tenant && o.market == m.market)
+            {
+                errors.push(format!("{at}: a second market {}/{}", m.tenant, m.market));
+            }
+            let profile = m.mapping.clone().unwrap_or_else(|| "default".into());
+            let plan = plans
+                .entry(profile.clone())
+                .or_insert_with(|| {
+                    let loaded = source.read(&profile).and_then(|(text, file)| {
+                        Plan::compile(&text, &file).map_err(|e| e.to_string())
+                    });
+                    match loaded {
+                        Ok(plan) => Some(Arc::new(plan)),
+                        Err(e) => {
+                            errors.push(format!("{at}.mapping: {e}"));
+                            None
+                        }
+                    }
+                })
+                .clone();
+            if let Some(market) = build_market(m, &at, plan, &table, &http, &mut errors) {
+                markets.push(Arc::new(market));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(fail(errors));
+        }
+        Ok(Config {
+            listen,
+            markets,
+            errors: table,
+            routes,
+        })
+    }
+}
+
+fn build_market(
+    m: MarketFile,
+    at: &str,
+    plan: Option<Arc<Plan>>,
+    table: &ErrorTable,
+    http: &reqwest::Client,
+    errors: &mut Vec<String>,
+) -> Option<Market> {
+    let mut err = |key: &str, problem: String| errors.push(format!("{at}.{key}: {problem}"));
+    let path_safe = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    };
+    if !path_safe(&m.tenant) {
+        err("tenant", "must be letters, digits, '-' or '_'".into());
+    }
+    if !path_safe(&m.market) {
+        err("market", "must be letters, digits, '-' or '_'".into());
+    }
+    if m.crm_api_keys.is_empty() || m.crm_api_keys.iter().any(|k| k.expose().is_empty()) {
+        err("crm_api_keys", "needs at least one non-empty key".into());
+    }
+    if m.voyado_api_key.expose().is_empty() {
+        err("voyado_api_key", "must not be empty".into());
+    }
+    let region = match input::country_code(&m.default_country) {
+        Ok(c) => c,
+        Err(e) => {
+            err("default_country", e.into());
+            String::new()
+        }
+    };
+    let defaults = country_defaults(&region);
+    let pick = |value: Option<String>, default: Option<&str>| value.or(default.map(str::to_owned));
+    let currency = pick(m.currency, defaults.map(|d| d.0));
+    let timezone_name = pick(m.timezone, defaults.map(|d| d.1));
+    let locale = pick(m.locale, defaults.map(|d| d.2)).unwrap_or_else(|| "en-GB".into());
+    let currency = match currency {
+        Some(c) if c.len() == 3 && c.chars().all(|c| c.is_ascii_uppercase()) => c,
+        Some(_) => {
+            err("currency", "must be an ISO 4217 code such as SEK".into());
+            String::new()
+        }
+        None => {
+            err("currency", format!("is required for country '{region}'"));
+            String::new()
+        }
+    };
+    let timezone = match timezone_name.as_deref().map(TimeZone::get) {
+        Some(Ok(tz)) => tz,
+        Some(Err(_)) => {
+            err("timezone", "is not an IANA time zone".into());
+            TimeZone::UTC
+        }
+        None => {
+            err("timezone", format!("is required for country '{region}'"));
+            TimeZone::UTC
+        }
+    };
+    let request_timeout = Duration::from_millis(m.request_timeout_ms.unwrap_or(8_000));
+    let voyado_timeout = Duration::from_millis(m.voyado_timeout_ms.unwrap_or(3_000));
+    if voyado_timeout.is_zero() || voyado_timeout > request_timeout {
+        err(
+            "voyado_timeout_ms",
+            "must be above 0 and at most request_timeout_ms".into(),
+        );
+    }
+    let voyado = match VoyadoClient::new(
+        http.clone(),
+        &m.voyado_url,
+        m.voyado_api_key.expose(),
+        voyado_timeout,
+    ) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            err("voyado_url", e);
+            None
+        }
+    };
+    let errors_at = format!("{at}.errors");
+    let mut table_errors = Vec::new();
+    let market_errors = table.with_overrides(&m.errors, &errors_at, &mut table_errors);
+    let contact_type = m.contact_type.unwrap_or_else(|| "Member".into());
+    let search_contact_types = m
+        .search_contact_types
+        .unwrap_or_else(|| vec![contact_type.clone()]);
+    if search_contact_types.is_empty() {
+        err("search_contact_types", "must name at least one type".into());
+    }
+    let create_defaults = m
+        .create_defaults
+        .iter()
+        .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(Value::Null)))
+        .collect();
+    let plan = plan?;
+    let contact_key = m
+        .contact_key
+        .unwrap_or_else(|| plan.default_key().to_owned());
+    if !plan.has_field(&contact_key) || plan.search_key(&contact_key).is_none() {
+        err(
+            "contact_key",
+            format!("'{contact_key}' is not a searchable customer field"),
+        );
+    }
+    for (key, list) in [
+        ("required_fields", &m.required_fields),
+        ("clearable_fields", &m.clearable_fields),
+        ("read_only_fields", &m.read_only_fields),
+    ] {
+        for f in list {
+            if !plan.has_field(f) {
+                err(key, format!("'{f}' is not a customer field of the mapping"));
+            }
+        }
+    }
+    if m.clearable_fields.contains(&contact_key) {
+        err(
+            "clearable_fields",
+            format!("the contact key '{contact_key}' can never be cleared"),
+        );
+    }
+    errors.append(&mut table_errors);
+    Some(Market {
+        voyado_tenant: m.voyado_url.trim_end_matches('/').to_owned(),
+        tenant: m.tenant,
+        market: m.market,
+        crm_keys: m
+            .crm_api_keys
+            .iter()
+            .map(|k| CrmKeyDigest::of(k.expose()))
+            .collect(),
+        voyado: voyado?,
+        region,
+        currency,
+        timezone,
+        locale,
+        plan,
+        contact_type,
+        search_contact_types,
+        promote_contact_types: m
+            .promote_contact_types
+            .unwrap_or_else(|| vec!["Contact".into()]),
+        contact_key,
+        member_number_lookup: m
+            .member_number_lookup
+            .unwrap_or(MemberNumberLookup::CustomKey),
+        source: m.source.unwrap_or_else(|| "POS".into()),
+        create_defaults,
+        create_as_unapproved: m.create_as_unapproved,
+        required_fields: m.required_fields,
+        clearable_fields: m.clearable_fields,
+        read_only_fields: m.read_only_fields,
+        consent_map: m.consent_map.into_iter().collect(),
+        consent_defaults: m.consent_defaults,
+        lookup_enabled: m.lookup_enabled,
+        request_timeout,
+        undo_promotion: m.undo_promotion.unwrap_or(UndoPromotion::Refuse),
+        errors: market_errors,
+    })
+}
+
+/// Replaces `${NAME}` in every string with the environment variable; a missing one is an error
+/// naming the key (never the value).
+fn interpolate(value: &mut toml::Value, at: String, errors: &mut Vec<String>) {
+    match value {
+        toml::Value::String(s) if s.contains("${") => {
+            let mut out = String::with_capacity(s.len());
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find("${") {
+                out.push_str(&rest[..start]);
+                let Some(end) = rest[start..].find('}') else {
+                    errors.push(format!("{at}: unclosed '${{'"));
+                    return;
+                };
+                let name = &rest[start + 2..start + end];
+                match std::env::var(name) {
+                    Ok(v) => out.push_str(&v),
+                    Err(_) => errors.push(format!("{at}: environment variable {name} is not set")),
+                }
+                rest = &rest[start + end + 1..];
+            }
+            out.push_str(rest);
+            *s = out;
+        }
+        toml::Value::Array(items) => {
+            for (i, item) in items.iter_mut().enumerate() {
+                interpolate(item, format!("{at}[{i}]"), errors);
+            }
+        }
+        toml::Value::Table(table) => {
+            for (k, v) in table.iter_mut() {
+                let key = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                interpolate(v, key, errors);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(
+            text,
+            "test.toml",
+            |_| MappingSource::BuiltIn,
+            crate::voyado::build_http_client(),
+        )
+    }
+
+    const GOOD: &str = r#"
+        [[market]]
+        tenant = "DevShop"
+        market = "NOR"
+        crm_api_keys = ["${SVP_TEST_CRM_KEY}"]
+        voyado_url = "https://devshop.voyado.com"
+        voyado_api_key = "k"
+        default_country = "NO"
+    "#;
+
+    #[test]
+    fn interpolates_env_and_fills_country_defaults() {
+        // SAFETY: tests in this module are the only readers of this variable.
+        unsafe { std::env::set_var("SVP_TEST_CRM_KEY", "from-env") };
+        let config = parse(GOOD).unwrap();
+        let m = &config.markets[0];
+        assert_eq!(m.crm_keys, vec![CrmKeyDigest::of("from-env")]);
+        assert_eq!(m.currency, "NOK");
+        assert_eq!(m.locale, "nb-NO");
+        assert_eq!(m.contact_key, "email");
+        assert_eq!(config.listen.port(), 8080);
+    }
+
+    #[test]
+    fn reports_every_error_with_its_key() {
+        let text = r#"
+            listen = "nowhere"
+            [[market]]
+            tenant = "a/b"
+            market = "SE"
+            crm_api_keys = []
+            voyado_url = "ftp://x"
+            voyado_api_key = "${SVP_SURELY_UNSET_VAR}"
+            default_country = "XX"
+        "#;
+        let errors = parse(text).unwrap_err().errors;
+        assert_eq!(errors.len(), 1, "env errors come first: {errors:?}");
+        assert!(errors[0].contains("market[0].voyado_api_key"));
+        assert!(!errors[0].contains("SVP_SURELY_UNSET_VAR}"));
+        let errors = parse(&text.replace("${SVP_SURELY_UNSET_VAR}", "k"))
+            .unwrap_err()
+            .errors
+            .join("\n");
+        for key in [
+            "listen",
+            "market[0].tenant",
+            "market[0].crm_api_keys",
+            "market[0].voyado_url",
+            "market[0].default_country",
+            "market[0].currency",
+            "market[0].timezone",
+        ] {
+            assert!(errors.contains(key), "{key} missing in:\n{errors}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let text = GOOD.replace("default_country", "colour = \"red\"\ndefault_country");
+        // SAFETY: as above.
+        unsafe { std::env::set_var("SVP_TEST_CRM_KEY", "from-env") };
+        assert!(parse(&text).unwrap_err().to_string().contains("colour"));
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2");
+        assert_eq!(format!("{s} {s:?}"), "*** ***");
+    }
+}

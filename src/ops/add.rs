@@ -1,0 +1,162 @@
+//! Add customer: never a duplicate.
+//!
+//! Everything is validated before Voyado is called. Then the contact type's key is looked up: an
+//! existing approved contact of the market's type is `customer_exists`; an unapproved one, or one of
+//! a promotable type (e.g. an e-commerce `Contact`), is updated with the POS fields and promoted in
+//! place; otherwise a contact is created. An unclear create result is settled by looking the key up.
+
+use serde_json::{Map, Value};
+
+use super::card::fetch_card;
+use super::search::find_contact;
+use super::{CUSTOMER, OpRequest, upstream};
+use crate::config::Market;
+use crate::mapping::{KeySpec, WritePolicy};
+use crate::spi::ProxyError;
+use crate::spi::error::CUSTOMER_EXISTS;
+use crate::voyado::{Endpoint, VoyadoError};
+
+pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, ProxyError> {
+    let body = request.body()?;
+    let plan = &market.plan;
+    let view = market.view();
+    let key = plan.key_value(&market.contact_key, body, &view)?;
+    if let Some(missing) = market
+        .required_fields
+        .iter()
+        .find(|f| !plan.has_value(f, body))
+    {
+        return Err(ProxyError::field(missing, "is required"));
+    }
+    let now = jiff::Timestamp::now().to_string();
+    let policy = WritePolicy {
+        clearable: &[],
+        ignored: &[],
+        source: &market.source,
+        now: &now,
+    };
+    let new_contact = plan.contact_changes(body, &Value::Null, &policy, &view)?;
+    let key_spec = plan
+        .search_key(&market.contact_key)
+        .ok_or_else(ProxyError::internal)?;
+
+    let own_type = std::slice::from_ref(&market.contact_type);
+    if let Some(id) = find_contact(market, key_spec, &key, own_type).await? {
+        let contact = market
+            .voyado
+            .get(Endpoint::Contact, &[&id], &[])
+            .await
+            .map_err(upstream(market, CUSTOMER))?;
+        if plan.is_approved(&contact) {
+            return Err(exists());
+        }
+        return promote(market, &id, &contact, body, &policy).await;
+    }
+    if let Some(id) = find_contact(market, key_spec, &key, &market.promote_contact_types).await? {
+        let contact = market
+            .voyado
+            .get(Endpoint::Contact, &[&id], &[])
+            .await
+            .map_err(upstream(market, CUSTOMER))?;
+        return promote(market, &id, &contact, body, &policy).await;
+    }
+    let id = create(market, request, key_spec, &key, new_contact).await?;
+    fetch_card(market, &id).await
+}
+
+fn exists() -> ProxyError {
+    ProxyError::new(CUSTOMER_EXISTS, "a customer with this key already exists")
+}
+
+/// Updates an existing contact with the POS fields, then makes it the market's type. In that
+/// order, so that a failure half-way leaves a contact the next attempt promotes again.
+async fn promote(
+    market: &Market,
+    id: &str,
+    contact: &Value,
+    body: &Value,
+    policy: &WritePolicy<'_>,
+) -> Result<Value, ProxyError> {
+    let plan = &market.plan;
+    let changes = plan.contact_changes(body, contact, policy, &market.view())?;
+    if !changes.is_empty() {
+        let update = Value::Object(plan.voyado_body(changes));
+        market
+            .voyado
+            .send(Endpoint::UpdateContact, &[id], &[], &[], Some(&update))
+            .await
+            .map_err(upstream(market, CUSTOMER))?;
+    }
+    market
+        .voyado
+        .send(
+            Endpoint::UpdateContactType,
+            &[id],
+            &[("contactTypeId", &market.contact_type)],
+            &[("source", &market.source)],
+            None,
+        )
+        .await
+        .map_err(upstream(market, CUSTOMER))?;
+    tracing::info!(customer_id = id, "existing contact promoted in place");
+    fetch_card(market, id).await
+}
+
+/// Creates the contact and returns its id.
+async fn create(
+    market: &Market,
+    request: &OpRequest,
+    key_spec: &KeySpec,
+    key: &str,
+    new_contact: Map<String, Value>,
+) -> Result<String, ProxyError> {
+    let plan = &market.plan;
+    let mut body = plan.voyado_body(new_contact);
+    for (k, v) in &market.create_defaults {
+        body.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    body.insert(
+        plan.create_type_field().to_owned(),
+        Value::String(market.contact_type.clone()),
+    );
+    let mut headers = vec![("source", market.source.as_str())];
+    if let Some(store) = &request.store_id {
+        headers.push(("storeExternalId", store));
+    }
+    if market.create_as_unapproved {
+        headers.push(("createAsUnapproved", "true"));
+    }
+    let own_type = std::slice::from_ref(&market.contact_type);
+    let reply = market
+        .voyado
+        .send(
+            Endpoint::CreateContact,
+            &[],
+            &[],
+            &headers,
+            Some(&Value::Object(body)),
+        )
+        .await;
+    match reply {
+        // Voyado's v2 create may answer 200 with the id of a contact that already had the key.
+        Ok(reply) if reply.body.is_string() => Err(exists()),
+        Ok(reply) => match plan.item_id(&reply.body) {
+            Some(id) => Ok(id.to_owned()),
+            None => Err(upstream(market, CUSTOMER)(VoyadoError::Malformed)),
+        },
+        Err(e) if e.code() == Some("ContactWithKeyIsBeingCreated") => {
+            // Someone else is creating it right now: look once more, it is theirs either way.
+            let _ = find_contact(market, key_spec, key, own_type).await;
+            Err(exists())
+        }
+        Err(e) if e.unclear() => {
+            // The create may or may not have happened: Voyado's state decides, never a retry.
+            tracing::warn!(%e, "create result unclear; reading it back");
+            match find_contact(market, key_spec, key, own_type).await? {
+                Some(id) => Ok(id),
+                None => Err(upstream(market, CUSTOMER)(e)),
+            }
+        }
+        Err(e) => Err(upstream(market, CUSTOMER)(e)),
+    }
+}

@@ -1,0 +1,404 @@
+//! Redeem and undo: all or nothing, never duplicated.
+//!
+//! Redeem checks every item against the customer's full lists before any write, then redeems bonus
+//! checks (reversible) before promotions (irreversible); if a later item fails, the bonus checks
+//! redeemed in this request are reactivated. An unclear write result is settled by reading Voyado's
+//! redeemed state, never by a blind retry. Undo reactivates only this customer's redeemed bonus
+//! checks; a promotion redemption cannot be reverted in Voyado, so undoing one is refused.
+
+use serde_json::{Map, Value, json};
+
+use super::{OpRequest, upstream};
+use crate::config::{Market, UndoPromotion};
+use crate::mapping::RedeemNames;
+use crate::metrics;
+use crate::spi::error::{ALREADY_REDEEMED, CANNOT_UNDO_PROMOTION, EXPIRED, NOT_POS_CHANNEL};
+use crate::spi::{ProxyError, input};
+use crate::voyado::{Endpoint, VoyadoError};
+
+const BONUS_CHECK: &str = "bonus check";
+const PROMOTION: &str = "promotion";
+
+/// The ids a redeem or undo names, each a GUID, without repeats.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Items {
+    bonus_checks: Vec<String>,
+    promotions: Vec<String>,
+}
+
+impl Items {
+    fn push(list: &mut Vec<String>, field: &str, raw: Option<&str>) -> Result<(), ProxyError> {
+        let raw = raw.ok_or_else(|| ProxyError::field(field, "must be a string id"))?;
+        let id = input::guid(raw).map_err(|m| ProxyError::field(field, m))?;
+        if !list.contains(&id) {
+            list.push(id);
+        }
+        Ok(())
+    }
+
+    /// Reads `{"bonus_checks": [...], "promotions": [...]}` or `{"items": [{type, id}]}`.
+    fn from_body(names: &RedeemNames, body: &Value) -> Result<Items, ProxyError> {
+        let Some(object) = body.as_object() else {
+            return Err(ProxyError::field("body", "must be a JSON object"));
+        };
+        let mut items = Items::default();
+        if let Some(list) = object.get(&names.items) {
+            let list = list
+                .as_array()
+                .ok_or_else(|| ProxyError::field(&names.items, "must be a list"))?;
+            for (i, item) in list.iter().enumerate() {
+                let kind = item.get(&names.item_type).and_then(Value::as_str);
+                let id = item.get(&names.item_id).and_then(Value::as_str);
+                let field = format!("{}[{i}]", names.items);
+                let target = match kind {
+                    Some(k) if k == names.bonus_check_type => &mut items.bonus_checks,
+                    Some(k) if k == names.promotion_type => &mut items.promotions,
+                    _ => {
+                        return Err(ProxyError::field(
+                            &format!("{field}.{}", names.item_type),
+                            &format!(
+                                "must be {} or {}",
+                                names.bonus_check_type, names.promotion_type
+                            ),
+                        ));
+                    }
+                };
+                Items::push(target, &format!("{field}.{}", names.item_id), id)?;
+            }
+        }
+        for (name, target) in [
+            (&names.bonus_checks, &mut items.bonus_checks),
+            (&names.promotions, &mut items.promotions),
+        ] {
+            let Some(list) = object.get(name) else {
+                continue;
+            };
+            let list = list
+                .as_array()
+                .ok_or_else(|| ProxyError::field(name, "must be a list of ids"))?;
+            for (i, id) in list.iter().enumerate() {
+                Items::push(target, &format!("{name}[{i}]"), id.as_str())?;
+            }
+        }
+        items.non_empty(names)
+    }
+
+    /// Undo also takes `?bonus_checks=a,b&promotions=c`: some HTTP stacks drop a DELETE body.
+    fn from_query(names: &RedeemNames, query: &[(String, String)]) -> Result<Items, ProxyError> {
+        let mut items = Items::default();
+        for (key, value) in query {
+            let target = if key == &names.bonus_checks {
+                &mut items.bonus_checks
+            } else if key == &names.promotions {
+                &mut items.promotions
+            } else {
+                continue;
+            };
+            for id in value.split(',').filter(|s| !s.is_empty()) {
+                Items::push(target, key, Some(id))?;
+            }
+        }
+        items.non_empty(names)
+    }
+
+    fn non_empty(self, names: &RedeemNames) -> Result<Items, ProxyError> {
+        if self.bonus_checks.is_empty() && self.promotions.is_empty() {
+            return Err(ProxyError::field(
+                "body",
+                &format!("must name {} or {}", names.bonus_checks, names.promotions),
+            ));
+        }
+        Ok(self)
+    }
+
+    fn answer(names: &RedeemNames, bonus_checks: Vec<String>, promotions: Vec<String>) -> Value {
+        let mut out = Map::with_capacity(2);
+        out.insert(names.bonus_checks.clone(), json!(bonus_checks));
+        out.insert(names.promotions.clone(), json!(promotions));
+        Value::Object(out)
+    }
+}
+
+/// Fetches a list only when there is something to check against it.
+async fn list_if(
+    market: &Market,
+    needed: bool,
+    endpoint: Endpoint,
+    id: &str,
+) -> Result<Value, ProxyError> {
+    if !needed {
+        return Ok(Value::Null);
+    }
+    market
+        .voyado
+        .get(endpoint, &[id], &[])
+        .await
+        .map_err(upstream(market, super::CUSTOMER))
+}
+
+fn find<'a>(market: &Market, list: &'a Value, id: &str) -> Option<&'a Value> {
+    let plan = &market.plan;
+    plan.list_items(list).iter().find(|item| {
+        plan.item_id(item)
+            .is_some_and(|i| i.eq_ignore_ascii_case(id))
+    })
+}
+
+pub(super) async fn redeem(market: &Market, request: &OpRequest) -> Result<Value, ProxyError> {
+    let customer = request.customer_id()?;
+    let names = market.plan.redeem();
+    let items = Items::from_body(names, request.body()?)?;
+    let (checks, promotions) = tokio::join!(
+        list_if(
+            market,
+            !items.bonus_checks.is_empty(),
+            Endpoint::BonusChecks,
+            &customer
+        ),
+        list_if(
+            market,
+            !items.promotions.is_empty(),
+            Endpoint::Promotions,
+            &customer
+        ),
+    );
+    let (checks, promotions) = (checks?, promotions?);
+
+    // Every item is checked before the first write.
+    let plan = &market.plan;
+    let now = jiff::Timestamp::now();
+    let refuse = |item: &Value, what: &str| -> Result<(), ProxyError> {
+        if plan.item_redeemed(item) {
+            Err(ProxyError::new(
+                ALREADY_REDEEMED,
+                format!("the {what} is already redeemed"),
+            ))
+        } else if plan.item_expired(item, now) {
+            Err(ProxyError::new(EXPIRED, format!("the {what} has expired")))
+        } else {
+            Ok(())
+        }
+    };
+    for id in &items.bonus_checks {
+        let item = find(market, &checks, id).ok_or_else(|| ProxyError::not_found(BONUS_CHECK))?;
+        refuse(item, BONUS_CHECK)?;
+    }
+    for id in &items.promotions {
+        let item = find(market, &promotions, id).ok_or_else(|| ProxyError::not_found(PROMOTION))?;
+        refuse(item, PROMOTION)?;
+        if !plan.has_pos_channel(item) {
+            return Err(ProxyError::new(
+                NOT_POS_CHANNEL,
+                "the promotion cannot be redeemed at the POS",
+            ));
+        }
+    }
+
+    let mut redeemed_checks = Vec::with_capacity(items.bonus_checks.len());
+    for id in items.bonus_checks {
+        if let Err(e) = redeem_bonus_check(market, &customer, &id).await {
+            reactivate_all(market, &redeemed_checks).await;
+            return Err(e);
+        }
+        redeemed_checks.push(id);
+    }
+    let mut redeemed_promotions = Vec::with_capacity(items.promotions.len());
+    for id in items.promotions {
+        if let Err(e) = redeem_promotion(market, &customer, &id).await {
+            reactivate_all(market, &redeemed_checks).await;
+            if !redeemed_promotions.is_empty() {
+                metrics::count(metrics::PROMOTIONS_REDEEMED_BEFORE_FAILURE);
+                tracing::error!(
+                    customer_id = %customer,
+                    promotions = ?redeemed_promotions,
+                    "promotions redeemed before a failure cannot be reverted; staff must re-issue them"
+                );
+            }
+            return Err(e);
+        }
+        redeemed_promotions.push(id);
+    }
+    Ok(Items::answer(names, redeemed_checks, redeemed_promotions))
+}
+
+async fn redeem_bonus_check(market: &Market, customer: &str, id: &str) -> Result<(), ProxyError> {
+    let result = market
+        .voyado
+        .send(Endpoint::RedeemBonusCheck, &[customer, id], &[], &[], None)
+        .await;
+    settle(market, result.map(drop), BONUS_CHECK, || async {
+        let list = list_if(market, true, Endpoint::RedeemedBonusChecks, customer).await?;
+        Ok(find(market, &list, id).is_some())
+    })
+    .await
+}
+
+async fn redeem_promotion(market: &Market, customer: &str, id: &str) -> Result<(), ProxyError> {
+    let body = json!({ "redemptionChannel": market.plan.redeem().channel });
+    let result = market
+        .voyado
+        .send(
+            Endpoint::RedeemPromotion,
+            &[customer, id],
+            &[],
+            &[],
+            Some(&body),
+        )
+        .await;
+    settle(market, result.map(drop), PROMOTION, || async {
+        let list = list_if(market, true, Endpoint::Promotions, customer).await?;
+        Ok(find(market, &list, id).is_some_and(|p| market.plan.item_redeemed(p)))
+    })
+    .await
+}
+
+/// A write whose result is unclear (timeout, reset) is settled by reading Voyado's state.
+async fn settle<F, Fut>(
+    market: &Market,
+    result: Result<(), VoyadoError>,
+    what: &'static str,
+    happened: F,
+) -> Result<(), ProxyError>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<bool, ProxyError>>,
+{
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if e.unclear() => {
+            tracing::warn!(%e, "redeem result unclear; reading it back");
+            match happened().await {
+                Ok(true) => Ok(()),
+                _ => Err(upstream(market, what)(e)),
+            }
+        }
+        Err(e) => Err(upstream(market, what)(e)),
+    }
+}
+
+/// Compensation after a failed redeem. A failure here is logged with the ids so staff can act.
+async fn reactivate_all(market: &Market, ids: &[String]) {
+    for id in ids {
+        if let Err(e) = reactivate(market, id).await {
+            metrics::count(metrics::REDEEM_ROLLBACK_FAILED);
+            tracing::error!(bonus_check_id = %id, %e, "could not reactivate a bonus check after a failed redeem");
+        }
+    }
+}
+
+async fn reactivate(market: &Market, id: &str) -> Result<(), VoyadoError> {
+    match market
+        .voyado
+        .send(Endpoint::ReactivateVoucher, &[id], &[], &[], None)
+        .await
+    {
+        Err(e) if e.code() == Some("RewardVoucherAlreadyActivated") => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+pub(super) async fn undo(market: &Market, request: &OpRequest) -> Result<Value, ProxyError> {
+    let customer = request.customer_id()?;
+    let names = market.plan.redeem();
+    let items = match &request.body {
+        Some(body) => Items::from_body(names, body)?,
+        None => Items::from_query(names, &request.query)?,
+    };
+    if !items.promotions.is_empty() {
+        match market.undo_promotion {
+            UndoPromotion::Refuse => {
+                metrics::count(metrics::PROMOTION_UNDO_REFUSED);
+                tracing::warn!(
+                    customer_id = %customer,
+                    promotions = ?items.promotions,
+                    "undo of a promotion refused: Voyado cannot revert it; staff must re-issue it"
+                );
+                return Err(ProxyError::new(
+                    CANNOT_UNDO_PROMOTION,
+                    "a promotion redemption cannot be undone",
+                ));
+            }
+        }
+    }
+    let redeemed = list_if(market, true, Endpoint::RedeemedBonusChecks, &customer).await?;
+    for id in &items.bonus_checks {
+        if find(market, &redeemed, id).is_none() {
+            return Err(ProxyError::not_found(BONUS_CHECK));
+        }
+    }
+    let mut done: Vec<String> = Vec::with_capacity(items.bonus_checks.len());
+    for id in items.bonus_checks {
+        if let Err(e) = reactivate(market, &id).await {
+            // All or nothing: take back the reactivations this request made.
+            for back in &done {
+                if let Err(e) = redeem_bonus_check(market, &customer, back).await {
+                    metrics::count(metrics::REDEEM_ROLLBACK_FAILED);
+                    tracing::error!(bonus_check_id = %back, %e, "could not redeem a bonus check again after a failed undo");
+                }
+            }
+            return Err(upstream(market, BONUS_CHECK)(e));
+        }
+        done.push(id);
+    }
+    Ok(Items::answer(names, done, Vec::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::Plan;
+
+    const A: &str = "a26d8975-3b86-43c0-9b12-a86401074770";
+    const B: &str = "b26d8975-3b86-43c0-9b12-a86401074770";
+
+    fn names() -> RedeemNames {
+        let plan = Plan::compile(include_str!("../../mappings/default.toml"), "default").unwrap();
+        plan.redeem().clone()
+    }
+
+    #[test]
+    fn both_body_shapes_are_read() {
+        let n = names();
+        let lists =
+            Items::from_body(&n, &json!({"bonus_checks": [A, A], "promotions": [B]})).unwrap();
+        let typed = Items::from_body(
+            &n,
+            &json!({"items": [{"type": "bonus_check", "id": A}, {"type": "promotion", "id": B}]}),
+        )
+        .unwrap();
+        assert_eq!(lists, typed);
+        assert_eq!(lists.bonus_checks, vec![A]);
+    }
+
+    #[test]
+    fn bad_bodies_name_the_field() {
+        let n = names();
+        let cases = [
+            (json!([]), "body"),
+            (json!({}), "body"),
+            (json!({"bonus_checks": "x"}), "bonus_checks"),
+            (json!({"bonus_checks": ["..%2F"]}), "bonus_checks[0]"),
+            (
+                json!({"items": [{"type": "gift", "id": A}]}),
+                "items[0].type",
+            ),
+            (
+                json!({"items": [{"type": "promotion", "id": 7}]}),
+                "items[0].id",
+            ),
+        ];
+        for (body, field) in cases {
+            let e = Items::from_body(&n, &body).unwrap_err();
+            assert!(e.message.starts_with(field), "{body}: {}", e.message);
+        }
+    }
+
+    #[test]
+    fn undo_reads_query_lists() {
+        let q = vec![("bonus_checks".to_owned(), format!("{A},{B}"))];
+        assert_eq!(
+            Items::from_query(&names(), &q).unwrap().bonus_checks,
+            vec![A, B]
+        );
+    }
+}

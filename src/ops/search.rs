@@ -1,0 +1,83 @@
+//! Search customer: `key_type` + `key` → `[customer]` or `[]`.
+//!
+//! The key is normalised (E.164, 12-digit personal id, trimmed email) before Voyado sees it, then
+//! looked up per configured contact type in order; the first type that matches wins. Several
+//! matches are never resolved by picking one.
+
+use serde_json::{Value, json};
+
+use super::card::fetch_card;
+use super::{CUSTOMER, OpRequest, upstream};
+use crate::config::{Market, MemberNumberLookup};
+use crate::mapping::KeySpec;
+use crate::spi::{ProxyError, input};
+use crate::voyado::{Endpoint, VoyadoError};
+
+pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, ProxyError> {
+    let key_type = request.required_param("key_type")?;
+    let key = request.required_param("key")?;
+    let spec = market.plan.search_key(key_type).ok_or_else(|| {
+        let known: Vec<&str> = market.plan.search_key_types().collect();
+        ProxyError::field("key_type", &format!("must be one of {}", known.join(", ")))
+    })?;
+    let value = spec
+        .normalize
+        .apply(key, &market.region)
+        .map_err(|m| ProxyError::field("key", m))?;
+    match find_contact(market, spec, &value, &market.search_contact_types).await? {
+        Some(id) => Ok(json!([fetch_card(market, &id).await?])),
+        None => Ok(json!([])),
+    }
+}
+
+/// The id of the contact with this (normalised) key among `types`, first type first.
+pub(super) async fn find_contact(
+    market: &Market,
+    spec: &KeySpec,
+    value: &str,
+    types: &[String],
+) -> Result<Option<String>, ProxyError> {
+    for contact_type in types {
+        let found =
+            if spec.member_number && market.member_number_lookup == MemberNumberLookup::ByKey {
+                market
+                    .voyado
+                    .get(
+                        Endpoint::ContactByKey,
+                        &[contact_type],
+                        &[("keyValue", value)],
+                    )
+                    .await
+                    .map(|contact| market.plan.item_id(&contact).map(str::to_owned))
+            } else {
+                market
+                    .voyado
+                    .get(
+                        Endpoint::ContactId,
+                        &[],
+                        &[(spec.param.as_str(), value), ("contactType", contact_type)],
+                    )
+                    .await
+                    .map(|id| id.as_str().map(str::to_owned))
+            };
+        match found {
+            Ok(Some(id)) => {
+                return input::guid(&id)
+                    .map(Some)
+                    .map_err(|_| upstream(market, CUSTOMER)(VoyadoError::Malformed));
+            }
+            Ok(None) => return Err(upstream(market, CUSTOMER)(VoyadoError::Malformed)),
+            Err(e) if e.is_not_found() => continue,
+            Err(e) => {
+                if let VoyadoError::Status { matches, .. } = &e
+                    && *matches > 0
+                {
+                    // The count only: the ids are other people's contacts.
+                    tracing::info!(matches, "several contacts share the key");
+                }
+                return Err(upstream(market, CUSTOMER)(e));
+            }
+        }
+    }
+    Ok(None)
+}

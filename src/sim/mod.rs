@@ -1,0 +1,318 @@
+//! The built-in Voyado Engage simulator: an in-memory HTTP server with every v2 endpoint the proxy
+//! calls, Voyado's status and error codes, and Voyado-like validation. The demo, the tests and the
+//! benches run the proxy against it over a real socket.
+//!
+//! Each tenant's data sits behind its own API key (seeded from `fixtures/voyado.json`). Tests can
+//! count writes, read the request log and inject faults (an error status, a delay, a write whose
+//! answer never comes).
+
+mod handlers;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// The fixture shipped with the crate.
+pub const FIXTURE: &str = include_str!("../../fixtures/voyado.json");
+
+#[derive(Debug, Deserialize)]
+struct FixtureFile {
+    tenants: Vec<TenantFixture>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TenantFixture {
+    api_key: String,
+    contact_types: Vec<String>,
+    next_member_number: u64,
+    contacts: Vec<Value>,
+    consents: Vec<Value>,
+    persons: Vec<Value>,
+}
+
+/// One Voyado tenant's data.
+#[derive(Debug, Default)]
+pub(crate) struct Tenant {
+    contact_types: Vec<String>,
+    next_member_number: u64,
+    contacts: Vec<Value>,
+    promotions: HashMap<String, Vec<Value>>,
+    bonus_checks: HashMap<String, Vec<Value>>,
+    reactivations: HashMap<String, u32>,
+    points: HashMap<String, Value>,
+    statuses: HashMap<String, Value>,
+    transactions: HashMap<String, Vec<Value>>,
+    consents: Vec<Value>,
+    persons: Vec<Value>,
+}
+
+impl Tenant {
+    fn seed(fixture: TenantFixture) -> Tenant {
+        let mut tenant = Tenant {
+            contact_types: fixture.contact_types,
+            next_member_number: fixture.next_member_number,
+            consents: fixture.consents,
+            persons: fixture.persons,
+            ..Tenant::default()
+        };
+        for mut contact in fixture.contacts {
+            let id = contact["id"].as_str().unwrap_or_default().to_owned();
+            let Some(object) = contact.as_object_mut() else {
+                continue;
+            };
+            let mut take = |key: &str| object.remove(key);
+            if let Some(Value::Array(list)) = take("_promotions") {
+                tenant.promotions.insert(id.clone(), list);
+            }
+            if let Some(Value::Array(list)) = take("_bonus_checks") {
+                tenant.bonus_checks.insert(id.clone(), list);
+            }
+            if let Some(points) = take("_points") {
+                tenant.points.insert(id.clone(), points);
+            }
+            if let Some(Value::Array(list)) = take("_transactions") {
+                tenant.transactions.insert(id.clone(), list);
+            }
+            if let Some(status) = take("_status")
+                && let Some(n) = contact
+                    .pointer("/attributes/memberNumber")
+                    .and_then(Value::as_str)
+            {
+                tenant.statuses.insert(n.to_owned(), status);
+            }
+            tenant.contacts.push(contact);
+        }
+        tenant
+    }
+}
+
+/// What a fault does to the next matching request(s).
+#[derive(Debug, Clone)]
+pub enum FaultAction {
+    /// Answer this status with this Voyado error code (or none).
+    Status(u16, Option<&'static str>),
+    /// Wait, then handle the request normally.
+    Delay(Duration),
+    /// Handle the request (a write takes effect), then never answer in time.
+    ApplyThenHang(Duration),
+    /// Answer 200 with a body that is not JSON.
+    Garbage,
+}
+
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub method: Method,
+    /// The fault applies to paths that contain this text.
+    pub path_contains: &'static str,
+    pub action: FaultAction,
+    /// How many requests it applies to.
+    pub times: usize,
+}
+
+/// One request as the simulator saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub headers: http::HeaderMap,
+    pub body: Value,
+}
+
+#[derive(Default)]
+pub(crate) struct State {
+    tenants: HashMap<String, Tenant>,
+    faults: Vec<Fault>,
+    log: Vec<Seen>,
+    writes: usize,
+}
+
+/// A running simulator; it stops when dropped.
+pub struct Simulator {
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Simulator {
+    /// Starts on `addr` (port 0 for any) with the tenants of a fixture file.
+    pub async fn start(addr: SocketAddr, fixture: &str) -> std::io::Result<Simulator> {
+        let file: FixtureFile = serde_json::from_str(fixture)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        let mut state = State::default();
+        for tenant in file.tenants {
+            let key = tenant.api_key.clone();
+            state.tenants.insert(key, Tenant::seed(tenant));
+        }
+        let state = Arc::new(Mutex::new(state));
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (stop, mut stopped) = oneshot::channel();
+        let shared = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let stream = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => stream,
+                        Err(_) => continue,
+                    },
+                    _ = &mut stopped => break,
+                };
+                let state = shared.clone();
+                let service = hyper::service::service_fn(move |request| {
+                    let state = state.clone();
+                    async move { Ok::<_, Infallible>(serve(state, request).await) }
+                });
+                tokio::spawn(async move {
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Simulator {
+            addr,
+            state,
+            _stop: stop,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Successful writes (POSTs that changed data) so far.
+    pub fn writes(&self) -> usize {
+        self.state.lock().writes
+    }
+
+    /// Every request so far, oldest first.
+    pub fn requests(&self) -> Vec<Seen> {
+        self.state.lock().log.clone()
+    }
+
+    pub fn clear_requests(&self) {
+        self.state.lock().log.clear();
+    }
+
+    pub fn inject(&self, fault: Fault) {
+        self.state.lock().faults.push(fault);
+    }
+
+    /// A contact as the simulator holds it now (for assertions on what was written).
+    pub fn contact(&self, api_key: &str, id: &str) -> Option<Value> {
+        let state = self.state.lock();
+        let tenant = state.tenants.get(api_key)?;
+        tenant.contacts.iter().find(|c| c["id"] == id).cloned()
+    }
+
+    /// A bonus check as the simulator holds it now.
+    pub fn bonus_check(&self, api_key: &str, contact: &str, id: &str) -> Option<Value> {
+        let state = self.state.lock();
+        let checks = state.tenants.get(api_key)?.bonus_checks.get(contact)?;
+        checks.iter().find(|c| c["id"] == id).cloned()
+    }
+
+    /// A promotion as the simulator holds it now.
+    pub fn promotion(&self, api_key: &str, contact: &str, id: &str) -> Option<Value> {
+        let state = self.state.lock();
+        let list = state.tenants.get(api_key)?.promotions.get(contact)?;
+        list.iter().find(|c| c["id"] == id).cloned()
+    }
+}
+
+fn take_fault(state: &Mutex<State>, method: &Method, path: &str) -> Option<FaultAction> {
+    let mut state = state.lock();
+    let index = state
+        .faults
+        .iter()
+        .position(|f| f.method == *method && path.contains(f.path_contains) && f.times > 0)?;
+    let fault = &mut state.faults[index];
+    fault.times -= 1;
+    let action = fault.action.clone();
+    if fault.times == 0 {
+        state.faults.remove(index);
+    }
+    Some(action)
+}
+
+async fn serve(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let path = parts.uri.path().to_owned();
+    let query = parts.uri.query().unwrap_or("").to_owned();
+    let parsed: Value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).unwrap_or(Value::String("<not json>".into()))
+    };
+    state.lock().log.push(Seen {
+        method: parts.method.clone(),
+        path: path.clone(),
+        query: query.clone(),
+        headers: parts.headers.clone(),
+        body: parsed.clone(),
+    });
+    let mut hang_after = None;
+    match take_fault(&state, &parts.method, &path) {
+        Some(FaultAction::Status(status, code)) => {
+            let body = match code {
+                Some(code) => handlers::error_body(code),
+                None => Value::Null,
+            };
+            return handlers::reply(status, &body);
+        }
+        Some(FaultAction::Delay(d)) => tokio::time::sleep(d).await,
+        Some(FaultAction::ApplyThenHang(d)) => hang_after = Some(d),
+        Some(FaultAction::Garbage) => {
+            return Response::new(Full::new(Bytes::from_static(b"<html>not json</html>")));
+        }
+        None => {}
+    }
+    let query: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let response = {
+        let mut state = state.lock();
+        let outcome = handlers::handle(
+            &mut state,
+            &parts.method,
+            &path,
+            &query,
+            &parts.headers,
+            &body,
+        );
+        if outcome.wrote {
+            state.writes += 1;
+        }
+        outcome.response
+    };
+    if let Some(d) = hang_after {
+        tokio::time::sleep(d).await;
+    }
+    response
+}
+
+impl State {
+    pub(crate) fn tenant(&mut self, key: &str) -> Option<&mut Tenant> {
+        self.tenants.get_mut(key)
+    }
+}

@@ -1,0 +1,168 @@
+//! The HTTP client for one market's Voyado tenant.
+//!
+//! Every call carries `apikey`, `User-Agent: sitoo-voyado-proxy/<version>` and
+//! `Content-Type: application/json` (Voyado answers 500 without it), has its own timeout, and is
+//! logged by endpoint name only. A GET is tried once more after a connection error, 502 or 503;
+//! a POST never is.
+
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderValue, Method, header};
+use serde_json::Value;
+use tokio::time::Instant;
+use url::Url;
+
+use super::{Endpoint, VoyadoError};
+
+/// A successful answer: the status (Voyado answers 200 or 201 on a create) and the JSON body
+/// (`Null` when empty).
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Value,
+}
+
+#[derive(Clone)]
+pub struct VoyadoClient {
+    http: reqwest::Client,
+    base: Url,
+    headers: HeaderMap,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for VoyadoClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VoyadoClient").finish_non_exhaustive()
+    }
+}
+
+/// One connection pool for all markets; rustls with the ring provider, no OpenSSL.
+pub fn build_http_client() -> reqwest::Client {
+    // Installing twice is harmless; the first provider stays.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(60))
+        .connect_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap_or_default()
+}
+
+impl VoyadoClient {
+    pub fn new(
+        http: reqwest::Client,
+        base: &str,
+        api_key: &str,
+        timeout: Duration,
+    ) -> Result<VoyadoClient, String> {
+        let base = Url::parse(base).map_err(|e| format!("not a URL: {e}"))?;
+        if !matches!(base.scheme(), "http" | "https") || base.host().is_none() {
+            return Err("must be an http(s) URL with a host".into());
+        }
+        let mut key = HeaderValue::from_str(api_key).map_err(|_| "is not a valid header value")?;
+        key.set_sensitive(true);
+        let mut headers = HeaderMap::new();
+        headers.insert("apikey", key);
+        headers.insert(
+            header::USER_AGENT,
+            HeaderValue::from_static(concat!("sitoo-voyado-proxy/", env!("CARGO_PKG_VERSION"))),
+        );
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        Ok(VoyadoClient {
+            http,
+            base,
+            headers,
+            timeout,
+        })
+    }
+
+    /// A GET, tried once more if the first attempt failed in a way a retry can fix.
+    pub async fn get(
+        &self,
+        endpoint: Endpoint,
+        segments: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<Value, VoyadoError> {
+        match self.send(endpoint, segments, query, &[], None).await {
+            Err(e) if e.retryable() => self.send(endpoint, segments, query, &[], None).await,
+            other => other,
+        }
+        .map(|reply| reply.body)
+    }
+
+    /// One call, never retried. `headers` are extra request headers (e.g. `source` on a create).
+    pub async fn send(
+        &self,
+        endpoint: Endpoint,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        headers: &[(&'static str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Reply, VoyadoError> {
+        let (method, _) = endpoint.route();
+        let mut url = self.base.clone();
+        url.set_path(&format!(
+            "{}{}",
+            self.base.path().trim_end_matches('/'),
+            endpoint.path(segments)
+        ));
+        if !query.is_empty() {
+            url.query_pairs_mut().extend_pairs(query);
+        }
+        let mut request = self
+            .http
+            .request(method.clone(), url)
+            .headers(self.headers.clone())
+            .timeout(self.timeout);
+        for (name, value) in headers {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                request = request.header(*name, v);
+            }
+        }
+        if let Some(body) = body {
+            request = request.body(serde_json::to_vec(body).unwrap_or_default());
+        } else if method == Method::POST {
+            request = request.body(Vec::new());
+        }
+        let started = Instant::now();
+        let result = self.exchange(request).await;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        match &result {
+            Ok(reply) => {
+                tracing::debug!(?endpoint, status = reply.status, elapsed_ms, "voyado call")
+            }
+            Err(error) => tracing::debug!(?endpoint, %error, elapsed_ms, "voyado call failed"),
+        }
+        result
+    }
+
+    async fn exchange(&self, request: reqwest::RequestBuilder) -> Result<Reply, VoyadoError> {
+        // reqwest errors carry the URL (with its query: personal data); only their kind is kept.
+        let kind = |e: reqwest::Error| {
+            if e.is_timeout() {
+                VoyadoError::Timeout
+            } else {
+                VoyadoError::Connect
+            }
+        };
+        let response = request.send().await.map_err(kind)?;
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
+        let bytes = response.bytes().await.map_err(kind)?;
+        if !(200..300).contains(&status) {
+            return Err(VoyadoError::from_body(status, &bytes, retry_after));
+        }
+        let body = if bytes.iter().all(u8::is_ascii_whitespace) {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).map_err(|_| VoyadoError::Malformed)?
+        };
+        Ok(Reply { status, body })
+    }
+}

@@ -1,0 +1,99 @@
+//! Every Voyado v2 call the proxy makes, in one table: method, path template, and the name that
+//! appears in logs (the template, never the filled-in URL).
+
+use http::Method;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
+
+/// Everything but letters, digits, `-` and `_` is encoded in a path segment (`.` too: no `..`).
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_');
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    ContactId,
+    ContactByKey,
+    Contact,
+    CreateContact,
+    UpdateContact,
+    UpdateContactType,
+    Promotions,
+    RedeemPromotion,
+    BonusChecks,
+    AvailableBonusChecks,
+    RedeemedBonusChecks,
+    RedeemBonusCheck,
+    ReactivateVoucher,
+    PointAccounts,
+    MemberStatus,
+    Transactions,
+    Consents,
+    PersonLookup,
+}
+
+impl Endpoint {
+    /// Method and path template; each `{}` is filled with one percent-encoded segment.
+    pub const fn route(self) -> (Method, &'static str) {
+        use Endpoint::*;
+        match self {
+            ContactId => (Method::GET, "/api/v2/contacts/id"),
+            ContactByKey => (Method::GET, "/api/v2/contacts/{}/bykey"),
+            Contact => (Method::GET, "/api/v2/contacts/{}"),
+            CreateContact => (Method::POST, "/api/v2/contacts"),
+            UpdateContact => (Method::POST, "/api/v2/contacts/{}"),
+            UpdateContactType => (Method::POST, "/api/v2/contacts/{}/updateContactType"),
+            Promotions => (Method::GET, "/api/v2/contacts/{}/promotions"),
+            RedeemPromotion => (Method::POST, "/api/v2/contacts/{}/promotions/{}/redeem"),
+            BonusChecks => (Method::GET, "/api/v2/contacts/{}/bonuschecks"),
+            AvailableBonusChecks => (Method::GET, "/api/v2/contacts/{}/bonuschecks/available"),
+            RedeemedBonusChecks => (Method::GET, "/api/v2/contacts/{}/bonuschecks/redeemed"),
+            RedeemBonusCheck => (Method::POST, "/api/v2/contacts/{}/bonuschecks/{}/redeem"),
+            ReactivateVoucher => (
+                Method::POST,
+                "/api/v2/promotions/reward-vouchers/{}/reactivate",
+            ),
+            PointAccounts => (Method::GET, "/api/v2/point-accounts"),
+            MemberStatus => (Method::GET, "/api/v2/memberstatus"),
+            Transactions => (Method::GET, "/api/v2/contacts/{}/transactions"),
+            Consents => (Method::GET, "/api/v2/consents"),
+            PersonLookup => (Method::GET, "/api/v2/personlookup/getpersonlookup"),
+        }
+    }
+
+    pub fn is_write(self) -> bool {
+        self.route().0 != Method::GET
+    }
+
+    /// The path with `segments` filled in, each percent-encoded so no `/`, `?` or `#` survives.
+    pub fn path(self, segments: &[&str]) -> String {
+        let template = self.route().1;
+        let mut out = String::with_capacity(template.len() + 40);
+        let mut parts = template.split("{}");
+        let mut segments = segments.iter();
+        if let Some(first) = parts.next() {
+            out.push_str(first);
+        }
+        for part in parts {
+            if let Some(segment) = segments.next() {
+                out.extend(percent_encoding::utf8_percent_encode(segment, SEGMENT));
+            }
+            out.push_str(part);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_encoded_into_the_template() {
+        assert_eq!(
+            Endpoint::RedeemBonusCheck.path(&["a", "b"]),
+            "/api/v2/contacts/a/bonuschecks/b/redeem"
+        );
+        assert_eq!(
+            Endpoint::Contact.path(&["../x?y#z"]),
+            "/api/v2/contacts/%2E%2E%2Fx%3Fy%23z"
+        );
+    }
+}

@@ -1,0 +1,112 @@
+//! What can go wrong on a Voyado call, decoded tolerantly from whatever error body Voyado sent
+//! (`errorCode`/`message`, `validationErrors`, `messageDetails.multipleMatchesFound`, or RFC 7807).
+//! Voyado's raw body and the request URL never travel further than this module.
+
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VoyadoError {
+    #[error("Voyado answered {status} {code:?}")]
+    Status {
+        status: u16,
+        code: Option<String>,
+        /// Names of fields Voyado's validation errors point at (never their values).
+        fields: Vec<String>,
+        /// How many contacts a `MultipleMatches` named.
+        matches: usize,
+        retry_after: Option<u64>,
+    },
+    #[error("Voyado did not answer in time")]
+    Timeout,
+    #[error("Voyado could not be reached")]
+    Connect,
+    #[error("Voyado's answer could not be read")]
+    Malformed,
+}
+
+impl VoyadoError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            VoyadoError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            VoyadoError::Status { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.status() == Some(404)
+    }
+
+    /// A GET may be tried again after these.
+    pub fn retryable(&self) -> bool {
+        matches!(self, VoyadoError::Connect) || matches!(self.status(), Some(502 | 503))
+    }
+
+    /// Whether a write may or may not have happened: the caller must read Voyado's state.
+    pub fn unclear(&self) -> bool {
+        matches!(
+            self,
+            VoyadoError::Timeout | VoyadoError::Connect | VoyadoError::Malformed
+        )
+    }
+
+    pub fn from_body(status: u16, body: &[u8], retry_after: Option<u64>) -> VoyadoError {
+        let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
+        // ProblemDetails puts a human sentence in `title`; only an identifier-like one is a code.
+        let code = text("errorCode")
+            .or_else(|| text("code"))
+            .or_else(|| text("title").filter(|t| !t.contains(' ') && !t.is_empty()));
+        let fields = value
+            .get("validationErrors")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                ["field", "fieldName", "propertyName", "name"]
+                    .iter()
+                    .find_map(|k| e.get(*k).and_then(Value::as_str))
+            })
+            .map(str::to_owned)
+            .collect();
+        let matches = value
+            .pointer("/messageDetails/multipleMatchesFound")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        VoyadoError::Status {
+            status,
+            code,
+            fields,
+            matches,
+            retry_after,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_every_known_error_shape() {
+        let e = VoyadoError::from_body(409, br#"{"errorCode":"MultipleMatches","message":"x","messageDetails":{"multipleMatchesFound":["a","b"]}}"#, None);
+        assert_eq!(e.code(), Some("MultipleMatches"));
+        assert!(matches!(e, VoyadoError::Status { matches: 2, .. }));
+        let e = VoyadoError::from_body(422, br#"{"errorCode":"ValidationError","validationErrors":[{"field":"email","errorDescription":"bad"}]}"#, None);
+        assert!(matches!(&e, VoyadoError::Status { fields, .. } if fields == &["email"]));
+        let e = VoyadoError::from_body(
+            404,
+            br#"{"type":"x","title":"Not Found","status":404,"detail":"d"}"#,
+            None,
+        );
+        assert_eq!(e.code(), None);
+        let e = VoyadoError::from_body(500, b"<html>oops</html>", None);
+        assert_eq!(e.status(), Some(500));
+    }
+}
