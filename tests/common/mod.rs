@@ -1,0 +1,234 @@
+//! The black-box harness: the Voyado simulator and the proxy, each on its own loopback socket,
+//! and a real HTTP client talking to the proxy the way Sitoo POS does.
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use sitoo_voyado_proxy::config::{Config, MappingSource};
+use sitoo_voyado_proxy::server::{App, serve};
+use sitoo_voyado_proxy::sim::{FIXTURE, Simulator};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub const ANNA: &str = "8f0c1d2e-0000-4000-8000-000000000001";
+pub const BO: &str = "8f0c1d2e-0000-4000-8000-000000000002";
+pub const ERIK: &str = "8f0c1d2e-0000-4000-8000-000000000003";
+pub const NORA: &str = "8f0c1d2e-0000-4000-8000-000000000006";
+pub const ULLA: &str = "8f0c1d2e-0000-4000-8000-000000000007";
+pub const OLLE: &str = "8f0c1d2e-0000-4000-8000-000000000101";
+/// Anna's bonus checks: available 100 kr, redeemed 75 kr, expired, EUR-only, and a second one.
+pub const CHECK_100: &str = "8f0c1d2e-3000-4000-8000-000000000001";
+pub const CHECK_REDEEMED: &str = "8f0c1d2e-3000-4000-8000-000000000002";
+pub const CHECK_EXPIRED: &str = "8f0c1d2e-3000-4000-8000-000000000003";
+pub const CHECK_SECOND: &str = "8f0c1d2e-3000-4000-8000-000000000005";
+/// Nora's bonus check.
+pub const CHECK_NORA: &str = "8f0c1d2e-3000-4000-8000-000000000006";
+/// Anna's promotions: 10% (POS), 50 kr (POS), ECOM-only, redeemed, expired.
+pub const PROMO_10: &str = "8f0c1d2e-1000-4000-8000-000000000001";
+pub const PROMO_50: &str = "8f0c1d2e-1000-4000-8000-000000000002";
+pub const PROMO_ECOM: &str = "8f0c1d2e-1000-4000-8000-000000000003";
+pub const PROMO_REDEEMED: &str = "8f0c1d2e-1000-4000-8000-000000000004";
+pub const PROMO_EXPIRED: &str = "8f0c1d2e-1000-4000-8000-000000000005";
+pub const UNKNOWN_ID: &str = "00000000-0000-4000-8000-00000000beef";
+
+pub const DEMO_KEY: &str = "sim-demo-key";
+pub const OTHER_KEY: &str = "sim-other-key";
+
+/// The markets the tests use; `{voyado}` is the simulator, `{extra}` extra keys for demo/SE.
+const CONFIG: &str = r#"
+listen = "127.0.0.1:0"
+
+[[market]]
+tenant = "demo"
+market = "SE"
+crm_api_keys = ["se-key", "se-key-rotated"]
+voyado_url = "{voyado}"
+voyado_api_key = "sim-demo-key"
+default_country = "SE"
+lookup_enabled = true
+clearable_fields = ["name_last", "invoice_address.address"]
+required_fields = ["name_first"]
+consent_defaults = { memberTerms = true }
+voyado_timeout_ms = 400
+request_timeout_ms = 1500
+{extra}
+
+[[market]]
+tenant = "demo"
+market = "NO"
+crm_api_keys = ["no-key"]
+voyado_url = "{voyado}"
+voyado_api_key = "sim-demo-key"
+default_country = "NO"
+voyado_timeout_ms = 400
+request_timeout_ms = 1500
+
+[[market]]
+tenant = "other"
+market = "SE"
+crm_api_keys = ["other-key"]
+voyado_url = "{voyado}"
+voyado_api_key = "sim-other-key"
+default_country = "SE"
+"#;
+
+pub struct Harness {
+    pub sim: Simulator,
+    pub proxy: String,
+    pub client: reqwest::Client,
+    _stop: oneshot::Sender<()>,
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The SPI error envelope's reason.
+    pub fn reason(&self) -> &str {
+        self.body["error_data"]["reason"].as_str().unwrap_or("")
+    }
+
+    pub fn message(&self) -> &str {
+        self.body["error_data"]["message"].as_str().unwrap_or("")
+    }
+
+    /// Asserts a complete SPI error envelope with this status and reason.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, reason: &str) {
+        assert_eq!(self.status.as_u16(), status, "{}", self.body);
+        assert_eq!(self.reason(), reason, "{}", self.body);
+        assert_eq!(self.body["statuscode"], status, "{}", self.body);
+        assert!(self.body["error_code"].is_string(), "{}", self.body);
+        assert_eq!(self.body["errortext"], self.body["error_data"]["message"]);
+        assert!(
+            self.body["request_id"]
+                .as_str()
+                .is_some_and(|r| !r.is_empty()),
+            "{}",
+            self.body
+        );
+    }
+
+    /// Asserts a 400 `invalid_input` whose message starts with the field name.
+    #[track_caller]
+    pub fn assert_field(&self, field: &str) {
+        self.assert_error(400, "invalid_input");
+        assert!(
+            self.message().starts_with(field),
+            "message should name {field}: {}",
+            self.message()
+        );
+    }
+}
+
+impl Harness {
+    pub async fn start() -> Harness {
+        Harness::with("").await
+    }
+
+    /// Starts with extra config keys for the demo/SE market.
+    pub async fn with(extra: &str) -> Harness {
+        let sim = Simulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), FIXTURE)
+            .await
+            .unwrap();
+        let text = CONFIG
+            .replace("{voyado}", &sim.url())
+            .replace("{extra}", extra);
+        Harness::serve(sim, &text).await
+    }
+
+    pub async fn serve(sim: Simulator, config_text: &str) -> Harness {
+        let config = Config::parse(
+            config_text,
+            "test config",
+            |_| MappingSource::BuiltIn,
+            sitoo_voyado_proxy::voyado::build_http_client(),
+        )
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app: Arc<App> = App::new(config);
+        tokio::spawn(serve(listener, app, async {
+            let _ = stopped.await;
+        }));
+        Harness {
+            sim,
+            proxy,
+            client: reqwest::Client::new(),
+            _stop: stop,
+        }
+    }
+
+    /// A request as the POS sends it: Basic auth with `key` (or none), an optional raw body.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        body: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Answer {
+        let mut request = self.client.request(method, format!("{}{path}", self.proxy));
+        if let Some(key) = key {
+            request = request.basic_auth("pos", Some(key));
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// GET on demo/SE with the right key.
+    pub async fn get(&self, path: &str) -> Answer {
+        self.call(
+            Method::GET,
+            &format!("/demo/SE{path}"),
+            Some("se-key"),
+            None,
+            &[],
+        )
+        .await
+    }
+
+    /// A write on demo/SE with the right key and a JSON body.
+    pub async fn send(&self, method: Method, path: &str, body: &Value) -> Answer {
+        self.call(
+            method,
+            &format!("/demo/SE{path}"),
+            Some("se-key"),
+            Some(&body.to_string()),
+            &[],
+        )
+        .await
+    }
+
+    /// Requests the simulator saw whose path contains `part`.
+    pub fn seen(&self, method: &str, part: &str) -> Vec<sitoo_voyado_proxy::sim::Seen> {
+        self.sim
+            .requests()
+            .into_iter()
+            .filter(|r| r.method.as_str() == method && r.path.contains(part))
+            .collect()
+    }
+}
