@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use sitoo_voyado_proxy::config::Config;
 use sitoo_voyado_proxy::server::{App, serve};
-use sitoo_voyado_proxy::spi::input::warm_up_phone_metadata;
 use sitoo_voyado_proxy::{demo, voyado};
 use tokio::net::TcpListener;
 
@@ -105,7 +104,6 @@ async fn run(command: Command) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    warm_up_phone_metadata();
     let listener = match TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(e) => {

@@ -47,6 +47,9 @@ pub struct App {
 
 impl App {
     pub fn new(config: Config) -> Arc<App> {
+        // The first phone parse loads the metadata (about a second in a debug build): not on a
+        // cashier's request.
+        crate::spi::input::warm_up_phone_metadata();
         Arc::new(App {
             config,
             decoy_key: CrmKeyDigest::of(&uuid::Uuid::new_v4().to_string()),

@@ -262,7 +262,10 @@ fn wish<'a>(field: &FieldRule, body: &'a Value) -> Result<Wish<'a>, FieldError> 
     let mut current = body;
     for (depth, key) in field.spi_keys.iter().enumerate() {
         let Some(map) = current.as_object() else {
-            let parent = field.spi_keys[..depth].join(".");
+            let parent = match depth {
+                0 => "body".to_owned(),
+                _ => field.spi_keys[..depth].join("."),
+            };
             return Err(FieldError::new(&parent, "must be an object"));
         };
         match map.get(key) {

@@ -103,7 +103,8 @@ impl Tenant {
 /// What a fault does to the next matching request(s).
 #[derive(Debug, Clone)]
 pub enum FaultAction {
-    /// Answer this status with this Voyado error code (or none).
+    /// Answer this status with this Voyado error code (or none); 429 and 503 carry
+    /// `Retry-After: 2`.
     Status(u16, Option<&'static str>),
     /// Wait, then handle the request normally.
     Delay(Duration),
@@ -278,7 +279,14 @@ async fn serve(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Response
                 Some(code) => handlers::error_body(code),
                 None => Value::Null,
             };
-            return handlers::reply(status, &body);
+            let mut response = handlers::reply(status, &body);
+            if matches!(status, 429 | 503) {
+                response.headers_mut().insert(
+                    http::header::RETRY_AFTER,
+                    http::HeaderValue::from_static("2"),
+                );
+            }
+            return response;
         }
         Some(FaultAction::Delay(d)) => tokio::time::sleep(d).await,
         Some(FaultAction::ApplyThenHang(d)) => hang_after = Some(d),

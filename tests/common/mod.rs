@@ -53,7 +53,7 @@ clearable_fields = ["name_last", "invoice_address.address"]
 required_fields = ["name_first"]
 consent_defaults = { memberTerms = true }
 voyado_timeout_ms = 400
-request_timeout_ms = 1500
+request_timeout_ms = {deadline}
 {extra}
 
 [[market]]
@@ -134,12 +134,22 @@ impl Harness {
 
     /// Starts with extra config keys for the demo/SE market.
     pub async fn with(extra: &str) -> Harness {
+        Harness::configured(extra, 1500).await
+    }
+
+    /// demo/SE with this request deadline (the Voyado call timeout stays 400 ms).
+    pub async fn with_deadline(deadline_ms: u64) -> Harness {
+        Harness::configured("", deadline_ms).await
+    }
+
+    async fn configured(extra: &str, deadline_ms: u64) -> Harness {
         let sim = Simulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), FIXTURE)
             .await
             .unwrap();
         let text = CONFIG
             .replace("{voyado}", &sim.url())
-            .replace("{extra}", extra);
+            .replace("{extra}", extra)
+            .replace("{deadline}", &deadline_ms.to_string());
         Harness::serve(sim, &text).await
     }
 

@@ -1,0 +1,231 @@
+//! Privacy and isolation: one tenant's key never reads another tenant's customer, and at
+//! `RUST_LOG=debug` no email, phone, personal id, name or key reaches the logs — on success
+//! paths, on Voyado errors and on timeouts alike.
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use reqwest::Method;
+use serde_json::json;
+use sitoo_voyado_proxy::sim::{Fault, FaultAction};
+
+#[tokio::test]
+async fn one_tenants_key_cannot_read_another_tenants_customer() {
+    let h = Harness::start().await;
+    // demo reads Anna first, so anything remembered from it would be there to leak.
+    assert_eq!(h.get(&format!("/customers/{ANNA}")).await.status, 200);
+    let other = |path: String| {
+        let h = &h;
+        async move {
+            h.call(
+                Method::GET,
+                &format!("/other/SE{path}"),
+                Some("other-key"),
+                None,
+                &[],
+            )
+            .await
+        }
+    };
+    other(format!("/customers/{ANNA}"))
+        .await
+        .assert_error(404, "not_found");
+    other(format!("/customers/{ANNA}/transactions"))
+        .await
+        .assert_error(404, "not_found");
+    // The same email exists in both tenants: each key finds its own contact.
+    let a = other("/customers?key_type=email&key=anna.andersson%40example.com".into()).await;
+    assert_eq!(a.body[0]["customer_id"], OLLE, "{}", a.body);
+    let a = h
+        .get("/customers?key_type=email&key=anna.andersson%40example.com")
+        .await;
+    assert_eq!(a.body[0]["customer_id"], ANNA);
+    // A valid key of one tenant is no key at all for the other's path.
+    let a = h
+        .call(
+            Method::GET,
+            &format!("/demo/SE/customers/{ANNA}"),
+            Some("other-key"),
+            None,
+            &[],
+        )
+        .await;
+    a.assert_error(401, "unauthorized");
+    // Writes cannot cross either.
+    let body = json!({"bonus_checks": [CHECK_100]});
+    let a = h
+        .call(
+            Method::POST,
+            &format!("/other/SE/customers/{ANNA}/redeem"),
+            Some("other-key"),
+            Some(&body.to_string()),
+            &[],
+        )
+        .await;
+    a.assert_error(404, "not_found");
+    assert_eq!(
+        h.sim.bonus_check(DEMO_KEY, ANNA, CHECK_100).unwrap()["redeemed"],
+        false
+    );
+    // Every call for the other tenant carried its own Voyado key.
+    for seen in h.sim.requests() {
+        let key = seen.headers["apikey"].to_str().unwrap();
+        assert!(key == DEMO_KEY || key == OTHER_KEY);
+    }
+}
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn debug_logs_carry_no_personal_data_or_keys() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .try_init()
+        .expect("this test binary installs the only global subscriber");
+
+    let h = Harness::start().await;
+    // Success paths.
+    h.get("/customers?key_type=email&key=anna.andersson%40example.com")
+        .await;
+    h.get("/customers?key_type=mobile&key=0701112233").await;
+    h.get("/customers?key_type=personal_id&key=811218-9876")
+        .await;
+    h.get("/customers?key_type=mobile&key=0703334455").await; // ambiguous
+    h.get("/lookup?key_type=personal_id&key=700101-1233").await;
+    h.get(&format!("/customers/{ANNA}/transactions")).await;
+    let new = json!({"email": "jane.roe@example.com", "name_first": "Jane", "name_last": "Roe",
+                     "mobile": "0709998877", "personal_id": "19850505-5551"});
+    assert_eq!(h.send(Method::POST, "/customers", &new).await.status, 200);
+    let edit = json!({"name_last": "Andersdotter", "mobile": "0701112244"});
+    assert_eq!(
+        h.send(Method::PUT, &format!("/customers/{ANNA}"), &edit)
+            .await
+            .status,
+        200
+    );
+    // Bad input.
+    h.get("/customers?key_type=mobile&key=070-12").await;
+    h.send(
+        Method::POST,
+        "/customers",
+        &json!({"email": "broken@@example.com", "name_first": "Bo"}),
+    )
+    .await;
+    h.call(
+        Method::GET,
+        "/demo/SE/consents",
+        Some("se-key-wrong"),
+        None,
+        &[],
+    )
+    .await;
+    // Voyado errors, refused and unclear writes, timeouts.
+    h.sim.inject(Fault {
+        method: Method::GET,
+        path_contains: "/contacts/id",
+        action: FaultAction::Status(500, Some("InvalidSystemConfiguration")),
+        times: 1,
+    });
+    h.get("/customers?key_type=email&key=anna.andersson%40example.com")
+        .await;
+    h.sim.inject(Fault {
+        method: Method::GET,
+        path_contains: "/contacts/id",
+        action: FaultAction::Delay(Duration::from_millis(600)),
+        times: 1,
+    });
+    h.get("/customers?key_type=mobile&key=%2B46701112233").await;
+    h.sim.inject(Fault {
+        method: Method::POST,
+        path_contains: "/api/v2/contacts",
+        action: FaultAction::ApplyThenHang(Duration::from_millis(700)),
+        times: 1,
+    });
+    let slow =
+        json!({"email": "sara.slow@example.com", "name_first": "Sara", "mobile": "0705550000"});
+    h.send(Method::POST, "/customers", &slow).await;
+    h.sim.inject(Fault {
+        method: Method::POST,
+        path_contains: "/contacts/",
+        action: FaultAction::Status(400, Some("InvalidEmailAddress")),
+        times: 1,
+    });
+    h.send(
+        Method::PUT,
+        &format!("/customers/{ANNA}"),
+        &json!({"email": "anna.new@example.com"}),
+    )
+    .await;
+
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("request done"), "the capture works");
+    assert!(
+        logs.contains("route=\"/customers/{customer_id}\""),
+        "route templates are logged"
+    );
+    assert!(logs.contains("voyado call"), "debug events are captured");
+    let secrets = [
+        // emails
+        "anna.andersson",
+        "jane.roe",
+        "broken@@",
+        "sara.slow",
+        "anna.new",
+        "example.com",
+        // phones, in every shape they were sent
+        "46701112233",
+        "0701112233",
+        "070-12",
+        "709998877",
+        "0701112244",
+        "0705550000",
+        "0703334455",
+        // personal ids
+        "198112189876",
+        "811218-9876",
+        "197001011233",
+        "700101-1233",
+        "198505055551",
+        "19850505-5551",
+        // names
+        "Anna",
+        "Andersson",
+        "Andersdotter",
+        "Jane",
+        "Roe\"",
+        "Sven",
+        "Svensson",
+        "Sara",
+        // keys and credentials
+        "se-key",
+        "sim-demo-key",
+        "sim-other-key",
+        "cG9z",
+        "apikey: ",
+    ];
+    for secret in secrets {
+        assert!(
+            !logs.contains(secret),
+            "the logs contain {secret:?}:\n{logs}"
+        );
+    }
+}

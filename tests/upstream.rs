@@ -1,0 +1,272 @@
+//! Voyado misbehaving: every row of the Voyado→SPI error table, retries, deadlines, and writes
+//! whose result is unclear — settled by reading Voyado's state, never duplicated.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use reqwest::Method;
+use serde_json::json;
+use sitoo_voyado_proxy::sim::{FIXTURE, Fault, FaultAction, Simulator};
+
+fn fault(method: Method, path: &'static str, action: FaultAction) -> Fault {
+    Fault {
+        method,
+        path_contains: path,
+        action,
+        times: 1,
+    }
+}
+
+#[tokio::test]
+async fn voyado_statuses_map_through_the_error_table() {
+    let h = Harness::start().await;
+    let card = format!("/customers/{ANNA}");
+    let cases: [(FaultAction, u16, &str, Option<&str>); 6] = [
+        (
+            FaultAction::Status(429, None),
+            429,
+            "too_many_requests",
+            Some("2"),
+        ),
+        (
+            FaultAction::Status(503, None),
+            503,
+            "upstream_unavailable",
+            Some("2"),
+        ),
+        (FaultAction::Status(500, None), 502, "bad_gateway", None),
+        (
+            FaultAction::Status(500, Some("InvalidSystemConfiguration")),
+            502,
+            "bad_gateway",
+            None,
+        ),
+        (FaultAction::Garbage, 502, "bad_gateway", None),
+        (
+            FaultAction::Delay(Duration::from_millis(900)),
+            504,
+            "upstream_timeout",
+            None,
+        ),
+    ];
+    for (action, status, reason, retry_after) in cases {
+        // GETs are retried once on 502/503: fail both attempts.
+        let times = if status == 503 { 2 } else { 1 };
+        h.sim.inject(Fault {
+            times,
+            ..fault(Method::GET, "/promotions", action)
+        });
+        let a = h.get(&card).await;
+        a.assert_error(status, reason);
+        assert_eq!(
+            a.headers.get("retry-after").map(|v| v.to_str().unwrap()),
+            retry_after,
+            "{reason}"
+        );
+        assert!(
+            !a.body.to_string().contains("error has occurred"),
+            "never Voyado's raw body"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_get_is_retried_once_after_a_503() {
+    let h = Harness::start().await;
+    h.sim.inject(fault(
+        Method::GET,
+        "/promotions",
+        FaultAction::Status(503, None),
+    ));
+    let a = h.get(&format!("/customers/{ANNA}")).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(h.seen("GET", "/promotions").len(), 2);
+}
+
+#[tokio::test]
+async fn a_post_is_never_retried_blindly() {
+    let h = Harness::start().await;
+    h.sim.inject(fault(
+        Method::POST,
+        "/contacts/8f0c1d2e-0000-4000-8000-000000000001",
+        FaultAction::Status(503, None),
+    ));
+    let a = h
+        .send(
+            Method::PUT,
+            &format!("/customers/{ANNA}"),
+            &json!({"name_first": "Annie"}),
+        )
+        .await;
+    a.assert_error(503, "upstream_unavailable");
+    assert_eq!(h.seen("POST", "/contacts/").len(), 1);
+}
+
+#[tokio::test]
+async fn voyado_refusing_a_field_names_it() {
+    let h = Harness::start().await;
+    h.sim.inject(fault(
+        Method::POST,
+        "/contacts/",
+        FaultAction::Status(400, Some("InvalidPhoneNumber")),
+    ));
+    let a = h
+        .send(
+            Method::PUT,
+            &format!("/customers/{ANNA}"),
+            &json!({"mobile": "0709998877"}),
+        )
+        .await;
+    a.assert_field("mobile");
+    assert_eq!(a.body["error_data"]["upstream_code"], "InvalidPhoneNumber");
+}
+
+#[tokio::test]
+async fn voyado_not_found_is_404_and_an_unreachable_voyado_502() {
+    let h = Harness::start().await;
+    h.get(&format!("/customers/{UNKNOWN_ID}"))
+        .await
+        .assert_error(404, "not_found");
+    h.get(&format!("/customers/{UNKNOWN_ID}/transactions"))
+        .await
+        .assert_error(404, "not_found");
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let sim = Simulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), FIXTURE)
+        .await
+        .unwrap();
+    let text = format!(
+        "[[market]]\ntenant = \"demo\"\nmarket = \"SE\"\ncrm_api_keys = [\"se-key\"]\n\
+         voyado_url = \"{dead}\"\nvoyado_api_key = \"k\"\ndefault_country = \"SE\"\n"
+    );
+    let down = Harness::serve(sim, &text).await;
+    down.get("/consents").await.assert_error(502, "bad_gateway");
+}
+
+#[tokio::test]
+async fn a_key_being_created_elsewhere_is_customer_exists() {
+    let h = Harness::start().await;
+    h.sim.inject(fault(
+        Method::POST,
+        "/api/v2/contacts",
+        FaultAction::Status(409, Some("ContactWithKeyIsBeingCreated")),
+    ));
+    let a = h
+        .send(
+            Method::POST,
+            "/customers",
+            &json!({"email": "race@example.com", "name_first": "R"}),
+        )
+        .await;
+    a.assert_error(400, "customer_exists");
+    // One re-lookup after the refusal.
+    assert_eq!(
+        h.seen("GET", "/contacts/id").len(),
+        3,
+        "own type, promotable type, re-lookup"
+    );
+}
+
+#[tokio::test]
+async fn an_unclear_create_is_settled_by_lookup_not_by_a_second_create() {
+    let h = Harness::start().await;
+    h.sim.inject(fault(
+        Method::POST,
+        "/api/v2/contacts",
+        FaultAction::ApplyThenHang(Duration::from_millis(900)),
+    ));
+    let a = h
+        .send(
+            Method::POST,
+            "/customers",
+            &json!({"email": "slow@example.com", "name_first": "S"}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["email"], "slow@example.com");
+    assert_eq!(
+        h.seen("POST", "/api/v2/contacts").len(),
+        1,
+        "never a second create"
+    );
+    assert_eq!(h.sim.writes(), 1);
+}
+
+#[tokio::test]
+async fn an_unclear_redeem_is_settled_by_reading_the_redeemed_list() {
+    let h = Harness::start().await;
+    h.sim.inject(fault(
+        Method::POST,
+        "/bonuschecks/",
+        FaultAction::ApplyThenHang(Duration::from_millis(900)),
+    ));
+    let body = json!({"bonus_checks": [CHECK_100]});
+    let a = h
+        .send(Method::POST, &format!("/customers/{ANNA}/redeem"), &body)
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(h.seen("POST", "/bonuschecks/").len(), 1);
+    assert_eq!(h.seen("GET", "/bonuschecks/redeemed").len(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_promotion_gives_back_the_bonus_checks_of_the_same_redeem() {
+    let h = Harness::start().await;
+    h.sim.inject(fault(
+        Method::POST,
+        "/promotions/",
+        FaultAction::Status(500, None),
+    ));
+    let body = json!({"bonus_checks": [CHECK_100, CHECK_SECOND], "promotions": [PROMO_10]});
+    let a = h
+        .send(Method::POST, &format!("/customers/{ANNA}/redeem"), &body)
+        .await;
+    a.assert_error(502, "bad_gateway");
+    for check in [CHECK_100, CHECK_SECOND] {
+        assert_eq!(
+            h.sim.bonus_check(DEMO_KEY, ANNA, check).unwrap()["redeemed"],
+            false,
+            "{check}"
+        );
+    }
+    assert_eq!(h.seen("POST", "/reactivate").len(), 2);
+    assert_eq!(
+        h.sim.promotion(DEMO_KEY, ANNA, PROMO_10).unwrap()["redeemed"],
+        false
+    );
+}
+
+#[tokio::test]
+async fn the_deadline_stops_the_waiting_but_never_a_write_half_way() {
+    let h = Harness::with_deadline(600).await;
+    // Two lookups of 250 ms, then a create that is still in flight when the deadline passes.
+    h.sim.inject(Fault {
+        times: 2,
+        ..fault(
+            Method::GET,
+            "/contacts/id",
+            FaultAction::Delay(Duration::from_millis(250)),
+        )
+    });
+    h.sim.inject(fault(
+        Method::POST,
+        "/api/v2/contacts",
+        FaultAction::Delay(Duration::from_millis(350)),
+    ));
+    let body = json!({"email": "late@example.com", "name_first": "L"});
+    let a = h.send(Method::POST, "/customers", &body).await;
+    a.assert_error(504, "upstream_timeout");
+    assert_eq!(h.sim.writes(), 0, "answered before the create landed");
+    // The create finished on its own: the customer exists, once.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(h.sim.writes(), 1);
+    let found = h
+        .get("/customers?key_type=email&key=late%40example.com")
+        .await;
+    assert_eq!(found.body[0]["email"], "late@example.com", "{}", found.body);
+}
