@@ -23,7 +23,7 @@ use subtle::{Choice, ConstantTimeEq};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tower::ServiceBuilder;
-use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::catch_panic::{CatchPanicLayer, ResponseForPanic};
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -196,7 +196,7 @@ async fn run_operation(
     let op_request = OpRequest {
         query,
         body,
-        customer_id: matched.param,
+        customer_id: matched.param.map(|(name, value)| (name.to_owned(), value)),
         store_id,
     };
     let deadline = market.request_timeout;
@@ -342,16 +342,20 @@ fn plain(text: String) -> Response<Full<Bytes>> {
     response
 }
 
-/// A panic is a bug: a bare 500 envelope, never the panic message.
-fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response<Full<Bytes>> {
-    let table_row = r#"{"error_code":"other","error_data":{"message":"internal error","reason":"internal"},"request_id":"","statuscode":500,"errortext":"internal error"}"#;
-    let mut response = Response::new(Full::new(Bytes::from_static(table_row.as_bytes())));
-    *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+/// A panic is a bug: the `internal` envelope, never the panic message or a stack.
+#[derive(Clone)]
+struct PanicAnswer(Arc<App>);
+
+impl ResponseForPanic for PanicAnswer {
+    type ResponseBody = Full<Bytes>;
+
+    fn response_for_panic(
+        &mut self,
+        _: Box<dyn std::any::Any + Send + 'static>,
+    ) -> Response<Full<Bytes>> {
+        tracing::error!("a request panicked");
+        respond(Err(ProxyError::internal()), &self.0.config.errors, "")
+    }
 }
 
 /// Accepts connections until `shutdown` resolves, then drains in-flight requests (at most 20 s).
@@ -369,7 +373,7 @@ pub async fn serve(
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
         ]))
-        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(CatchPanicLayer::custom(PanicAnswer(app.clone())))
         .service_fn(move |request: Request<Incoming>| {
             let app = app.clone();
             async move { Ok::<_, Infallible>(app.handle(request).await) }
@@ -411,6 +415,33 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_panic_is_a_bare_internal_envelope() {
+        use tower::ServiceExt;
+        let config = crate::config::Config::parse(
+            "[[market]]\ntenant = \"t\"\nmarket = \"m\"\ncrm_api_keys = [\"k\"]\n\
+             voyado_url = \"http://127.0.0.1:9\"\nvoyado_api_key = \"k\"\ndefault_country = \"SE\"\n",
+            "test",
+            |_| crate::config::MappingSource::BuiltIn,
+            crate::voyado::build_http_client(),
+        )
+        .unwrap();
+        let service = ServiceBuilder::new()
+            .layer(CatchPanicLayer::custom(PanicAnswer(App::new(config))))
+            .service_fn(|_: Request<()>| async {
+                panic!("secret panic text");
+                #[allow(unreachable_code)]
+                Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
+            });
+        let response = service.oneshot(Request::new(())).await.unwrap();
+        assert_eq!(response.status(), 500);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error_data"]["reason"], "internal");
+        assert_eq!(body["error_code"], "other");
+        assert!(!body.to_string().contains("secret panic text"));
+    }
 
     #[test]
     fn request_ids_are_echoed_only_when_sane() {

@@ -270,3 +270,229 @@ async fn the_deadline_stops_the_waiting_but_never_a_write_half_way() {
         .await;
     assert_eq!(found.body[0]["email"], "late@example.com", "{}", found.body);
 }
+
+/// Each Voyado code of the contract's second error table, met where Voyado would answer it
+/// (after the proxy's own checks passed: a race with another till, say).
+#[tokio::test]
+async fn every_voyado_code_maps_to_its_spi_answer() {
+    let redeem_check = json!({"bonus_checks": [CHECK_100]});
+    let redeem_promo = json!({"promotions": [PROMO_10]});
+    let create = json!({"email": "new@example.com", "name_first": "N"});
+    let edit = json!({"email": "anna.b@example.com"});
+    let cases: Vec<(
+        &str,
+        FaultAction,
+        Method,
+        String,
+        serde_json::Value,
+        u16,
+        &str,
+    )> = vec![
+        (
+            "/bonuschecks/",
+            FaultAction::Status(409, Some("BonusCheckAlreadyRedeemed")),
+            Method::POST,
+            format!("/customers/{ANNA}/redeem"),
+            redeem_check.clone(),
+            400,
+            "already_redeemed",
+        ),
+        (
+            "/bonuschecks/",
+            FaultAction::Status(409, Some("BonusCheckExpired")),
+            Method::POST,
+            format!("/customers/{ANNA}/redeem"),
+            redeem_check.clone(),
+            400,
+            "expired",
+        ),
+        (
+            "/bonuschecks/",
+            FaultAction::Status(404, Some("BonusCheckNotFound")),
+            Method::POST,
+            format!("/customers/{ANNA}/redeem"),
+            redeem_check.clone(),
+            404,
+            "not_found",
+        ),
+        (
+            "/promotions/",
+            FaultAction::Status(409, Some("PromotionAlreadyRedeemed")),
+            Method::POST,
+            format!("/customers/{ANNA}/redeem"),
+            redeem_promo.clone(),
+            400,
+            "already_redeemed",
+        ),
+        (
+            "/promotions/",
+            FaultAction::Status(409, Some("PromotionExpired")),
+            Method::POST,
+            format!("/customers/{ANNA}/redeem"),
+            redeem_promo.clone(),
+            400,
+            "expired",
+        ),
+        (
+            "/promotions/",
+            FaultAction::Status(409, Some("PromotionNotValidForRedemptionChannel")),
+            Method::POST,
+            format!("/customers/{ANNA}/redeem"),
+            redeem_promo.clone(),
+            400,
+            "not_pos_channel",
+        ),
+        (
+            "/promotions/",
+            FaultAction::Status(404, Some("PromotionNotAssociatedWithContact")),
+            Method::POST,
+            format!("/customers/{ANNA}/redeem"),
+            redeem_promo.clone(),
+            404,
+            "not_found",
+        ),
+        (
+            "/api/v2/contacts",
+            FaultAction::Status(409, Some("ApprovedContactWithKeyExists")),
+            Method::POST,
+            "/customers".into(),
+            create.clone(),
+            400,
+            "customer_exists",
+        ),
+        (
+            "/api/v2/contacts",
+            FaultAction::Status(400, Some("InvalidEmailAddress")),
+            Method::POST,
+            "/customers".into(),
+            create.clone(),
+            400,
+            "invalid_input",
+        ),
+        (
+            "/api/v2/contacts",
+            FaultAction::Status(400, Some("InvalidSocialSecurityNumber")),
+            Method::POST,
+            "/customers".into(),
+            create.clone(),
+            400,
+            "invalid_input",
+        ),
+        (
+            "/api/v2/contacts",
+            FaultAction::Answer(
+                422,
+                r#"{"errorCode":"ValidationError","validationErrors":[{"field":"firstName","errorDescription":"x"}]}"#,
+            ),
+            Method::POST,
+            "/customers".into(),
+            create.clone(),
+            400,
+            "invalid_input",
+        ),
+        (
+            "/contacts/8f0c",
+            FaultAction::Status(404, Some("ContactNotFound")),
+            Method::PUT,
+            format!("/customers/{ANNA}"),
+            edit.clone(),
+            404,
+            "not_found",
+        ),
+        (
+            "/contacts/8f0c",
+            FaultAction::Status(429, None),
+            Method::PUT,
+            format!("/customers/{ANNA}"),
+            edit.clone(),
+            429,
+            "too_many_requests",
+        ),
+        (
+            "/contacts/8f0c",
+            FaultAction::Status(503, None),
+            Method::PUT,
+            format!("/customers/{ANNA}"),
+            edit.clone(),
+            503,
+            "upstream_unavailable",
+        ),
+        (
+            "/contacts/8f0c",
+            FaultAction::Status(500, Some("InvalidSystemConfiguration")),
+            Method::PUT,
+            format!("/customers/{ANNA}"),
+            edit.clone(),
+            502,
+            "bad_gateway",
+        ),
+    ];
+    for (part, action, method, path, body, status, reason) in cases {
+        let h = Harness::start().await;
+        h.sim.inject(fault(Method::POST, part, action));
+        let a = h.send(method, &path, &body).await;
+        a.assert_error(status, reason);
+        assert!(
+            a.body["error_data"]["upstream_code"].is_string() || status >= 429,
+            "{}",
+            a.body
+        );
+        if reason == "invalid_input" {
+            let field = a.message().split(' ').next().unwrap();
+            assert!(
+                ["email", "personal_id", "name_first"].contains(&field),
+                "names the field: {}",
+                a.message()
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn voyado_saying_already_active_on_undo_is_success() {
+    let h = Harness::start().await;
+    h.sim.inject(fault(
+        Method::POST,
+        "/reactivate",
+        FaultAction::Status(406, Some("RewardVoucherAlreadyActivated")),
+    ));
+    let body = json!({"bonus_checks": [CHECK_REDEEMED]});
+    let a = h
+        .send(Method::DELETE, &format!("/customers/{ANNA}/redeem"), &body)
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["bonus_checks"], json!([CHECK_REDEEMED]));
+}
+
+#[tokio::test]
+async fn contact_not_found_on_search_and_person_lookup_is_an_empty_list() {
+    let h = Harness::start().await;
+    h.sim.inject(fault(
+        Method::GET,
+        "/personlookup",
+        FaultAction::Status(404, None),
+    ));
+    assert_eq!(
+        h.get("/lookup?key_type=personal_id&key=700101-1233")
+            .await
+            .body,
+        json!([])
+    );
+    h.sim.inject(fault(
+        Method::GET,
+        "/personlookup",
+        FaultAction::Answer(200, "{}"),
+    ));
+    assert_eq!(
+        h.get("/lookup?key_type=personal_id&key=700101-1233")
+            .await
+            .body,
+        json!([])
+    );
+    assert_eq!(
+        h.get("/customers?key_type=member_number&key=99999")
+            .await
+            .body,
+        json!([])
+    );
+}

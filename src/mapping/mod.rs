@@ -426,6 +426,18 @@ impl Plan {
         &self.default_key
     }
 
+    /// The SPI name of a Voyado contact field (`firstName` → `name_first`), to name the field
+    /// in Voyado's validation errors.
+    pub fn spi_field_for(&self, voyado: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|f| {
+                f.voyado_keys.join(".") == voyado
+                    || f.voyado_keys.last().is_some_and(|k| k == voyado)
+            })
+            .map(|f| f.spi.as_str())
+    }
+
     /// Whether `name` is an SPI customer field of this profile (config validation uses it).
     pub fn has_field(&self, name: &str) -> bool {
         self.fields.iter().any(|f| f.spi == name)

@@ -76,8 +76,8 @@ impl Operation {
 pub struct OpRequest {
     pub query: Vec<(String, String)>,
     pub body: Option<Value>,
-    /// The path parameter, percent-decoded but not yet validated.
-    pub customer_id: Option<String>,
+    /// The path parameter's name and value, percent-decoded but not yet validated.
+    pub customer_id: Option<(String, String)>,
     /// The decoded `Store-ID` header: Voyado's `storeExternalId` on a create.
     pub store_id: Option<String>,
 }
@@ -99,8 +99,8 @@ impl OpRequest {
 
     /// The customer id from the path, which must be a GUID before it goes near a Voyado URL.
     fn customer_id(&self) -> Result<String, ProxyError> {
-        input::guid(self.customer_id.as_deref().unwrap_or(""))
-            .map_err(|m| ProxyError::field("customer_id", m))
+        let (name, value) = self.customer_id.as_ref().ok_or_else(ProxyError::internal)?;
+        input::guid(value).map_err(|m| ProxyError::field(name, m))
     }
 
     fn body(&self) -> Result<&Value, ProxyError> {
@@ -130,7 +130,16 @@ pub async fn run(
 
 /// Turns a Voyado failure about `what` into the SPI refusal through the market's error table.
 fn upstream<'a>(market: &'a Market, what: &'static str) -> impl Fn(VoyadoError) -> ProxyError + 'a {
-    move |e| market.errors.from_voyado(&e, what)
+    move |mut e| {
+        if let VoyadoError::Status { fields, .. } = &mut e {
+            for field in fields.iter_mut() {
+                if let Some(spi) = market.plan.spi_field_for(field) {
+                    *field = spi.to_owned();
+                }
+            }
+        }
+        market.errors.from_voyado(&e, what)
+    }
 }
 
 const CUSTOMER: &str = "customer";

@@ -112,6 +112,8 @@ pub enum FaultAction {
     ApplyThenHang(Duration),
     /// Answer 200 with a body that is not JSON.
     Garbage,
+    /// Answer this status with this raw JSON body.
+    Answer(u16, &'static str),
 }
 
 #[derive(Debug, Clone)]
@@ -290,6 +292,10 @@ async fn serve(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Response
         }
         Some(FaultAction::Delay(d)) => tokio::time::sleep(d).await,
         Some(FaultAction::ApplyThenHang(d)) => hang_after = Some(d),
+        Some(FaultAction::Answer(status, body)) => {
+            let body = serde_json::from_str(body).unwrap_or(Value::Null);
+            return handlers::reply(status, &body);
+        }
         Some(FaultAction::Garbage) => {
             return Response::new(Full::new(Bytes::from_static(b"<html>not json</html>")));
         }

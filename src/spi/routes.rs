@@ -23,7 +23,8 @@ struct RouteSpec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     Literal(String),
-    Param,
+    /// A parameter, by name (the name is what error messages call it).
+    Param(String),
 }
 
 #[derive(Debug)]
@@ -44,20 +45,19 @@ impl Route {
 
     fn matches(&self, segments: &[&str]) -> bool {
         self.parts.len() == segments.len()
-            && self
-                .parts
-                .iter()
-                .zip(segments)
-                .all(|(p, s)| matches!(p, Part::Param) || matches!(p, Part::Literal(l) if l == s))
+            && self.parts.iter().zip(segments).all(|(p, s)| {
+                matches!(p, Part::Param(_)) || matches!(p, Part::Literal(l) if l == s)
+            })
     }
 }
 
-/// A matched route: the operation, its template (what logs show) and the path parameter.
+/// A matched route: the operation, its template (what logs show) and the path parameter with
+/// its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matched<'a> {
     pub operation: Operation,
     pub template: &'a str,
-    pub param: Option<String>,
+    pub param: Option<(&'a str, String)>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -84,15 +84,14 @@ impl RouteTable {
             }
             let parts: Vec<Part> = spec.path[1..]
                 .split('/')
-                .map(|s| {
-                    if s.starts_with('{') && s.ends_with('}') {
-                        Part::Param
-                    } else {
-                        Part::Literal(s.to_owned())
-                    }
-                })
+                .map(
+                    |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                        Some(name) => Part::Param(name.to_owned()),
+                        None => Part::Literal(s.to_owned()),
+                    },
+                )
                 .collect();
-            if parts.iter().filter(|p| **p == Part::Param).count() > 1 {
+            if parts.iter().filter(|p| matches!(p, Part::Param(_))).count() > 1 {
                 return Err(format!("route[{i}].path: at most one parameter"));
             }
             routes.push(Route {
@@ -123,16 +122,15 @@ impl RouteTable {
             allow.dedup();
             return Err(RouteError::MethodNotAllowed(allow.join(", ")));
         };
-        let param = route
-            .parts
-            .iter()
-            .zip(segments)
-            .find(|(p, _)| **p == Part::Param)
-            .map(|(_, s)| {
+        let param = route.parts.iter().zip(segments).find_map(|(p, s)| match p {
+            Part::Param(name) => Some((
+                name.as_str(),
                 percent_encoding::percent_decode_str(s)
                     .decode_utf8_lossy()
-                    .into_owned()
-            });
+                    .into_owned(),
+            )),
+            Part::Literal(_) => None,
+        });
         Ok(Matched {
             operation: route.operation,
             template: &route.template,
@@ -160,7 +158,7 @@ mod tests {
         assert_eq!(m.operation, Operation::Lookup);
         let m = table().find(&Method::GET, &["customers", "abc"]).unwrap();
         assert_eq!(m.operation, Operation::GetCustomer);
-        assert_eq!(m.param.as_deref(), Some("abc"));
+        assert_eq!(m.param, Some(("customer_id", "abc".to_owned())));
     }
 
     #[test]
@@ -188,6 +186,6 @@ mod tests {
     #[test]
     fn parameters_are_decoded() {
         let m = table().find(&Method::GET, &["customers", "..%2F"]).unwrap();
-        assert_eq!(m.param.as_deref(), Some("../"));
+        assert_eq!(m.param, Some(("customer_id", "../".to_owned())));
     }
 }
