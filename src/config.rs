@@ -259,8 +259,18 @@ impl Config {
         mappings: impl FnOnce(&str) -> MappingSource,
         http: reqwest::Client,
     ) -> Result<Config, ConfigError> {
+        // Each error starts with its key path; the file's line for that key goes in front.
         let fail = |errors: Vec<String>| ConfigError {
-            errors: errors.into_iter().map(|e| format!("{name}: {e}")).collect(),
+            errors: errors
+                .into_iter()
+                .map(|e| {
+                    let key = e.split(": ").next().unwrap_or("");
+                    match line_of(text, key) {
+                        Some(line) => format!("{name}:{line}: {e}"),
+                        None => format!("{name}: {e}"),
+                    }
+                })
+                .collect(),
         };
         let mut raw: toml::Value = toml::from_str(text).map_err(|e| fail(vec![e.to_string()]))?;
         let mut errors = Vec::new();
@@ -386,6 +396,8 @@ fn build_market(
             err("currency", "must be an ISO 4217 code such as SEK".into());
             String::new()
         }
+        // An invalid country was reported already; no cascade.
+        None if region.is_empty() => String::new(),
         None => {
             err("currency", format!("is required for country '{region}'"));
             String::new()
@@ -397,6 +409,7 @@ fn build_market(
             err("timezone", "is not an IANA time zone".into());
             TimeZone::UTC
         }
+        None if region.is_empty() => TimeZone::UTC,
         None => {
             err("timezone", format!("is required for country '{region}'"));
             TimeZone::UTC
@@ -504,6 +517,43 @@ fn build_market(
     })
 }
 
+/// The 1-based line where a key path such as `market[0].timezone` is written, or where the
+/// nearest enclosing table is when the key itself is missing.
+fn line_of(text: &str, path: &str) -> Option<usize> {
+    use toml::de::{DeTable, DeValue};
+    if path.is_empty() || path.contains(' ') {
+        return None;
+    }
+    let root = DeTable::parse(text).ok()?;
+    let mut table = root.get_ref();
+    let mut offset = None;
+    for part in path.split('.') {
+        let (key, index) = match part.split_once('[') {
+            Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        let Some((k, v)) = table.iter().find(|(k, _)| k.get_ref() == key) else {
+            break;
+        };
+        offset = Some(k.span().start);
+        let mut value = v;
+        if let (Some(i), DeValue::Array(items)) = (index, v.get_ref()) {
+            match items.get(i) {
+                Some(item) => {
+                    offset = Some(item.span().start);
+                    value = item;
+                }
+                None => break,
+            }
+        }
+        match value.get_ref() {
+            DeValue::Table(inner) => table = inner,
+            _ => break,
+        }
+    }
+    offset.map(|o| text[..o.min(text.len())].matches('\n').count() + 1)
+}
+
 /// Replaces `${NAME}` in every string with the environment variable; a missing one is an error
 /// naming the key (never the value).
 fn interpolate(value: &mut toml::Value, at: String, errors: &mut Vec<String>) {
@@ -603,16 +653,34 @@ mod tests {
             .errors
             .join("\n");
         for key in [
-            "listen",
-            "market[0].tenant",
-            "market[0].crm_api_keys",
-            "market[0].voyado_url",
-            "market[0].default_country",
-            "market[0].currency",
-            "market[0].timezone",
+            "test.toml:2: listen",
+            "test.toml:4: market[0].tenant",
+            "test.toml:6: market[0].crm_api_keys",
+            "test.toml:7: market[0].voyado_url",
+            "test.toml:9: market[0].default_country",
         ] {
             assert!(errors.contains(key), "{key} missing in:\n{errors}");
         }
+        assert!(
+            !errors.contains("currency"),
+            "no cascade from the bad country: {errors}"
+        );
+        let errors = parse(
+            &text
+                .replace("\"XX\"", "\"BR\"")
+                .replace("${SVP_SURELY_UNSET_VAR}", "k"),
+        )
+        .unwrap_err()
+        .errors
+        .join("\n");
+        assert!(
+            errors.contains("test.toml:3: market[0].currency: is required for country 'BR'"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("market[0].timezone: is required"),
+            "{errors}"
+        );
     }
 
     #[test]

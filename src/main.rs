@@ -123,8 +123,14 @@ async fn run(command: Command) -> ExitCode {
     tracing::info!(listen = %config.listen, markets = config.markets.len(), "sitoo-voyado-proxy ready");
     let app = App::new(config);
     let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-        tracing::info!("shutting down");
+        // SIGTERM is what a container orchestrator sends; SIGINT is Ctrl-C.
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            Some(()) = async { terminate.as_mut()?.recv().await } => {}
+        }
+        tracing::info!("shutting down: draining open requests");
     };
     match serve(listener, app, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -502,18 +502,23 @@ fn redeem_promotion(tenant: &mut Tenant, id: &str, pid: &str, body: &Value) -> O
     else {
         return fail(404, "PromotionNotAssociatedWithContact");
     };
-    if promotion["redeemed"] == true {
-        return fail(409, "PromotionAlreadyRedeemed");
-    }
-    if expired(promotion) {
-        return fail(409, "PromotionExpired");
-    }
-    if !has_channel(promotion, channel) {
+    if !has_channel(promotion, channel) && promotion["redeemed"] != true && !expired(promotion) {
         return fail(409, "PromotionNotValidForRedemptionChannel");
     }
-    promotion["redeemed"] = json!(true);
-    promotion["redeemedOn"] = json!(now());
-    wrote(200, promotion.clone())
+    redeem_item(promotion, "PromotionAlreadyRedeemed", "PromotionExpired")
+}
+
+/// Marks a bonus check or promotion redeemed, with Voyado's refusals for one that cannot be.
+fn redeem_item(item: &mut Value, already: &str, expired_code: &str) -> Outcome {
+    if item["redeemed"] == true {
+        return fail(409, already);
+    }
+    if expired(item) {
+        return fail(409, expired_code);
+    }
+    item["redeemed"] = json!(true);
+    item["redeemedOn"] = json!(now());
+    wrote(200, item.clone())
 }
 
 fn redeem_check(tenant: &mut Tenant, id: &str, bid: &str) -> Outcome {
@@ -527,15 +532,7 @@ fn redeem_check(tenant: &mut Tenant, id: &str, bid: &str) -> Outcome {
     else {
         return fail(404, "BonusCheckNotFound");
     };
-    if check["redeemed"] == true {
-        return fail(409, "BonusCheckAlreadyRedeemed");
-    }
-    if expired(check) {
-        return fail(409, "BonusCheckExpired");
-    }
-    check["redeemed"] = json!(true);
-    check["redeemedOn"] = json!(now());
-    wrote(200, check.clone())
+    redeem_item(check, "BonusCheckAlreadyRedeemed", "BonusCheckExpired")
 }
 
 /// Reactivation limit per voucher (Voyado's default).
