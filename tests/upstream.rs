@@ -496,3 +496,29 @@ async fn contact_not_found_on_search_and_person_lookup_is_an_empty_list() {
         json!([])
     );
 }
+
+#[tokio::test]
+async fn a_bonus_check_whose_redeem_may_have_landed_is_given_back() {
+    let h = Harness::start().await;
+    // The redeem lands, its answer never comes, and reading the state back fails too.
+    h.sim.inject(fault(
+        Method::POST,
+        "/bonuschecks/",
+        FaultAction::ApplyThenHang(Duration::from_millis(900)),
+    ));
+    h.sim.inject(fault(
+        Method::GET,
+        "/bonuschecks/redeemed",
+        FaultAction::Status(500, None),
+    ));
+    let body = json!({"bonus_checks": [CHECK_100]});
+    let a = h
+        .send(Method::POST, &format!("/customers/{ANNA}/redeem"), &body)
+        .await;
+    a.assert_error(504, "upstream_timeout");
+    assert_eq!(
+        h.sim.bonus_check(DEMO_KEY, ANNA, CHECK_100).unwrap()["redeemed"],
+        false,
+        "money is never lost"
+    );
+}

@@ -40,25 +40,20 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, P
         .search_key(&market.contact_key)
         .ok_or_else(ProxyError::internal)?;
 
+    // The market's own type first: an approved contact there is the customer already.
     let own_type = std::slice::from_ref(&market.contact_type);
-    if let Some(id) = find_contact(market, key_spec, &key, own_type).await? {
-        let contact = market
-            .voyado
-            .get(Endpoint::Contact, &[&id], &[])
-            .await
-            .map_err(upstream(market, CUSTOMER))?;
-        if plan.is_approved(&contact) {
-            return Err(exists());
+    for (types, own) in [(own_type, true), (&market.promote_contact_types[..], false)] {
+        if let Some(id) = find_contact(market, key_spec, &key, types).await? {
+            let contact = market
+                .voyado
+                .get(Endpoint::Contact, &[&id], &[])
+                .await
+                .map_err(upstream(market, CUSTOMER))?;
+            if own && plan.is_approved(&contact) {
+                return Err(exists());
+            }
+            return promote(market, &id, &contact, body, &policy).await;
         }
-        return promote(market, &id, &contact, body, &policy).await;
-    }
-    if let Some(id) = find_contact(market, key_spec, &key, &market.promote_contact_types).await? {
-        let contact = market
-            .voyado
-            .get(Endpoint::Contact, &[&id], &[])
-            .await
-            .map_err(upstream(market, CUSTOMER))?;
-        return promote(market, &id, &contact, body, &policy).await;
     }
     let id = create(market, request, key_spec, &key, new_contact).await?;
     fetch_card(market, &id).await
@@ -145,8 +140,13 @@ async fn create(
             None => Err(upstream(market, CUSTOMER)(VoyadoError::Malformed)),
         },
         Err(e) if e.code() == Some("ContactWithKeyIsBeingCreated") => {
-            // Someone else is creating it right now: look once more, it is theirs either way.
-            let _ = find_contact(market, key_spec, key, own_type).await;
+            // Someone else is creating it right now: look once more. Found or not, it is theirs,
+            // never a second contact; the log says whether it has landed yet.
+            let landed = matches!(
+                find_contact(market, key_spec, key, own_type).await,
+                Ok(Some(_))
+            );
+            tracing::info!(landed, "the key is being created by another client");
             Err(exists())
         }
         Err(e) if e.unclear() => {

@@ -12,7 +12,10 @@ use super::{OpRequest, upstream};
 use crate::config::{Market, UndoPromotion};
 use crate::mapping::RedeemNames;
 use crate::metrics;
-use crate::spi::error::{ALREADY_REDEEMED, CANNOT_UNDO_PROMOTION, EXPIRED, NOT_POS_CHANNEL};
+use crate::spi::error::{
+    ALREADY_REDEEMED, BAD_GATEWAY, CANNOT_UNDO_PROMOTION, EXPIRED, NOT_POS_CHANNEL,
+    UPSTREAM_TIMEOUT,
+};
 use crate::spi::{ProxyError, input};
 use crate::voyado::{Endpoint, VoyadoError};
 
@@ -197,6 +200,11 @@ pub(super) async fn redeem(market: &Market, request: &OpRequest) -> Result<Value
     let mut redeemed_checks = Vec::with_capacity(items.bonus_checks.len());
     for id in items.bonus_checks {
         if let Err(e) = redeem_bonus_check(market, &customer, &id).await {
+            // A failure Voyado may have half-done (timeout, 5xx) might still have redeemed it:
+            // reactivating an active check is harmless, losing a redeemed one is not.
+            if matches!(e.reason.as_str(), UPSTREAM_TIMEOUT | BAD_GATEWAY) {
+                redeemed_checks.push(id);
+            }
             reactivate_all(market, &redeemed_checks).await;
             return Err(e);
         }
