@@ -28,10 +28,6 @@ use crate::voyado::VoyadoClient;
 pub struct Secret(String);
 
 impl Secret {
-    pub fn new(value: impl Into<String>) -> Secret {
-        Secret(value.into())
-    }
-
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -143,8 +139,6 @@ pub struct Market {
     pub market: String,
     pub crm_keys: Vec<CrmKeyDigest>,
     pub voyado: VoyadoClient,
-    /// Identifies the Voyado tenant (its base URL) in logs and, later, in cache keys.
-    pub voyado_tenant: String,
     pub region: String,
     pub currency: String,
     pub timezone: TimeZone,
@@ -479,7 +473,6 @@ fn build_market(
     }
     errors.append(&mut table_errors);
     Some(Market {
-        voyado_tenant: m.voyado_url.trim_end_matches('/').to_owned(),
         tenant: m.tenant,
         market: m.market,
         crm_keys: m
@@ -693,7 +686,7 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let s = Secret::new("hunter2");
+        let s = Secret("hunter2".into());
         assert_eq!(format!("{s} {s:?}"), "*** ***");
     }
 }

@@ -56,10 +56,6 @@ impl App {
         })
     }
 
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
     /// One SPI request, start to end. Never fails: every error becomes an envelope.
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Full<Bytes>> {
         let started = Instant::now();

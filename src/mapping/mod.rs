@@ -70,7 +70,6 @@ pub struct KeySpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VoyadoSpec {
-    contact_type: String,
     approved: String,
     member_number: String,
     write_flatten: String,
@@ -201,7 +200,6 @@ pub struct Plan {
     person: Vec<Rule>,
     search: BTreeMap<String, KeySpec>,
     lookup: BTreeMap<String, KeySpec>,
-    contact_type: Path,
     approved: Path,
     member_number: Path,
     write_flatten: String,
@@ -270,7 +268,6 @@ impl Plan {
                 Path::default()
             }
         };
-        let contact_type = path(&spec.voyado.contact_type, "voyado.contact_type");
         let approved = path(&spec.voyado.approved, "voyado.approved");
         let member_number = path(&spec.voyado.member_number, "voyado.member_number");
         let pos_channel = path(&spec.redeem.pos_channel, "redeem.pos_channel");
@@ -350,7 +347,6 @@ impl Plan {
             person,
             search: spec.search,
             lookup: spec.lookup,
-            contact_type,
             approved,
             member_number,
             write_flatten: spec.voyado.write_flatten,
@@ -449,10 +445,6 @@ impl Plan {
             item: contact,
             locale: "",
         })
-    }
-
-    pub fn contact_type<'a>(&self, contact: &'a Value) -> Option<&'a str> {
-        self.contact_str(&self.contact_type, contact)?.as_str()
     }
 
     /// A contact is approved unless Voyado says `false`.

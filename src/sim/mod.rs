@@ -208,10 +208,6 @@ impl Simulator {
         self.state.lock().log.clone()
     }
 
-    pub fn clear_requests(&self) {
-        self.state.lock().log.clear();
-    }
-
     pub fn inject(&self, fault: Fault) {
         self.state.lock().faults.push(fault);
     }
