@@ -76,11 +76,22 @@ impl App {
             Ok(m) => (m.operation.name(), m.template),
             Err(_) => ("unknown", ""),
         };
+        // Path segments are the caller's text: only a configured tenant and market are logged.
+        let known = self
+            .config
+            .markets
+            .iter()
+            .any(|m| m.tenant == tenant && m.market == market_id);
+        let (tenant_field, market_field) = if known {
+            (tenant, market_id)
+        } else {
+            ("unknown", "unknown")
+        };
         let span = tracing::info_span!(
             "request",
             request_id = %request_id,
-            tenant,
-            market = market_id,
+            tenant = tenant_field,
+            market = market_field,
             operation,
             route = template,
             store_id = header_text(request.headers(), "store-id").as_deref(),

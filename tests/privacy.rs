@@ -138,6 +138,17 @@ async fn debug_logs_carry_no_personal_data_or_keys() {
         &[],
     )
     .await;
+    // Someone puts personal data where the tenant and market go.
+    h.call(
+        Method::GET,
+        "/anna.andersson%40example.com/SE/consents",
+        Some("se-key"),
+        None,
+        &[],
+    )
+    .await;
+    h.call(Method::GET, "/0701112233/x/y", Some("se-key"), None, &[])
+        .await;
     // Voyado errors, refused and unclear writes, timeouts.
     h.sim.inject(Fault {
         method: Method::GET,
