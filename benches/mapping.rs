@@ -25,6 +25,7 @@ fn sweden(tz: &TimeZone) -> MarketView<'_> {
         timezone: tz,
         locale: "sv-SE",
         region: "SE",
+        personal_id_region: "SE",
         consent_map: &[],
     }
 }

@@ -99,6 +99,7 @@ struct MarketFile {
     voyado_url: String,
     voyado_api_key: Secret,
     default_country: String,
+    personal_id_country: Option<String>,
     currency: Option<String>,
     timezone: Option<String>,
     locale: Option<String>,
@@ -140,6 +141,7 @@ pub struct Market {
     pub crm_keys: Vec<CrmKeyDigest>,
     pub voyado: VoyadoClient,
     pub region: String,
+    pub personal_id_region: String,
     pub currency: String,
     pub timezone: TimeZone,
     pub locale: String,
@@ -171,6 +173,7 @@ impl Market {
             timezone: &self.timezone,
             locale: &self.locale,
             region: &self.region,
+            personal_id_region: &self.personal_id_region,
             consent_map: &self.consent_map,
         }
     }
@@ -379,6 +382,20 @@ fn build_market(
             String::new()
         }
     };
+    // Voyado validates Swedish and Finnish personal ids only; elsewhere they are refused unless
+    // the market says which of the two its customers carry.
+    let personal_id_region = match m
+        .personal_id_country
+        .as_deref()
+        .map(str::to_ascii_uppercase)
+    {
+        None => region.clone(),
+        Some(c) if c == "SE" || c == "FI" => c,
+        Some(_) => {
+            err("personal_id_country", "must be SE or FI".into());
+            String::new()
+        }
+    };
     let defaults = country_defaults(&region);
     let pick = |value: Option<String>, default: Option<&str>| value.or(default.map(str::to_owned));
     let currency = pick(m.currency, defaults.map(|d| d.0));
@@ -482,6 +499,7 @@ fn build_market(
             .collect(),
         voyado: voyado?,
         region,
+        personal_id_region,
         currency,
         timezone,
         locale,

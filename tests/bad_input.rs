@@ -422,6 +422,7 @@ async fn unknown_key_types_are_refused() {
         )
         .await;
     no.assert_field("key");
+    assert!(no.message().contains("not supported"), "{}", no.message());
     assert!(h.sim.requests().is_empty());
 }
 

@@ -97,6 +97,32 @@ async fn search_tries_contact_types_in_order() {
 }
 
 #[tokio::test]
+async fn a_market_can_take_swedish_personal_ids_in_another_country() {
+    let h = Harness::start().await;
+    let before = h
+        .call(
+            Method::GET,
+            "/demo/NO/customers?key_type=personal_id&key=811218-9876",
+            Some("no-key"),
+            None,
+            &[],
+        )
+        .await;
+    before.assert_field("key");
+    let h = Harness::with_no_market("personal_id_country = \"SE\"").await;
+    let a = h
+        .call(
+            Method::GET,
+            "/demo/NO/customers?key_type=personal_id&key=811218-9876",
+            Some("no-key"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(a.body[0]["customer_id"], ANNA, "{}", a.body);
+}
+
+#[tokio::test]
 async fn member_numbers_can_go_through_the_bykey_route() {
     let h = Harness::with(r#"member_number_lookup = "by_key""#).await;
     let a = h.get("/customers?key_type=member_number&key=10012").await;

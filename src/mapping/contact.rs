@@ -151,8 +151,8 @@ impl Plan {
             .check
             .or((codec == &Codec::Date).then_some(Normalizer::Date));
         let text = match check {
-            Some(n) => n
-                .apply(text, market.region)
+            Some(n) => market
+                .normalize(n, text)
                 .map_err(|m| FieldError::new(&field.spi, m))?,
             None => text.trim().to_owned(),
         };

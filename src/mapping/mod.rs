@@ -29,11 +29,22 @@ pub struct MarketView<'a> {
     pub timezone: &'a TimeZone,
     pub locale: &'a str,
     pub region: &'a str,
+    /// The country personal ids follow (Voyado knows SE and FI ids only).
+    pub personal_id_region: &'a str,
     /// `(spi id, voyado id)` pairs; empty means identity.
     pub consent_map: &'a [(String, String)],
 }
 
 impl MarketView<'_> {
+    /// Checks and normalises a value the POS sent, in this market's country.
+    pub fn normalize(&self, normalizer: Normalizer, raw: &str) -> Result<String, &'static str> {
+        let region = match normalizer {
+            Normalizer::PersonalId => self.personal_id_region,
+            _ => self.region,
+        };
+        normalizer.apply(raw, region)
+    }
+
     pub(crate) fn consent_to_spi(&self, voyado: &str) -> Option<String> {
         if self.consent_map.is_empty() {
             return Some(voyado.to_owned());

@@ -16,6 +16,7 @@ fn with_market<T>(consent_map: &[(String, String)], f: impl FnOnce(&MarketView<'
         timezone: &tz,
         locale: "sv-SE",
         region: "SE",
+        personal_id_region: "SE",
         consent_map,
     };
     f(&view)

@@ -23,9 +23,9 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, P
         .plan
         .lookup_key(key_type)
         .ok_or_else(|| ProxyError::field("key_type", "is not supported by lookup"))?;
-    let value = spec
-        .normalize
-        .apply(key, &market.region)
+    let value = market
+        .view()
+        .normalize(spec.normalize, key)
         .map_err(|m| ProxyError::field("key", m))?;
     let person = match market
         .voyado

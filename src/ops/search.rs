@@ -20,9 +20,9 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, P
         let known: Vec<&str> = market.plan.search_key_types().collect();
         ProxyError::field("key_type", &format!("must be one of {}", known.join(", ")))
     })?;
-    let value = spec
-        .normalize
-        .apply(key, &market.region)
+    let value = market
+        .view()
+        .normalize(spec.normalize, key)
         .map_err(|m| ProxyError::field("key", m))?;
     match find_contact(market, spec, &value, &market.search_contact_types).await? {
         Some(id) => Ok(json!([fetch_card(market, &id).await?])),

@@ -65,6 +65,7 @@ voyado_api_key = "sim-demo-key"
 default_country = "NO"
 voyado_timeout_ms = 400
 request_timeout_ms = 1500
+{no_extra}
 
 [[market]]
 tenant = "other"
@@ -134,21 +135,27 @@ impl Harness {
 
     /// Starts with extra config keys for the demo/SE market.
     pub async fn with(extra: &str) -> Harness {
-        Harness::configured(extra, 1500).await
+        Harness::configured(extra, "", 1500).await
+    }
+
+    /// Starts with extra config keys for the demo/NO market.
+    pub async fn with_no_market(extra: &str) -> Harness {
+        Harness::configured("", extra, 1500).await
     }
 
     /// demo/SE with this request deadline (the Voyado call timeout stays 400 ms).
     pub async fn with_deadline(deadline_ms: u64) -> Harness {
-        Harness::configured("", deadline_ms).await
+        Harness::configured("", "", deadline_ms).await
     }
 
-    async fn configured(extra: &str, deadline_ms: u64) -> Harness {
+    async fn configured(extra: &str, no_extra: &str, deadline_ms: u64) -> Harness {
         let sim = Simulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), FIXTURE)
             .await
             .unwrap();
         let text = CONFIG
             .replace("{voyado}", &sim.url())
             .replace("{extra}", extra)
+            .replace("{no_extra}", no_extra)
             .replace("{deadline}", &deadline_ms.to_string());
         Harness::serve(sim, &text).await
     }
