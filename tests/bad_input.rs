@@ -413,12 +413,9 @@ async fn unknown_key_types_are_refused() {
         .await
         .assert_field("key_type");
     let no = h
-        .call(
-            Method::GET,
+        .get_as(
             "/demo/NO/customers?key_type=personal_id&key=811218-9876",
-            Some("no-key"),
-            None,
-            &[],
+            "no-key",
         )
         .await;
     no.assert_field("key");
@@ -469,9 +466,7 @@ async fn add_checks_the_key_and_required_fields_first() {
 #[tokio::test]
 async fn unknown_paths_are_404_and_wrong_methods_405_with_allow() {
     let h = Harness::start().await;
-    let a = h
-        .call(Method::GET, "/demo/SE/nothing", Some("se-key"), None, &[])
-        .await;
+    let a = h.get_as("/demo/SE/nothing", "se-key").await;
     a.assert_error(404, "not_found");
     let a = h.call(Method::GET, "/", None, None, &[]).await;
     a.assert_error(404, "not_found");

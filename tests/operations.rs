@@ -100,23 +100,17 @@ async fn search_tries_contact_types_in_order() {
 async fn a_market_can_take_swedish_personal_ids_in_another_country() {
     let h = Harness::start().await;
     let before = h
-        .call(
-            Method::GET,
+        .get_as(
             "/demo/NO/customers?key_type=personal_id&key=811218-9876",
-            Some("no-key"),
-            None,
-            &[],
+            "no-key",
         )
         .await;
     before.assert_field("key");
     let h = Harness::with_no_market("personal_id_country = \"SE\"").await;
     let a = h
-        .call(
-            Method::GET,
+        .get_as(
             "/demo/NO/customers?key_type=personal_id&key=811218-9876",
-            Some("no-key"),
-            None,
-            &[],
+            "no-key",
         )
         .await;
     assert_eq!(a.body[0]["customer_id"], ANNA, "{}", a.body);
@@ -159,13 +153,7 @@ async fn a_member_without_status_gets_the_configured_default() {
 async fn money_follows_the_market_currency() {
     let h = Harness::start().await;
     let a = h
-        .call(
-            Method::GET,
-            &format!("/demo/NO/customers/{NORA}"),
-            Some("no-key"),
-            None,
-            &[],
-        )
+        .get_as(&format!("/demo/NO/customers/{NORA}"), "no-key")
         .await;
     assert_eq!(a.body["bonus_checks"][0]["currency_code"], "NOK");
     assert_eq!(a.body["bonus_checks"][0]["value"], "200.00");
@@ -398,10 +386,7 @@ async fn redeem_redeems_bonus_checks_and_promotions() {
         a.body,
         json!({"bonus_checks": [CHECK_100], "promotions": [PROMO_10]})
     );
-    assert_eq!(
-        h.sim.bonus_check(DEMO_KEY, ANNA, CHECK_100).unwrap()["redeemed"],
-        true
-    );
+    assert_eq!(h.check_redeemed(ANNA, CHECK_100), true);
     assert_eq!(
         h.sim.promotion(DEMO_KEY, ANNA, PROMO_10).unwrap()["redeemed"],
         true
@@ -489,10 +474,7 @@ async fn undo_reactivates_this_customers_redeemed_bonus_check() {
         a.body,
         json!({"bonus_checks": [CHECK_REDEEMED], "promotions": []})
     );
-    assert_eq!(
-        h.sim.bonus_check(DEMO_KEY, ANNA, CHECK_REDEEMED).unwrap()["redeemed"],
-        false
-    );
+    assert_eq!(h.check_redeemed(ANNA, CHECK_REDEEMED), false);
 }
 
 #[tokio::test]
@@ -539,10 +521,7 @@ async fn undo_of_another_customers_bonus_check_is_404() {
         .await;
     a.assert_error(404, "not_found");
     assert_eq!(h.sim.writes(), 0);
-    assert_eq!(
-        h.sim.bonus_check(DEMO_KEY, ANNA, CHECK_REDEEMED).unwrap()["redeemed"],
-        true
-    );
+    assert_eq!(h.check_redeemed(ANNA, CHECK_REDEEMED), true);
 }
 
 #[tokio::test]
@@ -640,13 +619,7 @@ async fn lookup_prefills_from_the_person_register() {
 async fn lookup_is_forbidden_where_not_enabled() {
     let h = Harness::start().await;
     let a = h
-        .call(
-            Method::GET,
-            "/demo/NO/lookup?key_type=mobile&key=41234567",
-            Some("no-key"),
-            None,
-            &[],
-        )
+        .get_as("/demo/NO/lookup?key_type=mobile&key=41234567", "no-key")
         .await;
     a.assert_error(403, "forbidden");
 }
@@ -704,9 +677,7 @@ async fn request_ids_are_echoed() {
 async fn a_rotated_key_works_alongside_the_old_one() {
     let h = Harness::start().await;
     for key in ["se-key", "se-key-rotated"] {
-        let a = h
-            .call(Method::GET, "/demo/SE/consents", Some(key), None, &[])
-            .await;
+        let a = h.get_as("/demo/SE/consents", key).await;
         assert_eq!(a.status, 200);
     }
 }

@@ -20,16 +20,7 @@ async fn one_tenants_key_cannot_read_another_tenants_customer() {
     assert_eq!(h.get(&format!("/customers/{ANNA}")).await.status, 200);
     let other = |path: String| {
         let h = &h;
-        async move {
-            h.call(
-                Method::GET,
-                &format!("/other/SE{path}"),
-                Some("other-key"),
-                None,
-                &[],
-            )
-            .await
-        }
+        async move { h.get_as(&format!("/other/SE{path}"), "other-key").await }
     };
     other(format!("/customers/{ANNA}"))
         .await
@@ -46,13 +37,7 @@ async fn one_tenants_key_cannot_read_another_tenants_customer() {
     assert_eq!(a.body[0]["customer_id"], ANNA);
     // A valid key of one tenant is no key at all for the other's path.
     let a = h
-        .call(
-            Method::GET,
-            &format!("/demo/SE/customers/{ANNA}"),
-            Some("other-key"),
-            None,
-            &[],
-        )
+        .get_as(&format!("/demo/SE/customers/{ANNA}"), "other-key")
         .await;
     a.assert_error(401, "unauthorized");
     // Writes cannot cross either.
@@ -67,10 +52,7 @@ async fn one_tenants_key_cannot_read_another_tenants_customer() {
         )
         .await;
     a.assert_error(404, "not_found");
-    assert_eq!(
-        h.sim.bonus_check(DEMO_KEY, ANNA, CHECK_100).unwrap()["redeemed"],
-        false
-    );
+    assert_eq!(h.check_redeemed(ANNA, CHECK_100), false);
     // Every call for the other tenant carried its own Voyado key.
     for seen in h.sim.requests() {
         let key = seen.headers["apikey"].to_str().unwrap();
@@ -130,25 +112,11 @@ async fn debug_logs_carry_no_personal_data_or_keys() {
         &json!({"email": "broken@@example.com", "name_first": "Bo"}),
     )
     .await;
-    h.call(
-        Method::GET,
-        "/demo/SE/consents",
-        Some("se-key-wrong"),
-        None,
-        &[],
-    )
-    .await;
+    h.get_as("/demo/SE/consents", "se-key-wrong").await;
     // Someone puts personal data where the tenant and market go.
-    h.call(
-        Method::GET,
-        "/anna.andersson%40example.com/SE/consents",
-        Some("se-key"),
-        None,
-        &[],
-    )
-    .await;
-    h.call(Method::GET, "/0701112233/x/y", Some("se-key"), None, &[])
+    h.get_as("/anna.andersson%40example.com/SE/consents", "se-key")
         .await;
+    h.get_as("/0701112233/x/y", "se-key").await;
     // Voyado errors, refused and unclear writes, timeouts.
     h.sim.inject(Fault {
         method: Method::GET,

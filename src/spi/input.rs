@@ -64,6 +64,13 @@ pub fn email(raw: &str) -> Result<String, &'static str> {
 }
 
 /// E.164 with the market's region. A leading space is a `+` that arrived unencoded in a query string.
+///
+/// ```
+/// use sitoo_voyado_proxy::spi::input::phone;
+/// assert_eq!(phone("070-111 22 33", "SE").unwrap(), "+46701112233");
+/// assert_eq!(phone(" 4741234567", "NO").unwrap(), "+4741234567");
+/// assert!(phone("12", "SE").is_err());
+/// ```
 pub fn phone(raw: &str, region: &str) -> Result<String, &'static str> {
     const BAD: &str = "is not a valid phone number";
     let text = if raw.starts_with(' ') {

@@ -216,6 +216,16 @@ impl Harness {
         }
     }
 
+    /// A GET with Basic auth `key` on a full path (`/tenant/market/...`).
+    pub async fn get_as(&self, path: &str, key: &str) -> Answer {
+        self.call(Method::GET, path, Some(key), None, &[]).await
+    }
+
+    /// Whether the simulator holds the demo tenant's bonus check as redeemed.
+    pub fn check_redeemed(&self, contact: &str, check: &str) -> Value {
+        self.sim.bonus_check(DEMO_KEY, contact, check).unwrap()["redeemed"].clone()
+    }
+
     /// GET on demo/SE with the right key.
     pub async fn get(&self, path: &str) -> Answer {
         self.call(
