@@ -76,6 +76,7 @@ impl App {
             Ok(m) => (m.operation.name(), m.template),
             Err(_) => ("unknown", ""),
         };
+        let store_id = header_text(request.headers(), "store-id");
         // Path segments are the caller's text: only a configured tenant and market are logged.
         let known = self
             .config
@@ -94,13 +95,13 @@ impl App {
             market = market_field,
             operation,
             route = template,
-            store_id = header_text(request.headers(), "store-id").as_deref(),
+            store_id = store_id.as_deref(),
             register_id = header_text(request.headers(), "register-id").as_deref(),
             status = Empty,
             latency_ms = Empty,
         );
         let (result, market) = self
-            .dispatch(route, tenant, market_id, request)
+            .dispatch(route, tenant, market_id, store_id, request)
             .instrument(span.clone())
             .await;
         let table = market.as_ref().map_or(&self.config.errors, |m| &m.errors);
@@ -122,6 +123,7 @@ impl App {
         route: Result<Matched<'_>, RouteError>,
         tenant: &str,
         market_id: &str,
+        store_id: Option<String>,
         request: Request<Incoming>,
     ) -> (Result<Value, ProxyError>, Option<Arc<Market>>) {
         let matched = match route {
@@ -142,7 +144,7 @@ impl App {
             Ok(m) => m,
             Err(e) => return (Err(e), None),
         };
-        let result = run_operation(matched, market.clone(), request).await;
+        let result = run_operation(matched, market.clone(), store_id, request).await;
         (result, Some(market))
     }
 
@@ -182,10 +184,10 @@ impl App {
 async fn run_operation(
     matched: Matched<'_>,
     market: Arc<Market>,
+    store_id: Option<String>,
     request: Request<Incoming>,
 ) -> Result<Value, ProxyError> {
     let operation = matched.operation;
-    let store_id = header_text(request.headers(), "store-id");
     let query = request
         .uri()
         .query()

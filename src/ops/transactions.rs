@@ -25,27 +25,10 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, P
             .ok_or_else(|| ProxyError::field("limit", "must be a whole number from 1 to 100"))?,
     };
     let plan = &market.plan;
-    let count = limit.to_string();
-    let page = |offset: u64| {
-        let offset = offset.to_string();
-        let count = count.clone();
-        let id = id.clone();
-        async move {
-            market
-                .voyado
-                .get(
-                    Endpoint::Transactions,
-                    &[&id],
-                    &[("offset", &offset), ("count", &count)],
-                )
-                .await
-                .map_err(upstream(market, CUSTOMER))
-        }
-    };
-    let mut list = page(0).await?;
+    let mut list = page(market, &id, 0, limit).await?;
     let total = plan.transaction_total(&list).unwrap_or(0);
     if plan.transactions_order() == PageOrder::OldestFirst && total > limit {
-        list = page(total - limit).await?;
+        list = page(market, &id, total - limit, limit).await?;
     }
     let mut items: Vec<&Value> = plan.transaction_items(&list).iter().collect();
     items.sort_by_key(|item| std::cmp::Reverse(plan.transaction_time(item)));
@@ -60,4 +43,17 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, P
         })
         .collect();
     Ok(Value::Array(out))
+}
+
+async fn page(market: &Market, id: &str, offset: u64, count: u64) -> Result<Value, ProxyError> {
+    let (offset, count) = (offset.to_string(), count.to_string());
+    market
+        .voyado
+        .get(
+            Endpoint::Transactions,
+            &[id],
+            &[("offset", &offset), ("count", &count)],
+        )
+        .await
+        .map_err(upstream(market, CUSTOMER))
 }
