@@ -496,7 +496,7 @@ impl Plan {
             .map_or(&[], Vec::as_slice)
     }
 
-    /// The id of a Voyado bonus check or promotion.
+    /// The id of a Voyado object: a contact, bonus check or promotion.
     pub fn item_id<'a>(&self, item: &'a Value) -> Option<&'a str> {
         item.get(&self.redeem.voyado_id)?.as_str()
     }
