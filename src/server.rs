@@ -77,16 +77,15 @@ impl App {
             Err(_) => ("unknown", ""),
         };
         let store_id = header_text(request.headers(), "store-id");
-        // Path segments are the caller's text: only a configured tenant and market are logged.
-        let known = self
+        let found = self
             .config
             .markets
             .iter()
-            .any(|m| m.tenant == tenant && m.market == market_id);
-        let (tenant_field, market_field) = if known {
-            (tenant, market_id)
-        } else {
-            ("unknown", "unknown")
+            .find(|m| m.tenant == tenant && m.market == market_id);
+        // Path segments are the caller's text: only a configured tenant and market are logged.
+        let (tenant_field, market_field) = match found {
+            Some(_) => (tenant, market_id),
+            None => ("unknown", "unknown"),
         };
         let span = tracing::info_span!(
             "request",
@@ -101,7 +100,7 @@ impl App {
             latency_ms = Empty,
         );
         let (result, market) = self
-            .dispatch(route, tenant, market_id, store_id, request)
+            .dispatch(route, found, store_id, request)
             .instrument(span.clone())
             .await;
         let table = market.as_ref().map_or(&self.config.errors, |m| &m.errors);
@@ -121,8 +120,7 @@ impl App {
     async fn dispatch(
         &self,
         route: Result<Matched<'_>, RouteError>,
-        tenant: &str,
-        market_id: &str,
+        found: Option<&Arc<Market>>,
         store_id: Option<String>,
         request: Request<Incoming>,
     ) -> (Result<Value, ProxyError>, Option<Arc<Market>>) {
@@ -140,7 +138,7 @@ impl App {
                 return (Err(e), None);
             }
         };
-        let market = match self.authenticate(tenant, market_id, request.headers()) {
+        let market = match self.authenticate(found, request.headers()) {
             Ok(m) => m,
             Err(e) => return (Err(e), None),
         };
@@ -152,16 +150,10 @@ impl App {
     /// market answers exactly like a wrong key; only the log says which it was.
     fn authenticate(
         &self,
-        tenant: &str,
-        market: &str,
+        found: Option<&Arc<Market>>,
         headers: &HeaderMap,
     ) -> Result<Arc<Market>, ProxyError> {
         let password = basic_password(headers);
-        let found = self
-            .config
-            .markets
-            .iter()
-            .find(|m| m.tenant == tenant && m.market == market);
         let offered = CrmKeyDigest::of(password.as_deref().unwrap_or(""));
         let keys = found.map_or(std::slice::from_ref(&self.decoy_key), |m| &m.crm_keys[..]);
         let mut matched = Choice::from(0);

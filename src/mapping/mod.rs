@@ -310,20 +310,15 @@ impl Plan {
                 ..RuleSpec::default()
             })
             .collect();
-        let mut card_roots = Vec::new();
         let mut compiler = Compiler {
             tables: &tables,
             errors: &mut errors,
-            roots: &mut card_roots,
+            roots: Vec::new(),
         };
         let mut card = compiler.rules(&field_specs, "field", false);
         card.extend(compiler.rules(&spec.card, "card", false));
-        let mut other_roots = Vec::new();
-        let mut compiler = Compiler {
-            tables: &tables,
-            errors: &mut errors,
-            roots: &mut other_roots,
-        };
+        // Only the card's roots decide which Voyado calls a card makes.
+        let card_roots = std::mem::take(&mut compiler.roots);
         let transaction = compiler.rules(&spec.transaction, "transaction", false);
         let consent_definition =
             compiler.rules(&spec.consent_definition, "consent_definition", false);
@@ -450,21 +445,22 @@ impl Plan {
         self.fields.iter().any(|f| f.spi == name)
     }
 
-    fn contact_str<'a>(&self, path: &Path, contact: &'a Value) -> Option<&'a Value> {
+    /// A compiled path read from one Voyado object (contact, promotion, transaction).
+    fn read_path<'a>(&self, path: &Path, value: &'a Value) -> Option<&'a Value> {
         path.get(Scope {
-            root: contact,
-            item: contact,
+            root: value,
+            item: value,
             locale: "",
         })
     }
 
     /// A contact is approved unless Voyado says `false`.
     pub fn is_approved(&self, contact: &Value) -> bool {
-        self.contact_str(&self.approved, contact) != Some(&Value::Bool(false))
+        self.read_path(&self.approved, contact) != Some(&Value::Bool(false))
     }
 
     pub fn member_number(&self, contact: &Value) -> Option<String> {
-        match self.contact_str(&self.member_number, contact)? {
+        match self.read_path(&self.member_number, contact)? {
             Value::String(s) if !s.is_empty() => Some(s.clone()),
             Value::Number(n) => Some(n.to_string()),
             _ => None,
@@ -485,7 +481,7 @@ impl Plan {
 
     /// Whether a Voyado promotion can be redeemed at the POS.
     pub fn has_pos_channel(&self, promotion: &Value) -> bool {
-        self.contact_str(&self.pos_channel, promotion).is_some()
+        self.read_path(&self.pos_channel, promotion).is_some()
     }
 
     /// The entries of a Voyado list: a paged wrapper's items, or a bare array.
@@ -527,7 +523,7 @@ impl Plan {
 
     /// The instant a transaction happened, for newest-first ordering.
     pub fn transaction_time(&self, item: &Value) -> i64 {
-        self.contact_str(&self.transaction_sort, item)
+        self.read_path(&self.transaction_sort, item)
             .and_then(codec::timestamp)
             .map_or(i64::MIN, |t| t.as_second())
     }

@@ -127,7 +127,7 @@ pub(crate) struct Compiler<'a> {
     pub(crate) tables: &'a BTreeMap<String, Table>,
     pub(crate) errors: &'a mut Vec<String>,
     /// Roots (first path key) that the compiled rules read, outside `each` items.
-    pub(crate) roots: &'a mut Vec<String>,
+    pub(crate) roots: Vec<String>,
 }
 
 impl Compiler<'_> {
