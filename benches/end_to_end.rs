@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use sitoo_voyado_proxy::app::App;
 use sitoo_voyado_proxy::config::{Config, MappingSource};
-use sitoo_voyado_proxy::server::{App, serve};
+use sitoo_voyado_proxy::server::serve;
 use sitoo_voyado_proxy::sim::{FIXTURE, Simulator};
 use tokio::time::Instant;
 
@@ -86,16 +87,14 @@ fn main() {
              voyado_url = \"{}\"\nvoyado_api_key = \"sim-demo-key\"\ndefault_country = \"SE\"\n",
             sim.url()
         );
-        let config = Config::parse(
-            &config,
-            "bench",
-            |_| MappingSource::BuiltIn,
-            sitoo_voyado_proxy::voyado::build_http_client(),
-        )
-        .unwrap();
+        let config = Config::parse(&config, "bench", |_| MappingSource::BuiltIn, |_| None).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy = format!("http://{}/demo/SE", listener.local_addr().unwrap());
-        tokio::spawn(serve(listener, App::new(config), std::future::pending()));
+        tokio::spawn(serve(
+            listener,
+            App::build(&config).unwrap(),
+            std::future::pending(),
+        ));
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(CLIENTS)
             .build()

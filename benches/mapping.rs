@@ -7,7 +7,7 @@ use sitoo_voyado_proxy::mapping::{MarketView, Plan, WritePolicy};
 
 fn main() {
     // The first phone parse loads the metadata; the server does this at start too.
-    sitoo_voyado_proxy::spi::input::warm_up_phone_metadata();
+    sitoo_voyado_proxy::keys::warm_up_phone_metadata();
     divan::main();
 }
 
@@ -27,6 +27,7 @@ fn sweden(tz: &TimeZone) -> MarketView<'_> {
         region: "SE",
         personal_id_region: "SE",
         consent_map: &[],
+        now: jiff::Timestamp::now(),
     }
 }
 

@@ -1,14 +1,14 @@
-//! The operator's config file: one TOML file with `listen`, `mappings` and one `[[market]]` per
-//! (tenant, market) pair. Secrets come from `${ENV}`; every problem is reported at once with its key.
+//! The operator's config file: one TOML file with `listen`, `mappings`, `[limits]` and one
+//! `[[market]]` per (tenant, market) pair. Secrets come from `${ENV}`; every problem is reported at
+//! once with its file, line and key.
 //!
-//! Loading produces [`Config`]: markets ready to serve, each with its Voyado client, compiled
-//! mapping plan and error table. Nothing is parsed again per request.
+//! Parsing produces [`Config`]: plain, validated data. It builds no client and compiles no
+//! mapping; `app` does that from it, so `check` needs no network.
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::tz::TimeZone;
@@ -16,11 +16,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
-use crate::mapping::{MarketView, Plan};
-use crate::spi::error::{ErrorRow, ErrorTable};
-use crate::spi::input;
-use crate::spi::routes::RouteTable;
-use crate::voyado::VoyadoClient;
+use url::Url;
+
+use crate::keys;
+use crate::spi::error::{ErrorRow, Reason};
 
 /// A secret from the config: never printed.
 #[derive(Clone, Deserialize)]
@@ -85,9 +84,53 @@ pub enum UndoPromotion {
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     listen: Option<String>,
+    admin_listen: Option<String>,
     mappings: Option<String>,
     #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
     market: Vec<MarketFile>,
+}
+
+/// What the edge admits and how long shutdown waits (contract §6.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Open connections; beyond this a new connection gets `503` and is closed.
+    pub max_connections: usize,
+    /// Requests being worked on; beyond this a request gets `503` with `Retry-After` at once.
+    pub max_in_flight: usize,
+    /// The largest request body (`400 body_too_large` above).
+    pub body_max_bytes: usize,
+    /// After an oversized body is refused, how much of it is still read and discarded so the
+    /// client sees the answer rather than a broken pipe.
+    pub body_drain_max_bytes: usize,
+    /// The largest Voyado answer body read (`502` above).
+    pub voyado_reply_max_bytes: usize,
+    /// The most items one redeem or undo may name (`400` above).
+    pub redeem_max_items: usize,
+    /// How long shutdown waits for open requests and detached writes, together.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_connections: 2048,
+            max_in_flight: 512,
+            body_max_bytes: 64 * 1024,
+            body_drain_max_bytes: 8 * 1024 * 1024,
+            voyado_reply_max_bytes: 4 * 1024 * 1024,
+            redeem_max_items: 20,
+            shutdown_grace_ms: 20_000,
+        }
+    }
+}
+
+impl Limits {
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,27 +173,33 @@ struct MarketFile {
     voyado_timeout_ms: Option<u64>,
     undo_promotion: Option<UndoPromotion>,
     #[serde(default)]
-    errors: BTreeMap<String, ErrorRow>,
+    errors: BTreeMap<Reason, ErrorRow>,
 }
 
-/// One (tenant, market): everything a request for it needs.
-#[derive(Debug)]
-pub struct Market {
+/// One (tenant, market) as the operator wrote it, validated. The mapping-dependent parts
+/// (contact key default, field names) are checked by `app` against the compiled plan.
+#[derive(Debug, Clone)]
+pub struct MarketConfig {
+    /// `market[i]`: where this market is in the file, for errors found later.
+    pub at: String,
     pub tenant: String,
     pub market: String,
     pub crm_keys: Vec<CrmKeyDigest>,
-    pub voyado: VoyadoClient,
+    pub voyado_url: Url,
+    pub voyado_api_key: Secret,
     pub region: String,
     pub personal_id_region: String,
     pub currency: String,
     pub timezone: TimeZone,
     pub locale: String,
-    pub plan: Arc<Plan>,
+    /// The mapping profile's name (a file in the mappings directory).
+    pub mapping: String,
     pub contact_type: String,
     pub search_contact_types: Vec<String>,
     /// Types a create promotes in place when the key already belongs to one of them.
     pub promote_contact_types: Vec<String>,
-    pub contact_key: String,
+    /// The contact type's key; `None` takes the mapping's default.
+    pub contact_key: Option<String>,
     pub member_number_lookup: MemberNumberLookup,
     pub source: String,
     pub create_defaults: Map<String, Value>,
@@ -162,33 +211,31 @@ pub struct Market {
     pub consent_defaults: BTreeMap<String, bool>,
     pub lookup_enabled: bool,
     pub request_timeout: Duration,
+    pub voyado_timeout: Duration,
     pub undo_promotion: UndoPromotion,
-    pub errors: ErrorTable,
-}
-
-impl Market {
-    pub fn view(&self) -> MarketView<'_> {
-        MarketView {
-            currency: &self.currency,
-            timezone: &self.timezone,
-            locale: &self.locale,
-            region: &self.region,
-            personal_id_region: &self.personal_id_region,
-            consent_map: &self.consent_map,
-        }
-    }
+    pub errors: BTreeMap<Reason, ErrorRow>,
 }
 
 #[derive(Debug)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub markets: Vec<Arc<Market>>,
-    /// The table used before a market is known (401, 404 on unknown paths).
-    pub errors: ErrorTable,
-    pub routes: RouteTable,
+    /// Health and metrics also on this address, if set.
+    pub admin_listen: Option<SocketAddr>,
+    pub mappings: MappingSource,
+    pub limits: Limits,
+    pub markets: Vec<MarketConfig>,
+    /// The file's name and text, so later checks can point at its lines.
+    text: ConfigText,
 }
 
-/// Where mapping profiles and the error table come from.
+#[derive(Debug)]
+struct ConfigText {
+    name: String,
+    text: String,
+}
+
+/// Where mapping profiles, the error table and the route table come from.
+#[derive(Debug, Clone)]
 pub enum MappingSource {
     Dir(PathBuf),
     /// The files shipped in `mappings/`, compiled into the binary (the demo uses them).
@@ -200,7 +247,8 @@ const BUILT_IN_ERRORS: &str = include_str!("../mappings/errors.toml");
 const BUILT_IN_ROUTES: &str = include_str!("../mappings/routes.toml");
 
 impl MappingSource {
-    fn read(&self, name: &str) -> Result<(String, String), String> {
+    /// The text of mapping file `name` and the name to report it by.
+    pub fn read(&self, name: &str) -> Result<(String, String), String> {
         match self {
             MappingSource::Dir(dir) => {
                 let file = dir.join(format!("{name}.toml"));
@@ -239,124 +287,162 @@ fn country_defaults(country: &str) -> Option<(&'static str, &'static str, &'stat
 }
 
 impl Config {
-    /// Loads and validates a config file; mappings are relative to the file.
-    pub fn load(file: &Path, http: reqwest::Client) -> Result<Config, ConfigError> {
+    /// Loads and validates a config file; mappings are relative to the file, `${ENV}` comes from
+    /// the process environment.
+    pub fn load(file: &Path) -> Result<Config, ConfigError> {
+        Config::load_unchecked(file)?.checked()
+    }
+
+    /// Like [`Config::load`], but a config whose values have problems still comes back, with the
+    /// problems beside it, so that `check` can look at its mappings too and report everything at
+    /// once. Such a config is never served.
+    pub fn load_unchecked(file: &Path) -> Result<(Config, Vec<String>), ConfigError> {
         let name = file.display().to_string();
         let text = std::fs::read_to_string(file).map_err(|e| ConfigError {
             errors: vec![format!("{name}: cannot read: {e}")],
         })?;
         let base = file.parent().unwrap_or(Path::new("."));
-        Config::parse(&text, &name, |dir| MappingSource::Dir(base.join(dir)), http)
+        Config::parse_unchecked(
+            &text,
+            &name,
+            |dir| MappingSource::Dir(base.join(dir)),
+            |var| std::env::var(var).ok(),
+        )
     }
 
-    /// Parses config text. `mappings` turns the `mappings` key into a source of profiles.
+    /// Parses config text. `mappings` turns the `mappings` key into a source of profiles; `env`
+    /// looks up `${NAME}` (tests pass their own instead of touching the process environment).
     pub fn parse(
         text: &str,
         name: &str,
         mappings: impl FnOnce(&str) -> MappingSource,
-        http: reqwest::Client,
+        env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        // Each error starts with its key path; the file's line for that key goes in front.
-        let fail = |errors: Vec<String>| ConfigError {
+        Config::parse_unchecked(text, name, mappings, env)?.checked()
+    }
+
+    /// Parses config text; `Err` only when nothing usable could be read (syntax, a missing
+    /// `${ENV}`, a wrong type), otherwise the config with its problems (see `load_unchecked`).
+    pub fn parse_unchecked(
+        text: &str,
+        name: &str,
+        mappings: impl FnOnce(&str) -> MappingSource,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<(Config, Vec<String>), ConfigError> {
+        let located = ConfigText {
+            name: name.to_owned(),
+            text: text.to_owned(),
+        };
+        let mut raw: toml::Value =
+            toml::from_str(text).map_err(|e| located.locate(vec![e.to_string()]))?;
+        let mut errors = Vec::new();
+        interpolate(&mut raw, String::new(), &env, &mut errors);
+        if !errors.is_empty() {
+            return Err(located.locate(errors));
+        }
+        let file: ConfigFile = raw
+            .try_into()
+            .map_err(|e: toml::de::Error| located.locate(vec![e.to_string()]))?;
+        let address = |key: &str, value: &str, errors: &mut Vec<String>| {
+            value.parse::<SocketAddr>().map_err(|_| {
+                errors.push(format!("{key}: '{value}' is not an address:port"));
+            })
+        };
+        let listen = address(
+            "listen",
+            file.listen.as_deref().unwrap_or("0.0.0.0:8080"),
+            &mut errors,
+        )
+        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 8080)));
+        let admin_listen = file
+            .admin_listen
+            .as_deref()
+            .and_then(|a| address("admin_listen", a, &mut errors).ok());
+        check_limits(&file.limits, &mut errors);
+        if file.market.is_empty() {
+            errors.push("market: at least one [[market]] is needed".into());
+        }
+        let mut markets: Vec<MarketConfig> = Vec::new();
+        for (i, m) in file.market.into_iter().enumerate() {
+            let at = format!("market[{i}]");
+            if markets
+                .iter()
+                .any(|o| o.tenant == m.tenant && o.market == m.market)
+            {
+                errors.push(format!("{at}: a second market {}/{}", m.tenant, m.market));
+            }
+            markets.push(market_config(m, at, &mut errors));
+        }
+        let config = Config {
+            listen,
+            admin_listen,
+            mappings: mappings(file.mappings.as_deref().unwrap_or("mappings")),
+            limits: file.limits,
+            markets,
+            text: located,
+        };
+        Ok((config, errors))
+    }
+
+    /// Errors found after parsing (against the mappings, say), each put at its file and line.
+    pub fn locate(&self, errors: Vec<String>) -> ConfigError {
+        self.text.locate(errors)
+    }
+}
+
+/// What `parse_unchecked` returns: usable only without problems.
+trait Checked {
+    fn checked(self) -> Result<Config, ConfigError>;
+}
+
+impl Checked for (Config, Vec<String>) {
+    fn checked(self) -> Result<Config, ConfigError> {
+        match self {
+            (config, problems) if problems.is_empty() => Ok(config),
+            (config, problems) => Err(config.locate(problems)),
+        }
+    }
+}
+
+impl ConfigText {
+    /// Each error starts with its key path; the file's line for that key goes in front.
+    fn locate(&self, errors: Vec<String>) -> ConfigError {
+        let name = &self.name;
+        ConfigError {
             errors: errors
                 .into_iter()
                 .map(|e| {
                     let key = e.split(": ").next().unwrap_or("");
-                    match line_of(text, key) {
+                    match line_of(&self.text, key) {
                         Some(line) => format!("{name}:{line}: {e}"),
                         None => format!("{name}: {e}"),
                     }
                 })
                 .collect(),
-        };
-        let mut raw: toml::Value = toml::from_str(text).map_err(|e| fail(vec![e.to_string()]))?;
-        let mut errors = Vec::new();
-        interpolate(&mut raw, String::new(), &mut errors);
-        if !errors.is_empty() {
-            return Err(fail(errors));
         }
-        let file: ConfigFile = raw.try_into().map_err(|e| fail(vec![e.to_string()]))?;
-        let listen = file.listen.as_deref().unwrap_or("0.0.0.0:8080");
-        let listen = listen.parse().unwrap_or_else(|_| {
-            errors.push(format!("listen: '{listen}' is not an address:port"));
-            SocketAddr::from(([0, 0, 0, 0], 8080))
-        });
-        let source = mappings(file.mappings.as_deref().unwrap_or("mappings"));
-        let table = match source.read("errors") {
-            Ok((text, file)) => ErrorTable::parse(&text)
-                .map_err(|e| e.into_iter().map(|e| format!("{file}: {e}")).collect()),
-            Err(e) => Err(vec![e]),
-        };
-        let table = match table {
-            Ok(t) => t,
-            Err(mut e) => {
-                errors.append(&mut e);
-                return Err(fail(errors));
-            }
-        };
-        let routes = source
-            .read("routes")
-            .and_then(|(text, file)| RouteTable::parse(&text).map_err(|e| format!("{file}: {e}")));
-        let routes = match routes {
-            Ok(r) => r,
-            Err(e) => {
-                errors.push(e);
-                return Err(fail(errors));
-            }
-        };
-        if file.market.is_empty() {
-            errors.push("market: at least one [[market]] is needed".into());
-        }
-        let mut plans: BTreeMap<String, Option<Arc<Plan>>> = BTreeMap::new();
-        let mut markets = Vec::new();
-        for (i, m) in file.market.into_iter().enumerate() {
-            let at = format!("market[{i}]");
-            if markets
-                .iter()
-                .any(|o: &Arc<Market>| o.tenant == m.tenant && o.market == m.market)
-            {
-                errors.push(format!("{at}: a second market {}/{}", m.tenant, m.market));
-            }
-            let profile = m.mapping.clone().unwrap_or_else(|| "default".into());
-            let plan = plans
-                .entry(profile.clone())
-                .or_insert_with(|| {
-                    let loaded = source.read(&profile).and_then(|(text, file)| {
-                        Plan::compile(&text, &file).map_err(|e| e.to_string())
-                    });
-                    match loaded {
-                        Ok(plan) => Some(Arc::new(plan)),
-                        Err(e) => {
-                            errors.push(format!("{at}.mapping: {e}"));
-                            None
-                        }
-                    }
-                })
-                .clone();
-            if let Some(market) = build_market(m, &at, plan, &table, &http, &mut errors) {
-                markets.push(Arc::new(market));
-            }
-        }
-        if !errors.is_empty() {
-            return Err(fail(errors));
-        }
-        Ok(Config {
-            listen,
-            markets,
-            errors: table,
-            routes,
-        })
     }
 }
 
-fn build_market(
-    m: MarketFile,
-    at: &str,
-    plan: Option<Arc<Plan>>,
-    table: &ErrorTable,
-    http: &reqwest::Client,
-    errors: &mut Vec<String>,
-) -> Option<Market> {
+fn check_limits(limits: &Limits, errors: &mut Vec<String>) {
+    for (key, value) in [
+        ("limits.max_connections", limits.max_connections),
+        ("limits.max_in_flight", limits.max_in_flight),
+        ("limits.body_max_bytes", limits.body_max_bytes),
+        (
+            "limits.voyado_reply_max_bytes",
+            limits.voyado_reply_max_bytes,
+        ),
+        ("limits.redeem_max_items", limits.redeem_max_items),
+    ] {
+        if value == 0 {
+            errors.push(format!("{key}: must be above 0"));
+        }
+    }
+}
+
+/// A market's settings; each value with a problem is reported and replaced by a harmless
+/// stand-in, so later checks still see the market (the config as a whole is refused).
+fn market_config(m: MarketFile, at: String, errors: &mut Vec<String>) -> MarketConfig {
     let mut err = |key: &str, problem: String| errors.push(format!("{at}.{key}: {problem}"));
     let path_safe = |s: &str| {
         !s.is_empty()
@@ -374,8 +460,22 @@ fn build_market(
     }
     if m.voyado_api_key.expose().is_empty() {
         err("voyado_api_key", "must not be empty".into());
+    } else if http::HeaderValue::from_str(m.voyado_api_key.expose()).is_err() {
+        err("voyado_api_key", "is not a valid header value".into());
     }
-    let region = match input::country_code(&m.default_country) {
+    let voyado_url = match Url::parse(&m.voyado_url) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Some(url),
+        Ok(_) => {
+            err("voyado_url", "must be an http(s) URL with a host".into());
+            None
+        }
+        Err(e) => {
+            err("voyado_url", format!("not a URL: {e}"));
+            None
+        }
+    }
+    .unwrap_or_else(|| Url::from_directory_path("/").expect("'/' is an absolute directory"));
+    let region = match keys::country_code(&m.default_country) {
         Ok(c) => c,
         Err(e) => {
             err("default_country", e.into());
@@ -434,21 +534,6 @@ fn build_market(
             "must be above 0 and at most request_timeout_ms".into(),
         );
     }
-    let voyado = match VoyadoClient::new(
-        http.clone(),
-        &m.voyado_url,
-        m.voyado_api_key.expose(),
-        voyado_timeout,
-    ) {
-        Ok(c) => Some(c),
-        Err(e) => {
-            err("voyado_url", e);
-            None
-        }
-    };
-    let errors_at = format!("{at}.errors");
-    let mut table_errors = Vec::new();
-    let market_errors = table.with_overrides(&m.errors, &errors_at, &mut table_errors);
     let contact_type = m.contact_type.unwrap_or_else(|| "Member".into());
     let search_contact_types = m
         .search_contact_types
@@ -456,40 +541,20 @@ fn build_market(
     if search_contact_types.is_empty() {
         err("search_contact_types", "must name at least one type".into());
     }
+    if let Some(key) = &m.contact_key
+        && m.clearable_fields.contains(key)
+    {
+        err(
+            "clearable_fields",
+            format!("the contact key '{key}' can never be cleared"),
+        );
+    }
     let create_defaults = m
         .create_defaults
         .iter()
         .map(|(k, v)| (k.clone(), serde_json::to_value(v).unwrap_or(Value::Null)))
         .collect();
-    let plan = plan?;
-    let contact_key = m
-        .contact_key
-        .unwrap_or_else(|| plan.default_key().to_owned());
-    if !plan.has_field(&contact_key) || plan.search_key(&contact_key).is_none() {
-        err(
-            "contact_key",
-            format!("'{contact_key}' is not a searchable customer field"),
-        );
-    }
-    for (key, list) in [
-        ("required_fields", &m.required_fields),
-        ("clearable_fields", &m.clearable_fields),
-        ("read_only_fields", &m.read_only_fields),
-    ] {
-        for f in list {
-            if !plan.has_field(f) {
-                err(key, format!("'{f}' is not a customer field of the mapping"));
-            }
-        }
-    }
-    if m.clearable_fields.contains(&contact_key) {
-        err(
-            "clearable_fields",
-            format!("the contact key '{contact_key}' can never be cleared"),
-        );
-    }
-    errors.append(&mut table_errors);
-    Some(Market {
+    MarketConfig {
         tenant: m.tenant,
         market: m.market,
         crm_keys: m
@@ -497,19 +562,20 @@ fn build_market(
             .iter()
             .map(|k| CrmKeyDigest::of(k.expose()))
             .collect(),
-        voyado: voyado?,
+        voyado_url,
+        voyado_api_key: m.voyado_api_key,
         region,
         personal_id_region,
         currency,
         timezone,
         locale,
-        plan,
+        mapping: m.mapping.unwrap_or_else(|| "default".into()),
         contact_type,
         search_contact_types,
         promote_contact_types: m
             .promote_contact_types
             .unwrap_or_else(|| vec!["Contact".into()]),
-        contact_key,
+        contact_key: m.contact_key,
         member_number_lookup: m
             .member_number_lookup
             .unwrap_or(MemberNumberLookup::CustomKey),
@@ -523,9 +589,11 @@ fn build_market(
         consent_defaults: m.consent_defaults,
         lookup_enabled: m.lookup_enabled,
         request_timeout,
+        voyado_timeout,
         undo_promotion: m.undo_promotion.unwrap_or(UndoPromotion::Refuse),
-        errors: market_errors,
-    })
+        errors: m.errors,
+        at,
+    }
 }
 
 /// The 1-based line where a key path such as `market[0].timezone` is written, or where the
@@ -567,7 +635,12 @@ fn line_of(text: &str, path: &str) -> Option<usize> {
 
 /// Replaces `${NAME}` in every string with the environment variable; a missing one is an error
 /// naming the key (never the value).
-fn interpolate(value: &mut toml::Value, at: String, errors: &mut Vec<String>) {
+fn interpolate(
+    value: &mut toml::Value,
+    at: String,
+    env: &impl Fn(&str) -> Option<String>,
+    errors: &mut Vec<String>,
+) {
     match value {
         toml::Value::String(s) if s.contains("${") => {
             let mut out = String::with_capacity(s.len());
@@ -579,9 +652,9 @@ fn interpolate(value: &mut toml::Value, at: String, errors: &mut Vec<String>) {
                     return;
                 };
                 let name = &rest[start + 2..start + end];
-                match std::env::var(name) {
-                    Ok(v) => out.push_str(&v),
-                    Err(_) => errors.push(format!("{at}: environment variable {name} is not set")),
+                match env(name) {
+                    Some(v) => out.push_str(&v),
+                    None => errors.push(format!("{at}: environment variable {name} is not set")),
                 }
                 rest = &rest[start + end + 1..];
             }
@@ -590,7 +663,7 @@ fn interpolate(value: &mut toml::Value, at: String, errors: &mut Vec<String>) {
         }
         toml::Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                interpolate(item, format!("{at}[{i}]"), errors);
+                interpolate(item, format!("{at}[{i}]"), env, errors);
             }
         }
         toml::Value::Table(table) => {
@@ -600,7 +673,7 @@ fn interpolate(value: &mut toml::Value, at: String, errors: &mut Vec<String>) {
                 } else {
                     format!("{at}.{k}")
                 };
-                interpolate(v, key, errors);
+                interpolate(v, key, env, errors);
             }
         }
         _ => {}
@@ -611,13 +684,12 @@ fn interpolate(value: &mut toml::Value, at: String, errors: &mut Vec<String>) {
 mod tests {
     use super::*;
 
+    fn env(var: &str) -> Option<String> {
+        (var == "SVP_TEST_CRM_KEY").then(|| "from-env".to_owned())
+    }
+
     fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::parse(
-            text,
-            "test.toml",
-            |_| MappingSource::BuiltIn,
-            crate::voyado::build_http_client(),
-        )
+        Config::parse(text, "test.toml", |_| MappingSource::BuiltIn, env)
     }
 
     const GOOD: &str = r#"
@@ -632,15 +704,14 @@ mod tests {
 
     #[test]
     fn interpolates_env_and_fills_country_defaults() {
-        // SAFETY: tests in this module are the only readers of this variable.
-        unsafe { std::env::set_var("SVP_TEST_CRM_KEY", "from-env") };
         let config = parse(GOOD).unwrap();
         let m = &config.markets[0];
         assert_eq!(m.crm_keys, vec![CrmKeyDigest::of("from-env")]);
         assert_eq!(m.currency, "NOK");
         assert_eq!(m.locale, "nb-NO");
-        assert_eq!(m.contact_key, "email");
+        assert_eq!(m.contact_key, None);
         assert_eq!(config.listen.port(), 8080);
+        assert_eq!(config.limits, Limits::default());
     }
 
     #[test]
@@ -697,9 +768,32 @@ mod tests {
     #[test]
     fn unknown_keys_are_refused() {
         let text = GOOD.replace("default_country", "colour = \"red\"\ndefault_country");
-        // SAFETY: as above.
-        unsafe { std::env::set_var("SVP_TEST_CRM_KEY", "from-env") };
         assert!(parse(&text).unwrap_err().to_string().contains("colour"));
+        let text = format!("[limits]\nmax_in_flight = 0\n{GOOD}");
+        let errors = parse(&text).unwrap_err().to_string();
+        assert!(
+            errors.contains("test.toml:2: limits.max_in_flight: must be above 0"),
+            "{errors}"
+        );
+    }
+
+    #[test]
+    fn error_overrides_name_known_reasons_only() {
+        let text = format!(
+            "{GOOD}\n[market.errors.customer_exists]\nstatus = 409\nerror_code = \"conflict\"\n"
+        );
+        let config = parse(&text).unwrap();
+        assert_eq!(
+            config.markets[0].errors[&Reason::CustomerExists].status,
+            409
+        );
+        let text = text.replace("customer_exists", "customer_exist");
+        assert!(
+            parse(&text)
+                .unwrap_err()
+                .to_string()
+                .contains("customer_exist")
+        );
     }
 
     #[test]

@@ -44,11 +44,6 @@ pub async fn start(listen: SocketAddr) -> Result<(Simulator, Config), ConfigErro
     let text = CONFIG
         .replace("{voyado}", &sim.url())
         .replace("{listen}", &listen.to_string());
-    let config = Config::parse(
-        &text,
-        "demo config",
-        |_| MappingSource::BuiltIn,
-        crate::voyado::build_http_client(),
-    )?;
+    let config = Config::parse(&text, "demo config", |_| MappingSource::BuiltIn, |_| None)?;
     Ok((sim, config))
 }

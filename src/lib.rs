@@ -1,15 +1,22 @@
 //! sitoo-voyado-proxy: Sitoo POS's CRM SPI v2 answered from Voyado Engage.
 //!
-//! Rooms: `spi` (routes, input validation, the error envelope), `voyado` (the client), `mapping`
-//! (the declarative engine, pure), `ops` (one file per SPI operation), `server` (the tower stack),
-//! `config`, `sim` (the Voyado simulator) and `demo` (proxy + simulator with no config).
+//! Rooms, used in one direction (leaves first): `keys` (normalisation of phones, emails, personal
+//! ids, dates), `telemetry` (metrics and logs), `voyado` (the client), `mapping` (the declarative
+//! engine, pure), `spi` (operations, route table, the error envelope), `config` (the file, parsed
+//! into plain data), `app` (the composition root: markets, clients and plans from the config), `ops`
+//! (one file per SPI operation), `server` (the tower stack). `sim` (the Voyado simulator) and
+//! `demo` sit behind the default-on `simulator` feature.
 
+pub mod app;
 pub mod config;
+#[cfg(feature = "simulator")]
 pub mod demo;
+pub mod keys;
 pub mod mapping;
-pub mod metrics;
 pub mod ops;
 pub mod server;
+#[cfg(feature = "simulator")]
 pub mod sim;
 pub mod spi;
+pub mod telemetry;
 pub mod voyado;

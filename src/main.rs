@@ -1,13 +1,19 @@
 //! The command line: no arguments runs the demo; `serve --config FILE` runs in production;
-//! `check --config FILE` validates a config and its mappings and exits non-zero with every error.
+//! `check --config FILE` validates a config and its mappings (no network) and exits non-zero with
+//! every error. `--log-format json` (or `LOG_FORMAT=json`) writes one JSON object per log line.
 
+#[cfg(feature = "simulator")]
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use sitoo_voyado_proxy::app::{self, App};
 use sitoo_voyado_proxy::config::Config;
-use sitoo_voyado_proxy::server::{App, serve};
-use sitoo_voyado_proxy::{demo, voyado};
+#[cfg(feature = "simulator")]
+use sitoo_voyado_proxy::demo;
+use sitoo_voyado_proxy::server;
+use sitoo_voyado_proxy::telemetry::logging::{self, LogFormat};
 use tokio::net::TcpListener;
 
 const USAGE: &str = "\
@@ -16,12 +22,28 @@ usage:
   sitoo-voyado-proxy demo [--listen ADDR]   the demo on another address
   sitoo-voyado-proxy serve --config FILE    production
   sitoo-voyado-proxy check --config FILE    validate config and mappings, then exit
+options:
+  --log-format text|json                    log lines as text (default) or JSON; also LOG_FORMAT
 ";
 
 enum Command {
+    #[cfg(feature = "simulator")]
     Demo(SocketAddr),
     Serve(PathBuf),
     Check(PathBuf),
+}
+
+/// Takes `--log-format VALUE` out of `args`, wherever it stands.
+fn take_log_format(args: &mut Vec<String>) -> Result<Option<String>, String> {
+    let Some(at) = args.iter().position(|a| a == "--log-format") else {
+        return Ok(None);
+    };
+    if at + 1 >= args.len() {
+        return Err("--log-format takes text or json".into());
+    }
+    let value = args.remove(at + 1);
+    args.remove(at);
+    Ok(Some(value))
 }
 
 fn parse(args: &[String]) -> Result<Command, String> {
@@ -31,15 +53,20 @@ fn parse(args: &[String]) -> Result<Command, String> {
             _ => Err(format!("expected {name} VALUE")),
         }
     };
+    #[cfg(feature = "simulator")]
+    let demo_at = SocketAddr::from(([127, 0, 0, 1], 8080));
     match args.first().map(String::as_str) {
-        None => Ok(Command::Demo(SocketAddr::from(([127, 0, 0, 1], 8080)))),
-        Some("demo") if args.len() == 1 => {
-            Ok(Command::Demo(SocketAddr::from(([127, 0, 0, 1], 8080))))
-        }
+        #[cfg(feature = "simulator")]
+        None => Ok(Command::Demo(demo_at)),
+        #[cfg(feature = "simulator")]
+        Some("demo") if args.len() == 1 => Ok(Command::Demo(demo_at)),
+        #[cfg(feature = "simulator")]
         Some("demo") => flag("--listen")?
             .parse()
             .map(Command::Demo)
             .map_err(|_| "--listen takes ADDR:PORT".into()),
+        #[cfg(not(feature = "simulator"))]
+        None | Some("demo") => Err("this build has no demo (built without the simulator)".into()),
         Some("serve") => Ok(Command::Serve(flag("--config")?.into())),
         Some("check") => Ok(Command::Check(flag("--config")?.into())),
         Some(other) => Err(format!("unknown command '{other}'")),
@@ -47,7 +74,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
     if matches!(
         args.first().map(String::as_str),
         Some("-h" | "--help" | "help")
@@ -55,18 +82,20 @@ fn main() -> ExitCode {
         print!("{USAGE}");
         return ExitCode::SUCCESS;
     }
-    let command = match parse(&args) {
-        Ok(c) => c,
+    let chosen = take_log_format(&mut args)
+        .and_then(|flag| LogFormat::choose(flag.as_deref(), |name| std::env::var(name).ok()));
+    let (format, command) = match chosen.and_then(|f| Ok((f, parse(&args)?))) {
+        Ok(parsed) => parsed,
         Err(e) => {
             eprint!("{e}\n{USAGE}");
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    if let Command::Check(file) = &command {
+        return check(file);
+    }
+    // Kept until exit: dropping it flushes the log lines still buffered.
+    let _log_guard = logging::init(format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -77,28 +106,51 @@ fn main() -> ExitCode {
     runtime.block_on(run(command))
 }
 
-async fn run(command: Command) -> ExitCode {
-    let (simulator, config) = match command {
-        Command::Check(file) => {
-            return match Config::load(&file, voyado::build_http_client()) {
-                Ok(config) => {
-                    println!("{}: ok ({} markets)", file.display(), config.markets.len());
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("{e}");
-                    ExitCode::FAILURE
-                }
-            };
+/// Validates the config and every mapping it names; builds no client and opens no socket.
+fn check(file: &std::path::Path) -> ExitCode {
+    match app::check(file) {
+        Ok(compiled) => {
+            println!(
+                "{}: ok ({} markets)",
+                file.display(),
+                compiled.market_count()
+            );
+            ExitCode::SUCCESS
         }
-        Command::Serve(file) => (None, Config::load(&file, voyado::build_http_client())),
-        Command::Demo(listen) => match demo::start(listen).await {
-            Ok((sim, config)) => (Some(sim), Ok(config)),
-            Err(e) => (None, Err(e)),
-        },
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> ExitCode {
+    // The demo's simulator lives as long as the proxy serves.
+    type Keep = Option<Box<dyn std::any::Any + Send>>;
+    let loaded: Result<(Config, Keep), _> = match command {
+        Command::Check(_) => return ExitCode::FAILURE,
+        Command::Serve(file) => Config::load(&file).map(|c| (c, None)),
+        #[cfg(feature = "simulator")]
+        Command::Demo(listen) => demo::start(listen).await.map(|(sim, config)| {
+            tracing::info!(voyado = %sim.url(), "demo: Voyado simulator started");
+            tracing::info!(
+                "demo: try  curl -u pos:{} 'http://{}/{}/SE/customers?key_type=member_number&key=10012'",
+                demo::CRM_KEY,
+                config.listen,
+                demo::TENANT
+            );
+            (config, Some(Box::new(sim) as Box<dyn std::any::Any + Send>))
+        }),
     };
-    let config = match config {
-        Ok(c) => c,
+    let (config, _simulator) = match loaded {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let app = match App::build(&config) {
+        Ok(app) => app,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
@@ -111,32 +163,45 @@ async fn run(command: Command) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    if let Some(sim) = &simulator {
-        tracing::info!(voyado = %sim.url(), "demo: Voyado simulator started");
-        tracing::info!(
-            "demo: try  curl -u pos:{} 'http://{}/{}/SE/customers?key_type=member_number&key=10012'",
-            demo::CRM_KEY,
-            config.listen,
-            demo::TENANT
-        );
-    }
-    tracing::info!(listen = %config.listen, markets = config.markets.len(), "sitoo-voyado-proxy ready");
-    let app = App::new(config);
-    let shutdown = async {
-        // SIGTERM is what a container orchestrator sends; SIGINT is Ctrl-C.
-        let mut terminate =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            Some(()) = async { terminate.as_mut()?.recv().await } => {}
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    if let Some(admin) = config.admin_listen {
+        match TcpListener::bind(admin).await {
+            Ok(listener) => {
+                let mut stopped = stopped.clone();
+                tokio::spawn(server::serve_admin(listener, app.clone(), async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                }));
+                tracing::info!(admin = %admin, "health and metrics also on the admin address");
+            }
+            Err(e) => {
+                eprintln!("cannot listen on {admin}: {e}");
+                return ExitCode::FAILURE;
+            }
         }
-        tracing::info!("shutting down: draining open requests");
+    }
+    tracing::info!(listen = %config.listen, markets = app.markets.len(), "sitoo-voyado-proxy ready");
+    let shutdown = async move {
+        wait_for_signal().await;
+        let _ = stop.send(true);
     };
-    match serve(listener, app, shutdown).await {
-        Ok(()) => ExitCode::SUCCESS,
+    match server::serve(listener, Arc::clone(&app), shutdown).await {
+        Ok(()) => {
+            tracing::info!("stopped");
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("{e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// SIGTERM is what a container orchestrator sends; SIGINT is Ctrl-C.
+async fn wait_for_signal() {
+    let mut terminate =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        Some(()) = async { terminate.as_mut()?.recv().await } => {}
     }
 }

@@ -491,6 +491,7 @@ async fn unknown_paths_are_404_and_wrong_methods_405_with_allow() {
             &[],
         )
         .await;
+    a.assert_error(405, "method_not_allowed");
     assert_eq!(a.headers["allow"], "GET, PUT, PATCH");
 }
 

@@ -92,7 +92,7 @@ fn every_readme_curl_example_works_against_the_demo() {
         .unwrap()
         .port();
     let address = format!("127.0.0.1:{port}");
-    let _demo = Demo(
+    let mut demo = Demo(
         Command::new(BIN)
             .args(["demo", "--listen", &address])
             .stdout(Stdio::null())
@@ -100,15 +100,28 @@ fn every_readme_curl_example_works_against_the_demo() {
             .spawn()
             .unwrap(),
     );
+    // The demo is another process, so paused tokio time cannot stand in for this wait: poll in
+    // real time until it accepts connections. A 10 ms step keeps the wait close to the demo's
+    // start-up time without busy-spinning; 1000 steps (about 10 s) bound it on a loaded machine.
+    // A demo that exits (say, the port was taken meanwhile) fails at once rather than at the end.
+    let mut listening = false;
+    for _ in 0..1000 {
+        if let Some(status) = demo.0.try_wait().unwrap() {
+            panic!("the demo exited before listening: {status}");
+        }
+        if std::net::TcpStream::connect(&address).is_ok() {
+            listening = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(listening, "the demo did not come up");
     let health = format!("http://{address}/healthz");
-    let ready = (0..100).any(|_| {
-        std::thread::sleep(Duration::from_millis(100));
-        Command::new("curl")
-            .args(["-fsS", &health])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    });
-    assert!(ready, "the demo did not come up");
+    let out = Command::new("curl")
+        .args(["-fsS", &health])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the demo is not healthy: {out:?}");
 
     let readme = include_str!("../README.md");
     let mut in_shell_block = false;
@@ -121,7 +134,10 @@ fn every_readme_curl_example_works_against_the_demo() {
         if !in_shell_block || !line.starts_with("curl ") {
             continue;
         }
-        let command = line.replace("127.0.0.1:8080", &address);
+        // --fail whether or not the README spells it: an error answer is not a working example.
+        let command = line
+            .replacen("curl ", "curl --fail ", 1)
+            .replace("127.0.0.1:8080", &address);
         let out = Command::new("sh").args(["-c", &command]).output().unwrap();
         assert!(
             out.status.success(),

@@ -13,51 +13,102 @@ use reqwest::Method;
 use serde_json::json;
 use sitoo_voyado_proxy::sim::{Fault, FaultAction};
 
+/// Awaits one call to the proxy and asserts, before its answer is looked at, which Voyado key
+/// every request it caused carried: all `voyado_key` (at least one request), or none at all.
+///
+/// The requests a call causes are the simulator's log entries added while it ran: the proxy
+/// awaits every Voyado call of an operation before answering, and this test injects no delays,
+/// so nothing lands in the log after the answer.
+async fn served_with(
+    h: &Harness,
+    voyado_key: Option<&str>,
+    call: impl Future<Output = Answer>,
+) -> Answer {
+    let before = h.sim.requests().len();
+    let answer = call.await;
+    let seen: Vec<(String, String)> = h.sim.requests()[before..]
+        .iter()
+        .map(|r| {
+            let key = r
+                .headers
+                .get("apikey")
+                .map_or("<none>", |v| v.to_str().unwrap());
+            (key.to_owned(), r.path.clone())
+        })
+        .collect();
+    match voyado_key {
+        Some(key) => {
+            assert!(!seen.is_empty(), "Voyado was never called: {}", answer.body);
+            for (used, path) in &seen {
+                assert_eq!(used, key, "{path} carried the wrong tenant's Voyado key");
+            }
+        }
+        None => assert!(seen.is_empty(), "Voyado was called: {seen:?}"),
+    }
+    answer
+}
+
 #[tokio::test]
 async fn one_tenants_key_cannot_read_another_tenants_customer() {
     let h = Harness::start().await;
-    // demo reads Anna first, so anything remembered from it would be there to leak.
-    assert_eq!(h.get(&format!("/customers/{ANNA}")).await.status, 200);
-    let other = |path: String| {
+    let demo = Some(DEMO_KEY);
+    let other = Some(OTHER_KEY);
+    let as_other = |path: String| {
         let h = &h;
         async move { h.get_as(&format!("/other/SE{path}"), "other-key").await }
     };
-    other(format!("/customers/{ANNA}"))
+    // demo reads Anna first, so anything remembered from it would be there to leak.
+    let a = served_with(&h, demo, h.get(&format!("/customers/{ANNA}"))).await;
+    assert_eq!(a.status, 200);
+    served_with(&h, other, as_other(format!("/customers/{ANNA}")))
         .await
         .assert_error(404, "not_found");
-    other(format!("/customers/{ANNA}/transactions"))
-        .await
-        .assert_error(404, "not_found");
+    served_with(
+        &h,
+        other,
+        as_other(format!("/customers/{ANNA}/transactions")),
+    )
+    .await
+    .assert_error(404, "not_found");
     // The same email exists in both tenants: each key finds its own contact.
-    let a = other("/customers?key_type=email&key=anna.andersson%40example.com".into()).await;
+    let a = served_with(
+        &h,
+        other,
+        as_other("/customers?key_type=email&key=anna.andersson%40example.com".into()),
+    )
+    .await;
     assert_eq!(a.body[0]["customer_id"], OLLE, "{}", a.body);
-    let a = h
-        .get("/customers?key_type=email&key=anna.andersson%40example.com")
-        .await;
+    let a = served_with(
+        &h,
+        demo,
+        h.get("/customers?key_type=email&key=anna.andersson%40example.com"),
+    )
+    .await;
     assert_eq!(a.body[0]["customer_id"], ANNA);
     // A valid key of one tenant is no key at all for the other's path.
-    let a = h
-        .get_as(&format!("/demo/SE/customers/{ANNA}"), "other-key")
-        .await;
+    let a = served_with(
+        &h,
+        None,
+        h.get_as(&format!("/demo/SE/customers/{ANNA}"), "other-key"),
+    )
+    .await;
     a.assert_error(401, "unauthorized");
     // Writes cannot cross either.
     let body = json!({"bonus_checks": [CHECK_100]});
-    let a = h
-        .call(
+    let a = served_with(
+        &h,
+        other,
+        h.call(
             Method::POST,
             &format!("/other/SE/customers/{ANNA}/redeem"),
             Some("other-key"),
             Some(&body.to_string()),
             &[],
-        )
-        .await;
+        ),
+    )
+    .await;
     a.assert_error(404, "not_found");
     assert_eq!(h.check_redeemed(ANNA, CHECK_100), false);
-    // Every call for the other tenant carried its own Voyado key.
-    for seen in h.sim.requests() {
-        let key = seen.headers["apikey"].to_str().unwrap();
-        assert!(key == DEMO_KEY || key == OTHER_KEY);
-    }
 }
 
 #[derive(Clone, Default)]

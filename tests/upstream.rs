@@ -1,5 +1,12 @@
 //! Voyado misbehaving: every row of the Voyado→SPI error table, retries, deadlines, and writes
 //! whose result is unclear — settled by reading Voyado's state, never duplicated.
+//!
+//! These tests run in real time, not paused tokio time: the proxy, the simulator and the client
+//! talk over real loopback sockets, and with the clock paused the runtime auto-advances to the
+//! next timer whenever every task waits — including while a socket read is about to complete — so
+//! the proxy's 400 ms Voyado timeout or the request deadline could fire before an answer that is
+//! already on its way, and the timings these tests rely on would not hold. The delays are kept
+//! short instead, and nothing waits a fixed time for something that can be polled.
 
 mod common;
 
@@ -20,39 +27,67 @@ fn fault(method: Method, path: &'static str, action: FaultAction) -> Fault {
     }
 }
 
+/// A Voyado fault; the SPI status, reason and Retry-After; and the Voyado code the answer carries
+/// in `error_data.upstream_code` (`None`: no such key).
+type StatusCase = (
+    FaultAction,
+    u16,
+    &'static str,
+    Option<&'static str>,
+    Option<&'static str>,
+);
+
 #[tokio::test]
 async fn voyado_statuses_map_through_the_error_table() {
     let h = Harness::start().await;
     let card = format!("/customers/{ANNA}");
-    let cases: [(FaultAction, u16, &str, Option<&str>); 6] = [
+    let cases: [StatusCase; 7] = [
         (
             FaultAction::Status(429, None),
             429,
             "too_many_requests",
             Some("2"),
+            None,
         ),
         (
             FaultAction::Status(503, None),
             503,
             "upstream_unavailable",
             Some("2"),
+            None,
         ),
-        (FaultAction::Status(500, None), 502, "bad_gateway", None),
+        (
+            FaultAction::Status(500, None),
+            502,
+            "bad_gateway",
+            None,
+            None,
+        ),
         (
             FaultAction::Status(500, Some("InvalidSystemConfiguration")),
             502,
             "bad_gateway",
             None,
+            Some("InvalidSystemConfiguration"),
         ),
-        (FaultAction::Garbage, 502, "bad_gateway", None),
+        (FaultAction::Garbage, 502, "bad_gateway", None, None),
+        // Voyado's own 500 body, which must not travel on.
+        (
+            FaultAction::Answer(500, r#"{"message":"An error has occurred."}"#),
+            502,
+            "bad_gateway",
+            None,
+            None,
+        ),
         (
             FaultAction::Delay(Duration::from_millis(900)),
             504,
             "upstream_timeout",
             None,
+            None,
         ),
     ];
-    for (action, status, reason, retry_after) in cases {
+    for (action, status, reason, retry_after, upstream) in cases {
         // GETs are retried once on 502/503: fail both attempts.
         let times = if status == 503 { 2 } else { 1 };
         h.sim.inject(Fault {
@@ -65,6 +100,12 @@ async fn voyado_statuses_map_through_the_error_table() {
             a.headers.get("retry-after").map(|v| v.to_str().unwrap()),
             retry_after,
             "{reason}"
+        );
+        assert_eq!(
+            a.body["error_data"].get("upstream_code"),
+            upstream.map(|code| json!(code)).as_ref(),
+            "{}",
+            a.body
         );
         assert!(
             !a.body.to_string().contains("error has occurred"),
@@ -258,14 +299,47 @@ async fn the_deadline_stops_the_waiting_but_never_a_write_half_way() {
     let a = h.send(Method::POST, "/customers", &body).await;
     a.assert_error(504, "upstream_timeout");
     assert_eq!(h.sim.writes(), 0, "answered before the create landed");
-    // The create finished on its own: the customer exists, once.
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(h.sim.writes(), 1);
+    // The create finishes on its own (its delay runs out about 250 ms after the deadline): wait
+    // for it with a bounded poll (at most 5 s) rather than a fixed sleep. Real time, because the
+    // simulator's delay and the sockets are real; see the note at the top of the file.
+    let mut polls = 0;
+    while h.sim.writes() == 0 && polls < 250 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        polls += 1;
+    }
+    assert_eq!(
+        h.sim.writes(),
+        1,
+        "the create landed (waited {polls} x 20 ms)"
+    );
+    // Once: the proxy sent one create and never a second after the deadline.
+    let creates = h.seen("POST", "/api/v2/contacts");
+    assert_eq!(
+        creates
+            .iter()
+            .filter(|r| r.path == "/api/v2/contacts")
+            .count(),
+        1
+    );
     let found = h
         .get("/customers?key_type=email&key=late%40example.com")
         .await;
     assert_eq!(found.body[0]["email"], "late@example.com", "{}", found.body);
 }
+
+/// The fault's path part and action; the SPI call (method, path, body); the SPI status and reason;
+/// and `error_data.upstream_code`: the Voyado code whenever Voyado sent one, absent when Voyado
+/// answered a bare status (the contract: the code travels there, never Voyado's body).
+type CodeCase = (
+    &'static str,
+    FaultAction,
+    Method,
+    String,
+    serde_json::Value,
+    u16,
+    &'static str,
+    Option<&'static str>,
+);
 
 /// Each Voyado code of the contract's second error table, met where Voyado would answer it
 /// (after the proxy's own checks passed: a race with another till, say).
@@ -275,15 +349,7 @@ async fn every_voyado_code_maps_to_its_spi_answer() {
     let redeem_promo = json!({"promotions": [PROMO_10]});
     let create = json!({"email": "new@example.com", "name_first": "N"});
     let edit = json!({"email": "anna.b@example.com"});
-    let cases: Vec<(
-        &str,
-        FaultAction,
-        Method,
-        String,
-        serde_json::Value,
-        u16,
-        &str,
-    )> = vec![
+    let cases: Vec<CodeCase> = vec![
         (
             "/bonuschecks/",
             FaultAction::Status(409, Some("BonusCheckAlreadyRedeemed")),
@@ -292,6 +358,7 @@ async fn every_voyado_code_maps_to_its_spi_answer() {
             redeem_check.clone(),
             400,
             "already_redeemed",
+            Some("BonusCheckAlreadyRedeemed"),
         ),
         (
             "/bonuschecks/",
@@ -301,6 +368,7 @@ async fn every_voyado_code_maps_to_its_spi_answer() {
             redeem_check.clone(),
             400,
             "expired",
+            Some("BonusCheckExpired"),
         ),
         (
             "/bonuschecks/",
@@ -310,6 +378,7 @@ async fn every_voyado_code_maps_to_its_spi_answer() {
             redeem_check.clone(),
             404,
             "not_found",
+            Some("BonusCheckNotFound"),
         ),
         (
             "/promotions/",
@@ -319,6 +388,7 @@ async fn every_voyado_code_maps_to_its_spi_answer() {
             redeem_promo.clone(),
             400,
             "already_redeemed",
+            Some("PromotionAlreadyRedeemed"),
         ),
         (
             "/promotions/",
@@ -328,6 +398,7 @@ async fn every_voyado_code_maps_to_its_spi_answer() {
             redeem_promo.clone(),
             400,
             "expired",
+            Some("PromotionExpired"),
         ),
         (
             "/promotions/",
@@ -337,6 +408,7 @@ async fn every_voyado_code_maps_to_its_spi_answer() {
             redeem_promo.clone(),
             400,
             "not_pos_channel",
+            Some("PromotionNotValidForRedemptionChannel"),
         ),
         (
             "/promotions/",
@@ -346,6 +418,7 @@ async fn every_voyado_code_maps_to_its_spi_answer() {
             redeem_promo.clone(),
             404,
             "not_found",
+            Some("PromotionNotAssociatedWithContact"),
         ),
         (
             "/api/v2/contacts",
@@ -355,6 +428,7 @@ async fn every_voyado_code_maps_to_its_spi_answer() {
             create.clone(),
             400,
             "customer_exists",
+            Some("ApprovedContactWithKeyExists"),
         ),
         (
             "/api/v2/contacts",
@@ -364,6 +438,7 @@ async fn every_voyado_code_maps_to_its_spi_answer() {
             create.clone(),
             400,
             "invalid_input",
+            Some("InvalidEmailAddress"),
         ),
         (
             "/api/v2/contacts",
@@ -373,6 +448,7 @@ async fn every_voyado_code_maps_to_its_spi_answer() {
             create.clone(),
             400,
             "invalid_input",
+            Some("InvalidSocialSecurityNumber"),
         ),
         (
             "/api/v2/contacts",
@@ -385,6 +461,7 @@ async fn every_voyado_code_maps_to_its_spi_answer() {
             create.clone(),
             400,
             "invalid_input",
+            Some("ValidationError"),
         ),
         (
             "/contacts/8f0c",
@@ -394,6 +471,7 @@ async fn every_voyado_code_maps_to_its_spi_answer() {
             edit.clone(),
             404,
             "not_found",
+            Some("ContactNotFound"),
         ),
         (
             "/contacts/8f0c",
@@ -403,6 +481,7 @@ async fn every_voyado_code_maps_to_its_spi_answer() {
             edit.clone(),
             429,
             "too_many_requests",
+            None,
         ),
         (
             "/contacts/8f0c",
@@ -412,6 +491,7 @@ async fn every_voyado_code_maps_to_its_spi_answer() {
             edit.clone(),
             503,
             "upstream_unavailable",
+            None,
         ),
         (
             "/contacts/8f0c",
@@ -421,25 +501,30 @@ async fn every_voyado_code_maps_to_its_spi_answer() {
             edit.clone(),
             502,
             "bad_gateway",
+            Some("InvalidSystemConfiguration"),
         ),
     ];
-    for (part, action, method, path, body, status, reason) in cases {
+    for (part, action, method, path, body, status, reason, upstream) in cases {
         let h = Harness::start().await;
         h.sim.inject(fault(Method::POST, part, action));
         let a = h.send(method, &path, &body).await;
         a.assert_error(status, reason);
-        assert!(
-            a.body["error_data"]["upstream_code"].is_string() || status >= 429,
+        assert_eq!(
+            a.body["error_data"].get("upstream_code"),
+            upstream.map(|code| json!(code)).as_ref(),
             "{}",
             a.body
         );
         if reason == "invalid_input" {
+            // The field the Voyado code (or its validation error) is about.
+            let expected = match upstream {
+                Some("InvalidEmailAddress") => "email",
+                Some("InvalidSocialSecurityNumber") => "personal_id",
+                Some("ValidationError") => "name_first",
+                other => panic!("no field for {other:?}"),
+            };
             let field = a.message().split(' ').next().unwrap();
-            assert!(
-                ["email", "personal_id", "name_first"].contains(&field),
-                "names the field: {}",
-                a.message()
-            );
+            assert_eq!(field, expected, "names the field: {}", a.message());
         }
     }
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::MarketView;
-use crate::spi::input::parse_date;
+use crate::keys::parse_date;
 
 /// A two-column table: SPI value on the left, Voyado value on the right, in file order.
 #[derive(Debug, Clone, Default)]

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::codec::Codec;
 use super::path::{get_keys, set};
 use super::{FieldRule, MarketView, Plan};
-use crate::spi::input::{Normalizer, parse_date};
+use crate::keys::{Normalizer, parse_date};
 
 /// A field the POS sent that cannot be written; the message never carries the value.
 #[derive(Debug, Clone, PartialEq, Eq)]

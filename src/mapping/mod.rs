@@ -16,14 +16,15 @@ use jiff::tz::TimeZone;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::spi::input::Normalizer;
+use crate::keys::Normalizer;
 use codec::{ConsentFields, MoneyFields, ReadContext, Table};
 use path::{Path, Scope};
 use rules::{Compiler, Omitted, Rule, RuleSpec};
 
 pub use contact::{FieldError, WritePolicy};
 
-/// The market facts a mapping needs: currency, time zone, locale, region and consent id map.
+/// The market facts a mapping needs: currency, time zone, locale, region and consent id map, and
+/// the request's clock reading (the engine never reads a clock itself).
 pub struct MarketView<'a> {
     pub currency: &'a str,
     pub timezone: &'a TimeZone,
@@ -33,6 +34,8 @@ pub struct MarketView<'a> {
     pub personal_id_region: &'a str,
     /// `(spi id, voyado id)` pairs; empty means identity.
     pub consent_map: &'a [(String, String)],
+    /// When the request is being answered: expiry checks and two-digit birth years use it.
+    pub now: jiff::Timestamp,
 }
 
 impl MarketView<'_> {
@@ -42,7 +45,8 @@ impl MarketView<'_> {
             Normalizer::PersonalId => self.personal_id_region,
             _ => self.region,
         };
-        normalizer.apply(raw, region)
+        let today = self.now.to_zoned(self.timezone.clone()).date();
+        normalizer.apply(raw, region, today)
     }
 
     pub(crate) fn consent_to_spi(&self, voyado: &str) -> Option<String> {
@@ -372,7 +376,7 @@ impl Plan {
             money: &self.money,
             consent: &self.consent,
             market,
-            now: jiff::Timestamp::now(),
+            now: market.now,
         }
     }
 

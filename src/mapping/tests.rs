@@ -18,6 +18,7 @@ fn with_market<T>(consent_map: &[(String, String)], f: impl FnOnce(&MarketView<'
         region: "SE",
         personal_id_region: "SE",
         consent_map,
+        now: jiff::Timestamp::now(),
     };
     f(&view)
 }

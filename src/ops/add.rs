@@ -10,18 +10,18 @@ use serde_json::{Map, Value};
 use super::card::fetch_card;
 use super::search::find_contact;
 use super::{CUSTOMER, OpRequest, upstream};
-use crate::config::Market;
+use crate::app::Market;
 use crate::mapping::{KeySpec, WritePolicy};
-use crate::spi::ProxyError;
-use crate::spi::error::CUSTOMER_EXISTS;
+use crate::spi::{ProxyError, Reason};
 use crate::voyado::{Endpoint, VoyadoError};
 
 pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, ProxyError> {
     let body = request.body()?;
     let plan = &market.plan;
-    let view = market.view();
+    let view = market.view(jiff::Timestamp::now());
     let key = plan.key_value(&market.contact_key, body, &view)?;
     if let Some(missing) = market
+        .settings
         .required_fields
         .iter()
         .find(|f| !plan.has_value(f, body))
@@ -32,7 +32,7 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, P
     let policy = WritePolicy {
         clearable: &[],
         ignored: &[],
-        source: &market.source,
+        source: &market.settings.source,
         now: &now,
     };
     let new_contact = plan.contact_changes(body, &Value::Null, &policy, &view)?;
@@ -41,8 +41,11 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, P
         .ok_or_else(ProxyError::internal)?;
 
     // The market's own type first: an approved contact there is the customer already.
-    let own_type = std::slice::from_ref(&market.contact_type);
-    for (types, own) in [(own_type, true), (&market.promote_contact_types[..], false)] {
+    let own_type = std::slice::from_ref(&market.settings.contact_type);
+    for (types, own) in [
+        (own_type, true),
+        (&market.settings.promote_contact_types[..], false),
+    ] {
         if let Some(id) = find_contact(market, key_spec, &key, types).await? {
             let contact = market
                 .voyado
@@ -60,7 +63,10 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, P
 }
 
 fn exists() -> ProxyError {
-    ProxyError::new(CUSTOMER_EXISTS, "a customer with this key already exists")
+    ProxyError::new(
+        Reason::CustomerExists,
+        "a customer with this key already exists",
+    )
 }
 
 /// Updates an existing contact with the POS fields, then makes it the market's type. In that
@@ -73,7 +79,8 @@ async fn promote(
     policy: &WritePolicy<'_>,
 ) -> Result<Value, ProxyError> {
     let plan = &market.plan;
-    let changes = plan.contact_changes(body, contact, policy, &market.view())?;
+    let changes =
+        plan.contact_changes(body, contact, policy, &market.view(jiff::Timestamp::now()))?;
     if !changes.is_empty() {
         let update = Value::Object(plan.voyado_body(changes));
         market
@@ -87,8 +94,8 @@ async fn promote(
         .send(
             Endpoint::UpdateContactType,
             &[id],
-            &[("contactTypeId", &market.contact_type)],
-            &[("source", &market.source)],
+            &[("contactTypeId", &market.settings.contact_type)],
+            &[("source", &market.settings.source)],
             None,
         )
         .await
@@ -107,21 +114,21 @@ async fn create(
 ) -> Result<String, ProxyError> {
     let plan = &market.plan;
     let mut body = plan.voyado_body(new_contact);
-    for (k, v) in &market.create_defaults {
+    for (k, v) in &market.settings.create_defaults {
         body.entry(k.clone()).or_insert_with(|| v.clone());
     }
     body.insert(
         plan.create_type_field().to_owned(),
-        Value::String(market.contact_type.clone()),
+        Value::String(market.settings.contact_type.clone()),
     );
-    let mut headers = vec![("source", market.source.as_str())];
+    let mut headers = vec![("source", market.settings.source.as_str())];
     if let Some(store) = &request.store_id {
         headers.push(("storeExternalId", store));
     }
-    if market.create_as_unapproved {
+    if market.settings.create_as_unapproved {
         headers.push(("createAsUnapproved", "true"));
     }
-    let own_type = std::slice::from_ref(&market.contact_type);
+    let own_type = std::slice::from_ref(&market.settings.contact_type);
     let reply = market
         .voyado
         .send(

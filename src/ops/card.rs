@@ -6,7 +6,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{CUSTOMER, OpRequest, upstream};
-use crate::config::Market;
+use crate::app::Market;
 use crate::mapping;
 use crate::spi::ProxyError;
 use crate::voyado::{Endpoint, VoyadoError};
@@ -74,9 +74,11 @@ pub(super) async fn fetch_card(market: &Market, id: &str) -> Result<Value, Proxy
     source.insert(mapping::STATUS.into(), status);
     source.insert(
         mapping::MARKET.into(),
-        json!({ "currency": market.currency }),
+        json!({ "currency": market.settings.currency }),
     );
-    let (customer, omitted) = market.plan.customer(&Value::Object(source), &market.view());
+    let (customer, omitted) = market
+        .plan
+        .customer(&Value::Object(source), &market.view(jiff::Timestamp::now()));
     if omitted > 0 {
         tracing::info!(
             omitted,

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::upstream;
-use crate::config::Market;
+use crate::app::Market;
 use crate::mapping;
 use crate::spi::ProxyError;
 use crate::voyado::Endpoint;
@@ -16,13 +16,14 @@ pub(super) async fn run(market: &Market) -> Result<Value, ProxyError> {
         .await
         .map_err(upstream(market, "consents"))?;
     let plan = &market.plan;
-    let view = market.view();
+    let view = market.view(jiff::Timestamp::now());
     let out = plan
         .list_items(&definitions)
         .iter()
         .filter_map(|definition| {
             let spi_id = view.consent_to_spi(plan.item_id(definition)?)?;
             let default = market
+                .settings
                 .consent_defaults
                 .get(&spi_id)
                 .copied()

@@ -4,16 +4,15 @@
 use serde_json::{Map, Value, json};
 
 use super::{OpRequest, upstream};
-use crate::config::Market;
+use crate::app::Market;
 use crate::mapping;
-use crate::spi::ProxyError;
-use crate::spi::error::FORBIDDEN;
+use crate::spi::{ProxyError, Reason};
 use crate::voyado::Endpoint;
 
 pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, ProxyError> {
-    if !market.lookup_enabled {
+    if !market.settings.lookup_enabled {
         return Err(ProxyError::new(
-            FORBIDDEN,
+            Reason::Forbidden,
             "person lookup is not enabled for this market",
         ));
     }
@@ -24,7 +23,7 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, P
         .lookup_key(key_type)
         .ok_or_else(|| ProxyError::field("key_type", "is not supported by lookup"))?;
     let value = market
-        .view()
+        .view(jiff::Timestamp::now())
         .normalize(spec.normalize, key)
         .map_err(|m| ProxyError::field("key", m))?;
     let person = match market
@@ -34,7 +33,7 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, P
             &[],
             &[
                 (spec.param.as_str(), &value),
-                ("countryCode", &market.region),
+                ("countryCode", &market.settings.region),
             ],
         )
         .await
@@ -51,7 +50,8 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, P
     let mut source = Map::with_capacity(2);
     source.insert(mapping::PERSON.into(), person);
     source.insert("key".into(), Value::Object(key_doc));
-    Ok(json!([market
-        .plan
-        .person(&Value::Object(source), &market.view())]))
+    Ok(json!([market.plan.person(
+        &Value::Object(source),
+        &market.view(jiff::Timestamp::now())
+    )]))
 }

@@ -12,64 +12,12 @@ mod update;
 
 use std::sync::Arc;
 
-use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::Market;
-use crate::spi::ProxyError;
-use crate::spi::input;
+use crate::app::Market;
+use crate::keys;
+use crate::spi::{Operation, ProxyError};
 use crate::voyado::VoyadoError;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Operation {
-    Search,
-    AddCustomer,
-    GetCustomer,
-    UpdateCustomer,
-    Transactions,
-    Redeem,
-    UndoRedeem,
-    Consents,
-    Lookup,
-}
-
-impl Operation {
-    pub fn name(self) -> &'static str {
-        match self {
-            Operation::Search => "search",
-            Operation::AddCustomer => "add_customer",
-            Operation::GetCustomer => "get_customer",
-            Operation::UpdateCustomer => "update_customer",
-            Operation::Transactions => "transactions",
-            Operation::Redeem => "redeem",
-            Operation::UndoRedeem => "undo_redeem",
-            Operation::Consents => "consents",
-            Operation::Lookup => "lookup",
-        }
-    }
-
-    /// Writes run in their own task: a deadline stops the waiting, never the write sequence.
-    pub fn is_write(self) -> bool {
-        matches!(
-            self,
-            Operation::AddCustomer
-                | Operation::UpdateCustomer
-                | Operation::Redeem
-                | Operation::UndoRedeem
-        )
-    }
-
-    /// Whether the operation reads a JSON body.
-    pub fn takes_body(self) -> bool {
-        self.is_write()
-    }
-
-    /// Whether an empty body is acceptable (undo may come as query parameters on a DELETE).
-    pub fn body_optional(self) -> bool {
-        self == Operation::UndoRedeem
-    }
-}
 
 /// What an operation gets from the HTTP request, already decoded.
 #[derive(Debug, Default)]
@@ -77,7 +25,7 @@ pub struct OpRequest {
     pub query: Vec<(String, String)>,
     pub body: Option<Value>,
     /// The path parameter's name and value, percent-decoded but not yet validated.
-    pub customer_id: Option<(String, String)>,
+    pub customer_id: Option<(Arc<str>, String)>,
     /// The decoded `Store-ID` header: Voyado's `storeExternalId` on a create.
     pub store_id: Option<String>,
 }
@@ -100,7 +48,7 @@ impl OpRequest {
     /// The customer id from the path, which must be a GUID before it goes near a Voyado URL.
     fn customer_id(&self) -> Result<String, ProxyError> {
         let (name, value) = self.customer_id.as_ref().ok_or_else(ProxyError::internal)?;
-        input::guid(value).map_err(|m| ProxyError::field(name, m))
+        keys::guid(value).map_err(|m| ProxyError::field(name, m))
     }
 
     fn body(&self) -> Result<&Value, ProxyError> {
@@ -128,7 +76,8 @@ pub async fn run(
     }
 }
 
-/// Turns a Voyado failure about `what` into the SPI refusal through the market's error table.
+/// A Voyado failure about `what`, with the fields Voyado named renamed to their SPI names; the
+/// error table decides its answer later, in one place.
 fn upstream<'a>(market: &'a Market, what: &'static str) -> impl Fn(VoyadoError) -> ProxyError + 'a {
     move |mut e| {
         if let VoyadoError::Status { fields, .. } = &mut e {
@@ -138,7 +87,7 @@ fn upstream<'a>(market: &'a Market, what: &'static str) -> impl Fn(VoyadoError) 
                 }
             }
         }
-        market.errors.from_voyado(&e, what)
+        ProxyError::voyado(e, what)
     }
 }
 

@@ -9,14 +9,12 @@
 use serde_json::{Map, Value, json};
 
 use super::{OpRequest, upstream};
-use crate::config::{Market, UndoPromotion};
+use crate::app::Market;
+use crate::config::UndoPromotion;
+use crate::keys;
 use crate::mapping::RedeemNames;
-use crate::metrics;
-use crate::spi::error::{
-    ALREADY_REDEEMED, BAD_GATEWAY, CANNOT_UNDO_PROMOTION, EXPIRED, NOT_POS_CHANNEL,
-    UPSTREAM_TIMEOUT,
-};
-use crate::spi::{ProxyError, input};
+use crate::spi::{ProxyError, Reason};
+use crate::telemetry::Event;
 use crate::voyado::{Endpoint, VoyadoError};
 
 const BONUS_CHECK: &str = "bonus check";
@@ -32,7 +30,7 @@ struct Items {
 impl Items {
     fn push(list: &mut Vec<String>, field: &str, raw: Option<&str>) -> Result<(), ProxyError> {
         let raw = raw.ok_or_else(|| ProxyError::field(field, "must be a string id"))?;
-        let id = input::guid(raw).map_err(|m| ProxyError::field(field, m))?;
+        let id = keys::guid(raw).map_err(|m| ProxyError::field(field, m))?;
         if !list.contains(&id) {
             list.push(id);
         }
@@ -40,7 +38,7 @@ impl Items {
     }
 
     /// Reads `{"bonus_checks": [...], "promotions": [...]}` or `{"items": [{type, id}]}`.
-    fn from_body(names: &RedeemNames, body: &Value) -> Result<Items, ProxyError> {
+    fn from_body(names: &RedeemNames, body: &Value, max: usize) -> Result<Items, ProxyError> {
         let Some(object) = body.as_object() else {
             return Err(ProxyError::field("body", "must be a JSON object"));
         };
@@ -83,11 +81,15 @@ impl Items {
                 Items::push(target, &format!("{name}[{i}]"), id.as_str())?;
             }
         }
-        items.non_empty(names)
+        items.checked(names, max)
     }
 
     /// Undo also takes `?bonus_checks=a,b&promotions=c`: some HTTP stacks drop a DELETE body.
-    fn from_query(names: &RedeemNames, query: &[(String, String)]) -> Result<Items, ProxyError> {
+    fn from_query(
+        names: &RedeemNames,
+        query: &[(String, String)],
+        max: usize,
+    ) -> Result<Items, ProxyError> {
         let mut items = Items::default();
         for (key, value) in query {
             let target = if key == &names.bonus_checks {
@@ -101,14 +103,22 @@ impl Items {
                 Items::push(target, key, Some(id))?;
             }
         }
-        items.non_empty(names)
+        items.checked(names, max)
     }
 
-    fn non_empty(self, names: &RedeemNames) -> Result<Items, ProxyError> {
-        if self.bonus_checks.is_empty() && self.promotions.is_empty() {
+    /// At least one item, at most `max` (contract §6.6: a redeem list is capped).
+    fn checked(self, names: &RedeemNames, max: usize) -> Result<Items, ProxyError> {
+        let count = self.bonus_checks.len() + self.promotions.len();
+        if count == 0 {
             return Err(ProxyError::field(
                 "body",
                 &format!("must name {} or {}", names.bonus_checks, names.promotions),
+            ));
+        }
+        if count > max {
+            return Err(ProxyError::field(
+                "body",
+                &format!("names {count} items; at most {max} are taken at once"),
             ));
         }
         Ok(self)
@@ -150,7 +160,7 @@ fn find<'a>(market: &Market, list: &'a Value, id: &str) -> Option<&'a Value> {
 pub(super) async fn redeem(market: &Market, request: &OpRequest) -> Result<Value, ProxyError> {
     let customer = request.customer_id()?;
     let names = market.plan.redeem();
-    let items = Items::from_body(names, request.body()?)?;
+    let items = Items::from_body(names, request.body()?, market.limits.redeem_max_items)?;
     let (checks, promotions) = tokio::join!(
         list_if(
             market,
@@ -173,11 +183,14 @@ pub(super) async fn redeem(market: &Market, request: &OpRequest) -> Result<Value
     let refuse = |item: &Value, what: &str| -> Result<(), ProxyError> {
         if plan.item_redeemed(item) {
             Err(ProxyError::new(
-                ALREADY_REDEEMED,
+                Reason::AlreadyRedeemed,
                 format!("the {what} is already redeemed"),
             ))
         } else if plan.item_expired(item, now) {
-            Err(ProxyError::new(EXPIRED, format!("the {what} has expired")))
+            Err(ProxyError::new(
+                Reason::Expired,
+                format!("the {what} has expired"),
+            ))
         } else {
             Ok(())
         }
@@ -191,7 +204,7 @@ pub(super) async fn redeem(market: &Market, request: &OpRequest) -> Result<Value
         refuse(item, PROMOTION)?;
         if !plan.has_pos_channel(item) {
             return Err(ProxyError::new(
-                NOT_POS_CHANNEL,
+                Reason::NotPosChannel,
                 "the promotion cannot be redeemed at the POS",
             ));
         }
@@ -202,7 +215,7 @@ pub(super) async fn redeem(market: &Market, request: &OpRequest) -> Result<Value
         if let Err(e) = redeem_bonus_check(market, &customer, &id).await {
             // A failure Voyado may have half-done (timeout, 5xx) might still have redeemed it:
             // reactivating an active check is harmless, losing a redeemed one is not.
-            if matches!(e.reason.as_str(), UPSTREAM_TIMEOUT | BAD_GATEWAY) {
+            if may_have_landed(&e) {
                 redeemed_checks.push(id);
             }
             reactivate_all(market, &redeemed_checks).await;
@@ -215,7 +228,7 @@ pub(super) async fn redeem(market: &Market, request: &OpRequest) -> Result<Value
         if let Err(e) = redeem_promotion(market, &customer, &id).await {
             reactivate_all(market, &redeemed_checks).await;
             if !redeemed_promotions.is_empty() {
-                metrics::count(metrics::PROMOTIONS_REDEEMED_BEFORE_FAILURE);
+                market.metrics.count(Event::PromotionsRedeemedBeforeFailure);
                 tracing::error!(
                     customer_id = %customer,
                     promotions = ?redeemed_promotions,
@@ -260,6 +273,13 @@ async fn redeem_promotion(market: &Market, customer: &str, id: &str) -> Result<(
     .await
 }
 
+/// Whether a failed write may still have happened in Voyado: no clear answer, or a server error
+/// other than "unavailable" (which Voyado answers before doing anything).
+fn may_have_landed(e: &ProxyError) -> bool {
+    matches!(e, ProxyError::Voyado { error, .. }
+        if error.unclear() || error.status().is_some_and(|s| s >= 500 && s != 503))
+}
+
 /// A write whose result is unclear (timeout, reset) is settled by reading Voyado's state.
 async fn settle<F, Fut>(
     market: &Market,
@@ -288,7 +308,7 @@ where
 async fn reactivate_all(market: &Market, ids: &[String]) {
     for id in ids {
         if let Err(e) = reactivate(market, id).await {
-            metrics::count(metrics::REDEEM_ROLLBACK_FAILED);
+            market.metrics.count(Event::RedeemRollbackFailed);
             tracing::error!(bonus_check_id = %id, %e, "could not reactivate a bonus check after a failed redeem");
         }
     }
@@ -308,21 +328,22 @@ async fn reactivate(market: &Market, id: &str) -> Result<(), VoyadoError> {
 pub(super) async fn undo(market: &Market, request: &OpRequest) -> Result<Value, ProxyError> {
     let customer = request.customer_id()?;
     let names = market.plan.redeem();
+    let max = market.limits.redeem_max_items;
     let items = match &request.body {
-        Some(body) => Items::from_body(names, body)?,
-        None => Items::from_query(names, &request.query)?,
+        Some(body) => Items::from_body(names, body, max)?,
+        None => Items::from_query(names, &request.query, max)?,
     };
     if !items.promotions.is_empty() {
-        match market.undo_promotion {
+        match market.settings.undo_promotion {
             UndoPromotion::Refuse => {
-                metrics::count(metrics::PROMOTION_UNDO_REFUSED);
+                market.metrics.count(Event::PromotionUndoRefused);
                 tracing::warn!(
                     customer_id = %customer,
                     promotions = ?items.promotions,
                     "undo of a promotion refused: Voyado cannot revert it; staff must re-issue it"
                 );
                 return Err(ProxyError::new(
-                    CANNOT_UNDO_PROMOTION,
+                    Reason::CannotUndoPromotion,
                     "a promotion redemption cannot be undone",
                 ));
             }
@@ -340,7 +361,7 @@ pub(super) async fn undo(market: &Market, request: &OpRequest) -> Result<Value, 
             // All or nothing: take back the reactivations this request made.
             for back in &done {
                 if let Err(e) = redeem_bonus_check(market, &customer, back).await {
-                    metrics::count(metrics::REDEEM_ROLLBACK_FAILED);
+                    market.metrics.count(Event::RedeemRollbackFailed);
                     tracing::error!(bonus_check_id = %back, %e, "could not redeem a bonus check again after a failed undo");
                 }
             }
@@ -368,10 +389,11 @@ mod tests {
     fn both_body_shapes_are_read() {
         let n = names();
         let lists =
-            Items::from_body(&n, &json!({"bonus_checks": [A, A], "promotions": [B]})).unwrap();
+            Items::from_body(&n, &json!({"bonus_checks": [A, A], "promotions": [B]}), 20).unwrap();
         let typed = Items::from_body(
             &n,
             &json!({"items": [{"type": "bonus_check", "id": A}, {"type": "promotion", "id": B}]}),
+            20,
         )
         .unwrap();
         assert_eq!(lists, typed);
@@ -396,16 +418,31 @@ mod tests {
             ),
         ];
         for (body, field) in cases {
-            let e = Items::from_body(&n, &body).unwrap_err();
+            let Err(ProxyError::Refused(e)) = Items::from_body(&n, &body, 20) else {
+                panic!("{body} should be refused");
+            };
             assert!(e.message.starts_with(field), "{body}: {}", e.message);
         }
+    }
+
+    #[test]
+    fn a_list_over_the_cap_is_refused_before_anything_else() {
+        let ids: Vec<String> = (0..3)
+            .map(|i| format!("a26d8975-3b86-43c0-9b12-a8640107477{i}"))
+            .collect();
+        let body = json!({ "bonus_checks": ids });
+        assert!(Items::from_body(&names(), &body, 3).is_ok());
+        let Err(ProxyError::Refused(e)) = Items::from_body(&names(), &body, 2) else {
+            panic!("three items over a cap of two should be refused");
+        };
+        assert!(e.message.starts_with("body names 3 items"), "{}", e.message);
     }
 
     #[test]
     fn undo_reads_query_lists() {
         let q = vec![("bonus_checks".to_owned(), format!("{A},{B}"))];
         assert_eq!(
-            Items::from_query(&names(), &q).unwrap().bonus_checks,
+            Items::from_query(&names(), &q, 20).unwrap().bonus_checks,
             vec![A, B]
         );
     }

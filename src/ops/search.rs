@@ -8,9 +8,11 @@ use serde_json::{Value, json};
 
 use super::card::fetch_card;
 use super::{CUSTOMER, OpRequest, upstream};
-use crate::config::{Market, MemberNumberLookup};
+use crate::app::Market;
+use crate::config::MemberNumberLookup;
+use crate::keys;
 use crate::mapping::KeySpec;
-use crate::spi::{ProxyError, input};
+use crate::spi::ProxyError;
 use crate::voyado::{Endpoint, VoyadoError};
 
 pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, ProxyError> {
@@ -21,10 +23,10 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, P
         ProxyError::field("key_type", &format!("must be one of {}", known.join(", ")))
     })?;
     let value = market
-        .view()
+        .view(jiff::Timestamp::now())
         .normalize(spec.normalize, key)
         .map_err(|m| ProxyError::field("key", m))?;
-    match find_contact(market, spec, &value, &market.search_contact_types).await? {
+    match find_contact(market, spec, &value, &market.settings.search_contact_types).await? {
         Some(id) => Ok(json!([fetch_card(market, &id).await?])),
         None => Ok(json!([])),
     }
@@ -38,31 +40,32 @@ pub(super) async fn find_contact(
     types: &[String],
 ) -> Result<Option<String>, ProxyError> {
     for contact_type in types {
-        let found =
-            if spec.member_number && market.member_number_lookup == MemberNumberLookup::ByKey {
-                market
-                    .voyado
-                    .get(
-                        Endpoint::ContactByKey,
-                        &[contact_type],
-                        &[("keyValue", value)],
-                    )
-                    .await
-                    .map(|contact| market.plan.item_id(&contact).map(str::to_owned))
-            } else {
-                market
-                    .voyado
-                    .get(
-                        Endpoint::ContactId,
-                        &[],
-                        &[(spec.param.as_str(), value), ("contactType", contact_type)],
-                    )
-                    .await
-                    .map(|id| id.as_str().map(str::to_owned))
-            };
+        let found = if spec.member_number
+            && market.settings.member_number_lookup == MemberNumberLookup::ByKey
+        {
+            market
+                .voyado
+                .get(
+                    Endpoint::ContactByKey,
+                    &[contact_type],
+                    &[("keyValue", value)],
+                )
+                .await
+                .map(|contact| market.plan.item_id(&contact).map(str::to_owned))
+        } else {
+            market
+                .voyado
+                .get(
+                    Endpoint::ContactId,
+                    &[],
+                    &[(spec.param.as_str(), value), ("contactType", contact_type)],
+                )
+                .await
+                .map(|id| id.as_str().map(str::to_owned))
+        };
         match found {
             Ok(Some(id)) => {
-                return input::guid(&id)
+                return keys::guid(&id)
                     .map(Some)
                     .map_err(|_| upstream(market, CUSTOMER)(VoyadoError::Malformed));
             }

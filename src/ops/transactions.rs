@@ -6,7 +6,7 @@
 use serde_json::{Map, Value};
 
 use super::{CUSTOMER, OpRequest, upstream};
-use crate::config::Market;
+use crate::app::Market;
 use crate::mapping::{self, PageOrder};
 use crate::spi::ProxyError;
 use crate::voyado::Endpoint;
@@ -33,7 +33,7 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, P
     let mut items: Vec<&Value> = plan.transaction_items(&list).iter().collect();
     items.sort_by_key(|item| std::cmp::Reverse(plan.transaction_time(item)));
     items.truncate(limit as usize);
-    let view = market.view();
+    let view = market.view(jiff::Timestamp::now());
     let out = items
         .into_iter()
         .map(|item| {

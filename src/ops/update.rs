@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::card::fetch_card;
 use super::{CUSTOMER, OpRequest, upstream};
-use crate::config::Market;
+use crate::app::Market;
 use crate::mapping::WritePolicy;
 use crate::spi::ProxyError;
 use crate::voyado::Endpoint;
@@ -17,12 +17,12 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, P
     let id = request.customer_id()?;
     let body = request.body()?;
     let plan = &market.plan;
-    let view = market.view();
+    let view = market.view(jiff::Timestamp::now());
     let now = jiff::Timestamp::now().to_string();
     let policy = WritePolicy {
-        clearable: &market.clearable_fields,
-        ignored: &market.read_only_fields,
-        source: &market.source,
+        clearable: &market.settings.clearable_fields,
+        ignored: &market.settings.read_only_fields,
+        source: &market.settings.source,
         now: &now,
     };
     // Validate against an empty contact first, so a bad body costs no Voyado call.

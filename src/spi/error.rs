@@ -1,62 +1,107 @@
 //! The one place where an error becomes an SPI answer.
 //!
-//! Every refusal carries a reason (`customer_exists`, `not_found`, ...). The error table
-//! (`mappings/errors.toml`, with per-market overrides) turns the reason into the HTTP status and
-//! `error_code`; [`ErrorTable::respond`] builds the envelope. Messages never carry personal data.
+//! Every refusal carries a typed [`Reason`]; a Voyado failure travels as itself and gets its reason
+//! here, from the Voyado code table. The error table (`mappings/errors.toml`, with per-market
+//! overrides) turns the reason into the HTTP status and `error_code`, and [`rescue`] writes the
+//! envelope, always with the request id. Messages never carry personal data.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use http_body_util::Full;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::voyado::VoyadoError;
 
-pub const INVALID_INPUT: &str = "invalid_input";
-pub const BODY_TOO_LARGE: &str = "body_too_large";
-pub const CUSTOMER_EXISTS: &str = "customer_exists";
-pub const ALREADY_REDEEMED: &str = "already_redeemed";
-pub const EXPIRED: &str = "expired";
-pub const NOT_POS_CHANNEL: &str = "not_pos_channel";
-pub const AMBIGUOUS_CUSTOMER: &str = "ambiguous_customer";
-pub const CANNOT_UNDO_PROMOTION: &str = "cannot_undo_promotion";
-pub const UNAUTHORIZED: &str = "unauthorized";
-pub const FORBIDDEN: &str = "forbidden";
-pub const NOT_FOUND: &str = "not_found";
-pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
-pub const TOO_MANY_REQUESTS: &str = "too_many_requests";
-pub const INTERNAL: &str = "internal";
-pub const BAD_GATEWAY: &str = "bad_gateway";
-pub const UPSTREAM_UNAVAILABLE: &str = "upstream_unavailable";
-pub const UPSTREAM_TIMEOUT: &str = "upstream_timeout";
+/// Why a request was refused. The error table has one row for each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    InvalidInput,
+    BodyTooLarge,
+    BodyTimeout,
+    CustomerExists,
+    AlreadyRedeemed,
+    Expired,
+    NotPosChannel,
+    ReactivationLimit,
+    AmbiguousCustomer,
+    CannotUndoPromotion,
+    Unauthorized,
+    Forbidden,
+    NotFound,
+    MethodNotAllowed,
+    TooManyRequests,
+    Overloaded,
+    Internal,
+    BadGateway,
+    UpstreamUnavailable,
+    UpstreamTimeout,
+}
 
-/// Every reason the code can raise; the table must have a row for each.
-const REASONS: &[&str] = &[
-    INVALID_INPUT,
-    BODY_TOO_LARGE,
-    CUSTOMER_EXISTS,
-    ALREADY_REDEEMED,
-    EXPIRED,
-    NOT_POS_CHANNEL,
-    "reactivation_limit",
-    AMBIGUOUS_CUSTOMER,
-    CANNOT_UNDO_PROMOTION,
-    UNAUTHORIZED,
-    FORBIDDEN,
-    NOT_FOUND,
-    METHOD_NOT_ALLOWED,
-    TOO_MANY_REQUESTS,
-    INTERNAL,
-    BAD_GATEWAY,
-    UPSTREAM_UNAVAILABLE,
-    UPSTREAM_TIMEOUT,
-];
+impl Reason {
+    pub const ALL: [Reason; 20] = [
+        Reason::InvalidInput,
+        Reason::BodyTooLarge,
+        Reason::BodyTimeout,
+        Reason::CustomerExists,
+        Reason::AlreadyRedeemed,
+        Reason::Expired,
+        Reason::NotPosChannel,
+        Reason::ReactivationLimit,
+        Reason::AmbiguousCustomer,
+        Reason::CannotUndoPromotion,
+        Reason::Unauthorized,
+        Reason::Forbidden,
+        Reason::NotFound,
+        Reason::MethodNotAllowed,
+        Reason::TooManyRequests,
+        Reason::Overloaded,
+        Reason::Internal,
+        Reason::BadGateway,
+        Reason::UpstreamUnavailable,
+        Reason::UpstreamTimeout,
+    ];
 
-/// A refusal on its way to the POS.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}: {message}")]
-pub struct ProxyError {
-    pub reason: String,
+    /// The name in the error table and in `error_data.reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::InvalidInput => "invalid_input",
+            Reason::BodyTooLarge => "body_too_large",
+            Reason::BodyTimeout => "body_timeout",
+            Reason::CustomerExists => "customer_exists",
+            Reason::AlreadyRedeemed => "already_redeemed",
+            Reason::Expired => "expired",
+            Reason::NotPosChannel => "not_pos_channel",
+            Reason::ReactivationLimit => "reactivation_limit",
+            Reason::AmbiguousCustomer => "ambiguous_customer",
+            Reason::CannotUndoPromotion => "cannot_undo_promotion",
+            Reason::Unauthorized => "unauthorized",
+            Reason::Forbidden => "forbidden",
+            Reason::NotFound => "not_found",
+            Reason::MethodNotAllowed => "method_not_allowed",
+            Reason::TooManyRequests => "too_many_requests",
+            Reason::Overloaded => "overloaded",
+            Reason::Internal => "internal",
+            Reason::BadGateway => "bad_gateway",
+            Reason::UpstreamUnavailable => "upstream_unavailable",
+            Reason::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A refusal with everything the envelope and its headers need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: Reason,
     pub message: String,
     /// The Voyado error code behind it, if any (never Voyado's body).
     pub upstream_code: Option<String>,
@@ -65,32 +110,72 @@ pub struct ProxyError {
     pub allow: Option<String>,
 }
 
-impl ProxyError {
-    pub fn new(reason: &str, message: impl Into<String>) -> ProxyError {
-        ProxyError {
-            reason: reason.to_owned(),
+impl Refusal {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Refusal {
+        Refusal {
+            reason,
             message: message.into(),
             upstream_code: None,
             retry_after: None,
             allow: None,
         }
     }
+}
+
+/// Any error on its way to the POS: a refusal decided here, or a Voyado failure whose reason the
+/// error table decides.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    #[error("{}: {}", .0.reason, .0.message)]
+    Refused(Refusal),
+    #[error("{error} (about the {about})")]
+    Voyado {
+        error: VoyadoError,
+        /// What a 404 is about ("customer", "bonus check", ...).
+        about: &'static str,
+    },
+}
+
+impl ProxyError {
+    pub fn new(reason: Reason, message: impl Into<String>) -> ProxyError {
+        ProxyError::Refused(Refusal::new(reason, message))
+    }
 
     /// Invalid input; the message starts with the field name.
     pub fn field(field: &str, problem: &str) -> ProxyError {
-        ProxyError::new(INVALID_INPUT, format!("{field} {problem}"))
+        ProxyError::new(Reason::InvalidInput, format!("{field} {problem}"))
     }
 
     pub fn not_found(what: &str) -> ProxyError {
-        ProxyError::new(NOT_FOUND, format!("{what} not found"))
+        ProxyError::new(Reason::NotFound, format!("{what} not found"))
     }
 
     pub fn internal() -> ProxyError {
-        ProxyError::new(INTERNAL, "internal error")
+        ProxyError::new(Reason::Internal, "internal error")
     }
 
     pub fn timeout() -> ProxyError {
-        ProxyError::new(UPSTREAM_TIMEOUT, "Voyado did not answer in time")
+        ProxyError::new(Reason::UpstreamTimeout, "Voyado did not answer in time")
+    }
+
+    /// The proxy is full: try again in a second.
+    pub fn overloaded() -> ProxyError {
+        ProxyError::Refused(Refusal {
+            retry_after: Some(1),
+            ..Refusal::new(Reason::Overloaded, "the proxy is busy; try again shortly")
+        })
+    }
+
+    pub fn voyado(error: VoyadoError, about: &'static str) -> ProxyError {
+        ProxyError::Voyado { error, about }
+    }
+
+    /// The reason when it is known without the table (a refusal decided by the proxy).
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            ProxyError::Refused(r) => Some(r.reason),
+            ProxyError::Voyado { .. } => None,
+        }
     }
 }
 
@@ -104,37 +189,31 @@ impl From<crate::mapping::FieldError> for ProxyError {
 #[serde(deny_unknown_fields)]
 pub struct ErrorRow {
     pub status: u16,
-    pub error_code: Cow<'static, str>,
+    pub error_code: String,
 }
-
-/// Used only if a table lost its `internal` row, which loading prevents.
-static FALLBACK: ErrorRow = ErrorRow {
-    status: 500,
-    error_code: Cow::Borrowed("other"),
-};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VoyadoRow {
     code: String,
-    reason: String,
+    reason: Reason,
     field: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TableFile {
-    reasons: BTreeMap<String, ErrorRow>,
+    reasons: BTreeMap<Reason, ErrorRow>,
     voyado: Vec<VoyadoRow>,
-    voyado_status: BTreeMap<String, String>,
+    voyado_status: BTreeMap<String, Reason>,
 }
 
 /// Reason → (status, error_code), and Voyado code → reason.
 #[derive(Debug, Clone)]
 pub struct ErrorTable {
-    reasons: BTreeMap<String, ErrorRow>,
+    reasons: BTreeMap<Reason, ErrorRow>,
     voyado: Vec<VoyadoRow>,
-    voyado_status: BTreeMap<u16, String>,
+    voyado_status: BTreeMap<u16, Reason>,
 }
 
 /// The SPI error body.
@@ -147,33 +226,29 @@ struct Envelope<'a> {
     errortext: &'a str,
 }
 
+/// Used only if a row is missing, which loading prevents.
+const FALLBACK: (u16, &str) = (500, "other");
+
 impl ErrorTable {
+    /// Parses the table; a reason the code does not know, or one the table lacks, is an error.
     pub fn parse(text: &str) -> Result<ErrorTable, Vec<String>> {
         let file: TableFile = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
         let mut errors = Vec::new();
-        for reason in REASONS {
-            if !file.reasons.contains_key(*reason) {
+        for reason in Reason::ALL {
+            if !file.reasons.contains_key(&reason) {
                 errors.push(format!("reasons: no row for '{reason}'"));
             }
         }
         for (reason, row) in &file.reasons {
             check_row(&format!("reasons.{reason}"), row, &mut errors);
         }
-        for (i, row) in file.voyado.iter().enumerate() {
-            if !file.reasons.contains_key(&row.reason) {
-                errors.push(format!("voyado[{i}]: unknown reason '{}'", row.reason));
-            }
-        }
         let mut voyado_status = BTreeMap::new();
         for (status, reason) in &file.voyado_status {
             match status.parse::<u16>() {
                 Ok(s) => {
-                    voyado_status.insert(s, reason.clone());
+                    voyado_status.insert(s, *reason);
                 }
                 Err(_) => errors.push(format!("voyado_status: '{status}' is not a status")),
-            }
-            if !file.reasons.contains_key(reason) {
-                errors.push(format!("voyado_status.{status}: unknown reason '{reason}'"));
             }
         }
         if !errors.is_empty() {
@@ -189,107 +264,159 @@ impl ErrorTable {
     /// The table with a market's overrides; problems are reported under `at`.
     pub fn with_overrides(
         &self,
-        overrides: &BTreeMap<String, ErrorRow>,
+        overrides: &BTreeMap<Reason, ErrorRow>,
         at: &str,
         errors: &mut Vec<String>,
     ) -> ErrorTable {
         let mut table = self.clone();
         for (reason, row) in overrides {
-            if !table.reasons.contains_key(reason) {
-                errors.push(format!("{at}.{reason}: unknown reason"));
-            }
             check_row(&format!("{at}.{reason}"), row, errors);
-            table.reasons.insert(reason.clone(), row.clone());
+            table.reasons.insert(*reason, row.clone());
         }
         table
     }
 
-    pub fn row(&self, reason: &str) -> &ErrorRow {
+    fn row(&self, reason: Reason) -> (u16, &str) {
         self.reasons
-            .get(reason)
-            .or_else(|| self.reasons.get(INTERNAL))
-            .unwrap_or(&FALLBACK)
+            .get(&reason)
+            .map_or(FALLBACK, |r| (r.status, r.error_code.as_str()))
     }
 
     /// The reason (and SPI field) for a Voyado refusal.
-    pub fn voyado_reason(&self, status: u16, code: Option<&str>) -> (&str, Option<&str>) {
+    pub fn voyado_reason(&self, status: u16, code: Option<&str>) -> (Reason, Option<&str>) {
         if let Some(code) = code
             && let Some(row) = self.voyado.iter().find(|r| glob(&r.code, code))
         {
-            return (&row.reason, row.field.as_deref());
+            return (row.reason, row.field.as_deref());
         }
-        let reason = self.voyado_status.get(&status).map_or(
-            if status == 504 {
-                UPSTREAM_TIMEOUT
+        let reason = self
+            .voyado_status
+            .get(&status)
+            .copied()
+            .unwrap_or(if status == 504 {
+                Reason::UpstreamTimeout
             } else {
-                BAD_GATEWAY
-            },
-            String::as_str,
-        );
+                Reason::BadGateway
+            });
         (reason, None)
     }
 
-    /// Turns a Voyado failure into a refusal; `what` names the thing a 404 is about.
-    pub fn from_voyado(&self, error: &VoyadoError, what: &str) -> ProxyError {
-        match error {
-            VoyadoError::Status {
-                status,
-                code,
-                retry_after,
-                fields,
-                ..
-            } => {
-                let (reason, field) = self.voyado_reason(*status, code.as_deref());
-                let message = match reason {
-                    NOT_FOUND => format!("{what} not found"),
-                    INVALID_INPUT => match (field, fields.is_empty()) {
-                        (Some(f), _) => format!("{f} was rejected by Voyado"),
-                        (None, false) => format!("{} rejected by Voyado", fields.join(", ")),
-                        (None, true) => "Voyado rejected the request".to_owned(),
-                    },
-                    CUSTOMER_EXISTS => "a customer with this key already exists".to_owned(),
-                    AMBIGUOUS_CUSTOMER => {
-                        "several customers match — search by member number".to_owned()
-                    }
-                    TOO_MANY_REQUESTS => "Voyado is rate limiting; try again shortly".to_owned(),
-                    UPSTREAM_UNAVAILABLE => "Voyado is unavailable".to_owned(),
-                    UPSTREAM_TIMEOUT => "Voyado did not answer in time".to_owned(),
-                    BAD_GATEWAY => format!("Voyado answered {status}"),
-                    other => format!("Voyado refused: {other}"),
-                };
-                let mut e = ProxyError::new(reason, message);
-                e.upstream_code = code.clone();
-                e.retry_after = match reason {
-                    TOO_MANY_REQUESTS => Some(retry_after.unwrap_or(1)),
-                    UPSTREAM_UNAVAILABLE => *retry_after,
-                    _ => None,
-                };
-                e
+    /// Any error as a refusal: a Voyado failure gets its reason and message here.
+    pub fn refusal(&self, error: ProxyError) -> Refusal {
+        let (error, what) = match error {
+            ProxyError::Refused(refusal) => return refusal,
+            ProxyError::Voyado { error, about } => (error, about),
+        };
+        let VoyadoError::Status {
+            status,
+            code,
+            retry_after,
+            fields,
+            ..
+        } = error
+        else {
+            let (reason, message) = match error {
+                VoyadoError::Timeout => (Reason::UpstreamTimeout, "Voyado did not answer in time"),
+                VoyadoError::Connect => (Reason::BadGateway, "Voyado could not be reached"),
+                VoyadoError::TooLarge => (Reason::BadGateway, "Voyado's answer was too large"),
+                _ => (
+                    Reason::BadGateway,
+                    "Voyado sent an answer that could not be read",
+                ),
+            };
+            return Refusal::new(reason, message);
+        };
+        let (reason, field) = self.voyado_reason(status, code.as_deref());
+        let message = match reason {
+            Reason::NotFound => format!("{what} not found"),
+            Reason::InvalidInput => match (field, fields.is_empty()) {
+                (Some(f), _) => format!("{f} was rejected by Voyado"),
+                (None, false) => format!("{} rejected by Voyado", fields.join(", ")),
+                (None, true) => "Voyado rejected the request".to_owned(),
+            },
+            Reason::CustomerExists => "a customer with this key already exists".to_owned(),
+            Reason::AmbiguousCustomer => {
+                "several customers match — search by member number".to_owned()
             }
-            VoyadoError::Timeout => ProxyError::timeout(),
-            VoyadoError::Connect => ProxyError::new(BAD_GATEWAY, "Voyado could not be reached"),
-            VoyadoError::Malformed => {
-                ProxyError::new(BAD_GATEWAY, "Voyado sent an answer that could not be read")
-            }
+            Reason::TooManyRequests => "Voyado is rate limiting; try again shortly".to_owned(),
+            Reason::UpstreamUnavailable => "Voyado is unavailable".to_owned(),
+            Reason::UpstreamTimeout => "Voyado did not answer in time".to_owned(),
+            Reason::BadGateway => format!("Voyado answered {status}"),
+            other => format!("Voyado refused: {other}"),
+        };
+        Refusal {
+            reason,
+            message,
+            retry_after: match reason {
+                Reason::TooManyRequests => Some(retry_after.unwrap_or(1)),
+                Reason::UpstreamUnavailable => retry_after,
+                _ => None,
+            },
+            upstream_code: code,
+            allow: None,
         }
     }
 
-    /// The status, the envelope body and the extra headers for an error.
-    pub fn respond(&self, error: &ProxyError, request_id: &str) -> (u16, Vec<u8>) {
-        let row = self.row(&error.reason);
-        let mut data = json!({"message": error.message, "reason": error.reason});
-        if let Some(code) = &error.upstream_code {
+    /// The status and the envelope body for a refusal.
+    pub fn envelope(&self, refusal: &Refusal, request_id: &str) -> (u16, Vec<u8>) {
+        let (status, error_code) = self.row(refusal.reason);
+        let mut data = json!({"message": refusal.message, "reason": refusal.reason.as_str()});
+        if let Some(code) = &refusal.upstream_code {
             data["upstream_code"] = json!(code);
         }
         let body = Envelope {
-            error_code: &row.error_code,
+            error_code,
             error_data: data,
             request_id,
-            statuscode: row.status,
-            errortext: &error.message,
+            statuscode: status,
+            errortext: &refusal.message,
         };
-        (row.status, serde_json::to_vec(&body).unwrap_or_default())
+        (status, serde_json::to_vec(&body).unwrap_or_default())
     }
+}
+
+/// Turns any error into the SPI answer: the envelope with the request id, the status from the
+/// table, and the headers the reason calls for. Panics come here too, as `internal`.
+pub fn rescue(error: ProxyError, table: &ErrorTable, request_id: &str) -> Response<Full<Bytes>> {
+    let refusal = table.refusal(error);
+    if refusal.reason == Reason::Internal {
+        tracing::error!(message = %refusal.message, "internal error");
+    }
+    let (status, body) = table.envelope(&refusal, request_id);
+    let mut response = json_response(body);
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    match refusal.reason {
+        Reason::Unauthorized => {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"sitoo-voyado-proxy\""),
+            );
+        }
+        // The client may still be sending: the connection cannot be reused.
+        Reason::BodyTooLarge | Reason::BodyTimeout => {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        _ => {}
+    }
+    if let Some(allow) = refusal.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
+        headers.insert(header::ALLOW, allow);
+    }
+    if let Some(seconds) = refusal.retry_after {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+/// A `200` (or error) answer with a JSON body.
+pub fn json_response(body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 fn check_row(at: &str, row: &ErrorRow, errors: &mut Vec<String>) {
@@ -314,6 +441,7 @@ fn glob(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt;
 
     fn table() -> ErrorTable {
         ErrorTable::parse(include_str!("../../mappings/errors.toml")).unwrap()
@@ -324,32 +452,34 @@ mod tests {
         let t = table();
         assert_eq!(
             t.voyado_reason(500, Some("InvalidSystemConfiguration")).0,
-            BAD_GATEWAY
+            Reason::BadGateway
         );
         assert_eq!(
             t.voyado_reason(400, Some("InvalidPhoneNumber")),
-            (INVALID_INPUT, Some("mobile"))
+            (Reason::InvalidInput, Some("mobile"))
         );
         assert_eq!(
             t.voyado_reason(409, Some("BonusCheckAlreadyRedeemed")).0,
-            ALREADY_REDEEMED
+            Reason::AlreadyRedeemed
         );
         assert_eq!(
             t.voyado_reason(406, Some("RewardVoucherExpired")).0,
-            EXPIRED
+            Reason::Expired
         );
         assert_eq!(
             t.voyado_reason(404, Some("BonusCheckNotFound")).0,
-            NOT_FOUND
+            Reason::NotFound
         );
-        assert_eq!(t.voyado_reason(503, None).0, UPSTREAM_UNAVAILABLE);
-        assert_eq!(t.voyado_reason(500, None).0, BAD_GATEWAY);
-        assert_eq!(t.voyado_reason(401, None).0, BAD_GATEWAY);
+        assert_eq!(t.voyado_reason(503, None).0, Reason::UpstreamUnavailable);
+        assert_eq!(t.voyado_reason(500, None).0, Reason::BadGateway);
+        assert_eq!(t.voyado_reason(401, None).0, Reason::BadGateway);
     }
 
     #[test]
     fn envelope_has_every_field() {
-        let (status, body) = table().respond(&ProxyError::field("email", "is not valid"), "r-1");
+        let t = table();
+        let refusal = t.refusal(ProxyError::field("email", "is not valid"));
+        let (status, body) = t.envelope(&refusal, "r-1");
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(status, 400);
         assert_eq!(v["error_code"], "bad-request");
@@ -360,9 +490,55 @@ mod tests {
         assert_eq!(v["statuscode"], 400);
     }
 
+    #[tokio::test]
+    async fn rescue_writes_the_headers_the_reason_calls_for() {
+        let t = table();
+        let r = rescue(ProxyError::overloaded(), &t, "r-2");
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["request_id"], "r-2");
+        assert_eq!(v["error_data"]["reason"], "overloaded");
+        let r = rescue(
+            ProxyError::new(Reason::Unauthorized, "authentication failed"),
+            &t,
+            "r",
+        );
+        assert_eq!(r.status(), 401);
+        assert!(r.headers().contains_key(header::WWW_AUTHENTICATE));
+        let r = rescue(ProxyError::new(Reason::BodyTooLarge, "too large"), &t, "r");
+        assert_eq!(r.headers()[header::CONNECTION], "close");
+    }
+
+    #[test]
+    fn a_voyado_failure_keeps_its_code_and_never_its_body() {
+        let t = table();
+        let e = VoyadoError::from_body(
+            429,
+            br#"{"errorCode":"TooManyRequests","message":"anna@example.com"}"#,
+            Some(7),
+        );
+        let r = t.refusal(ProxyError::voyado(e, "customer"));
+        assert_eq!(r.reason, Reason::TooManyRequests);
+        assert_eq!(r.upstream_code.as_deref(), Some("TooManyRequests"));
+        assert_eq!(r.retry_after, Some(7));
+        assert!(!r.message.contains("anna"));
+    }
+
     #[test]
     fn a_table_missing_a_reason_is_rejected() {
         let text = include_str!("../../mappings/errors.toml").replace("[reasons.expired]", "[x]");
         assert!(ErrorTable::parse(&text).is_err());
+    }
+
+    #[test]
+    fn a_reason_the_code_does_not_know_is_a_load_error() {
+        let text = format!(
+            "{}\n[reasons.made_up]\nstatus = 400\nerror_code = \"x\"\n",
+            include_str!("../../mappings/errors.toml")
+        );
+        let errors = ErrorTable::parse(&text).unwrap_err().join("\n");
+        assert!(errors.contains("made_up"), "{errors}");
     }
 }

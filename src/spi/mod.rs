@@ -1,7 +1,8 @@
-//! The Sitoo CRM SPI v2 side: the route table, input validation and the error envelope.
+//! The Sitoo CRM SPI v2 side: the operations, the route table and the error envelope.
 
 pub mod error;
-pub mod input;
+pub mod operation;
 pub mod routes;
 
-pub use error::{ErrorTable, ProxyError};
+pub use error::{ErrorTable, ProxyError, Reason, Refusal};
+pub use operation::Operation;

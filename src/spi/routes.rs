@@ -1,10 +1,12 @@
 //! The SPI route table, loaded from `mappings/routes.toml`: which operation a method and path
 //! (below `/{tenant_id}/{market_id}`) name. Unknown path: 404; known path, other method: 405.
 
+use std::sync::Arc;
+
 use http::Method;
 use serde::Deserialize;
 
-use crate::ops::Operation;
+use super::Operation;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -24,14 +26,14 @@ struct RouteSpec {
 enum Part {
     Literal(String),
     /// A parameter, by name (the name is what error messages call it).
-    Param(String),
+    Param(Arc<str>),
 }
 
 #[derive(Debug)]
 struct Route {
     method: Method,
     parts: Vec<Part>,
-    template: String,
+    template: Arc<str>,
     operation: Operation,
 }
 
@@ -54,10 +56,10 @@ impl Route {
 /// A matched route: the operation, its template (what logs show) and the path parameter with
 /// its name.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Matched<'a> {
+pub struct Matched {
     pub operation: Operation,
-    pub template: &'a str,
-    pub param: Option<(&'a str, String)>,
+    pub template: Arc<str>,
+    pub param: Option<(Arc<str>, String)>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -79,14 +81,14 @@ impl RouteTable {
         for (i, spec) in file.route.into_iter().enumerate() {
             let method = Method::from_bytes(spec.method.as_bytes())
                 .map_err(|_| format!("route[{i}].method: '{}' is not a method", spec.method))?;
-            if !spec.path.starts_with('/') {
+            let Some(relative) = spec.path.strip_prefix('/') else {
                 return Err(format!("route[{i}].path: must start with '/'"));
-            }
-            let parts: Vec<Part> = spec.path[1..]
+            };
+            let parts: Vec<Part> = relative
                 .split('/')
                 .map(
                     |s| match s.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                        Some(name) => Part::Param(name.to_owned()),
+                        Some(name) => Part::Param(name.into()),
                         None => Part::Literal(s.to_owned()),
                     },
                 )
@@ -97,7 +99,7 @@ impl RouteTable {
             routes.push(Route {
                 method,
                 parts,
-                template: spec.path,
+                template: spec.path.into(),
                 operation: spec.operation,
             });
         }
@@ -107,7 +109,7 @@ impl RouteTable {
     }
 
     /// Matches raw (still percent-encoded) segments; the parameter comes back decoded.
-    pub fn find(&self, method: &Method, segments: &[&str]) -> Result<Matched<'_>, RouteError> {
+    pub fn find(&self, method: &Method, segments: &[&str]) -> Result<Matched, RouteError> {
         let candidates: Vec<&Route> = self.routes.iter().filter(|r| r.matches(segments)).collect();
         let Some(best) = candidates.first() else {
             return Err(RouteError::NotFound);
@@ -124,7 +126,7 @@ impl RouteTable {
         };
         let param = route.parts.iter().zip(segments).find_map(|(p, s)| match p {
             Part::Param(name) => Some((
-                name.as_str(),
+                name.clone(),
                 percent_encoding::percent_decode_str(s)
                     .decode_utf8_lossy()
                     .into_owned(),
@@ -133,7 +135,7 @@ impl RouteTable {
         });
         Ok(Matched {
             operation: route.operation,
-            template: &route.template,
+            template: route.template.clone(),
             param,
         })
     }
@@ -158,7 +160,7 @@ mod tests {
         assert_eq!(m.operation, Operation::Lookup);
         let m = table().find(&Method::GET, &["customers", "abc"]).unwrap();
         assert_eq!(m.operation, Operation::GetCustomer);
-        assert_eq!(m.param, Some(("customer_id", "abc".to_owned())));
+        assert_eq!(m.param, Some(("customer_id".into(), "abc".to_owned())));
     }
 
     #[test]
@@ -186,6 +188,6 @@ mod tests {
     #[test]
     fn parameters_are_decoded() {
         let m = table().find(&Method::GET, &["customers", "..%2F"]).unwrap();
-        assert_eq!(m.param, Some(("customer_id", "../".to_owned())));
+        assert_eq!(m.param, Some(("customer_id".into(), "../".to_owned())));
     }
 }

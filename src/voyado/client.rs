@@ -2,9 +2,10 @@
 //!
 //! Every call carries `apikey`, `User-Agent: sitoo-voyado-proxy/<version>` and
 //! `Content-Type: application/json` (Voyado answers 500 without it), has its own timeout, and is
-//! logged by endpoint name only. A GET is tried once more after a connection error, 502 or 503;
-//! a POST never is.
+//! logged and measured by endpoint template only. A GET is tried once more after a connection
+//! error, 502 or 503; a POST never is. Answers larger than the configured cap are refused unread.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderValue, Method, header};
@@ -13,6 +14,7 @@ use tokio::time::Instant;
 use url::Url;
 
 use super::{Endpoint, VoyadoError};
+use crate::telemetry::Metrics;
 
 /// A successful answer: the status (Voyado answers 200 or 201 on a create) and the JSON body
 /// (`Null` when empty).
@@ -28,6 +30,8 @@ pub struct VoyadoClient {
     base: Url,
     headers: HeaderMap,
     timeout: Duration,
+    reply_max_bytes: usize,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for VoyadoClient {
@@ -48,17 +52,17 @@ pub fn build_http_client() -> reqwest::Client {
 }
 
 impl VoyadoClient {
+    /// A client for the tenant at `base` (checked by the config: http(s) with a host). An API key
+    /// that is no header value (also refused by the config) is sent as an empty one.
     pub fn new(
         http: reqwest::Client,
-        base: &str,
+        base: Url,
         api_key: &str,
         timeout: Duration,
-    ) -> Result<VoyadoClient, String> {
-        let base = Url::parse(base).map_err(|e| format!("not a URL: {e}"))?;
-        if !matches!(base.scheme(), "http" | "https") || base.host().is_none() {
-            return Err("must be an http(s) URL with a host".into());
-        }
-        let mut key = HeaderValue::from_str(api_key).map_err(|_| "is not a valid header value")?;
+        reply_max_bytes: usize,
+        metrics: Arc<Metrics>,
+    ) -> VoyadoClient {
+        let mut key = HeaderValue::from_str(api_key).unwrap_or(HeaderValue::from_static(""));
         key.set_sensitive(true);
         let mut headers = HeaderMap::new();
         headers.insert("apikey", key);
@@ -70,12 +74,14 @@ impl VoyadoClient {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        Ok(VoyadoClient {
+        VoyadoClient {
             http,
             base,
             headers,
             timeout,
-        })
+            reply_max_bytes,
+            metrics,
+        }
     }
 
     /// A GET, tried once more if the first attempt failed in a way a retry can fix.
@@ -128,12 +134,18 @@ impl VoyadoClient {
         }
         let started = Instant::now();
         let result = self.exchange(request).await;
-        let elapsed_ms = started.elapsed().as_millis() as u64;
+        let elapsed = started.elapsed();
+        let elapsed_ms = elapsed.as_millis() as u64;
+        let template = endpoint.route().1;
         match &result {
             Ok(reply) => {
+                self.metrics.voyado_call(template, "ok", elapsed);
                 tracing::debug!(?endpoint, status = reply.status, elapsed_ms, "voyado call")
             }
-            Err(error) => tracing::debug!(?endpoint, %error, elapsed_ms, "voyado call failed"),
+            Err(error) => {
+                self.metrics.voyado_call(template, error.outcome(), elapsed);
+                tracing::debug!(?endpoint, %error, elapsed_ms, "voyado call failed")
+            }
         }
         result
     }
@@ -147,14 +159,27 @@ impl VoyadoClient {
                 VoyadoError::Connect
             }
         };
-        let response = request.send().await.map_err(kind)?;
+        let mut response = request.send().await.map_err(kind)?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok());
-        let bytes = response.bytes().await.map_err(kind)?;
+        // Read up to the cap and no further: a runaway answer never fills memory.
+        if response
+            .content_length()
+            .is_some_and(|n| n > self.reply_max_bytes as u64)
+        {
+            return Err(VoyadoError::TooLarge);
+        }
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(kind)? {
+            if bytes.len() + chunk.len() > self.reply_max_bytes {
+                return Err(VoyadoError::TooLarge);
+            }
+            bytes.extend_from_slice(&chunk);
+        }
         if !(200..300).contains(&status) {
             return Err(VoyadoError::from_body(status, &bytes, retry_after));
         }

@@ -22,6 +22,8 @@ pub enum VoyadoError {
     Connect,
     #[error("Voyado's answer could not be read")]
     Malformed,
+    #[error("Voyado's answer was larger than the configured cap")]
+    TooLarge,
 }
 
 impl VoyadoError {
@@ -52,8 +54,24 @@ impl VoyadoError {
     pub fn unclear(&self) -> bool {
         matches!(
             self,
-            VoyadoError::Timeout | VoyadoError::Connect | VoyadoError::Malformed
+            VoyadoError::Timeout
+                | VoyadoError::Connect
+                | VoyadoError::Malformed
+                | VoyadoError::TooLarge
         )
+    }
+
+    /// The outcome label for metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            VoyadoError::Status { status: 429, .. } => "rate_limited",
+            VoyadoError::Status { status, .. } if *status >= 500 => "server_error",
+            VoyadoError::Status { .. } => "client_error",
+            VoyadoError::Timeout => "timeout",
+            VoyadoError::Connect => "connect",
+            VoyadoError::Malformed => "malformed",
+            VoyadoError::TooLarge => "too_large",
+        }
     }
 
     pub fn from_body(status: u16, body: &[u8], retry_after: Option<u64>) -> VoyadoError {

@@ -7,8 +7,9 @@ use std::sync::Arc;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use sitoo_voyado_proxy::app::App;
 use sitoo_voyado_proxy::config::{Config, MappingSource};
-use sitoo_voyado_proxy::server::{App, serve};
+use sitoo_voyado_proxy::server::serve;
 use sitoo_voyado_proxy::sim::{FIXTURE, Simulator};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -78,6 +79,7 @@ default_country = "SE"
 
 pub struct Harness {
     pub sim: Simulator,
+    pub app: Arc<App>,
     pub proxy: String,
     pub client: reqwest::Client,
     _stop: oneshot::Sender<()>,
@@ -165,18 +167,19 @@ impl Harness {
             config_text,
             "test config",
             |_| MappingSource::BuiltIn,
-            sitoo_voyado_proxy::voyado::build_http_client(),
+            |_| None,
         )
         .unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let app: Arc<App> = App::new(config);
-        tokio::spawn(serve(listener, app, async {
+        let app = App::build(&config).unwrap();
+        tokio::spawn(serve(listener, app.clone(), async {
             let _ = stopped.await;
         }));
         Harness {
             sim,
+            app,
             proxy,
             client: reqwest::Client::new(),
             _stop: stop,

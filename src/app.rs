@@ -1,0 +1,260 @@
+//! The composition root: turns the plain [`Config`] into the running parts — per market the
+//! compiled mapping plan, the error table with its overrides and the Voyado client — plus what the
+//! whole process shares (route table, metrics registry, the tracker of detached writes).
+//!
+//! [`compile`] is the half `check` runs: every file read and compiled, every cross-reference
+//! checked, no client built and no network touched. [`App::build`] adds the clients.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, ConfigError, CrmKeyDigest, Limits, MarketConfig};
+use crate::mapping::{MarketView, Plan};
+use crate::spi::ErrorTable;
+use crate::spi::routes::RouteTable;
+use crate::telemetry::Metrics;
+use crate::voyado::{VoyadoClient, build_http_client};
+
+/// One (tenant, market): everything a request for it needs.
+#[derive(Debug)]
+pub struct Market {
+    pub settings: MarketConfig,
+    /// The contact type's key: the config's, else the mapping's default.
+    pub contact_key: String,
+    pub plan: Arc<Plan>,
+    pub errors: ErrorTable,
+    pub voyado: VoyadoClient,
+    pub limits: Limits,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Market {
+    /// The market facts the mapping needs, with the request's clock reading.
+    pub fn view(&self, now: jiff::Timestamp) -> MarketView<'_> {
+        let s = &self.settings;
+        MarketView {
+            currency: &s.currency,
+            timezone: &s.timezone,
+            locale: &s.locale,
+            region: &s.region,
+            personal_id_region: &s.personal_id_region,
+            consent_map: &s.consent_map,
+            now,
+        }
+    }
+}
+
+/// A market whose mapping compiled and whose fields the mapping knows.
+struct CompiledMarket {
+    settings: MarketConfig,
+    contact_key: String,
+    plan: Arc<Plan>,
+    errors: ErrorTable,
+}
+
+/// Everything the config names, read and compiled: what `check` validates.
+pub struct Compiled {
+    pub errors: ErrorTable,
+    pub routes: RouteTable,
+    markets: Vec<CompiledMarket>,
+}
+
+impl Compiled {
+    pub fn market_count(&self) -> usize {
+        self.markets.len()
+    }
+}
+
+/// `check`: the config file and every mapping it names, with every problem of both reported at
+/// once, each at its file and line. No client is built and no socket opened.
+pub fn check(file: &std::path::Path) -> Result<Compiled, ConfigError> {
+    let (config, mut problems) = Config::load_unchecked(file)?;
+    let compiled = compile_into(&config, &mut problems);
+    match compiled {
+        Some(compiled) if problems.is_empty() => Ok(compiled),
+        _ => Err(config.locate(problems)),
+    }
+}
+
+/// Reads and compiles the error table, the route table and every mapping profile a market names,
+/// and checks each market's field names against its plan. Reports every problem at once.
+pub fn compile(config: &Config) -> Result<Compiled, ConfigError> {
+    let mut errors = Vec::new();
+    match compile_into(config, &mut errors) {
+        Some(compiled) if errors.is_empty() => Ok(compiled),
+        _ => Err(config.locate(errors)),
+    }
+}
+
+fn compile_into(config: &Config, errors: &mut Vec<String>) -> Option<Compiled> {
+    let source = &config.mappings;
+    let table = source.read("errors").and_then(|(text, file)| {
+        ErrorTable::parse(&text).map_err(|e| {
+            e.into_iter()
+                .map(|e| format!("{file}: {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+    });
+    let routes = source
+        .read("routes")
+        .and_then(|(text, file)| RouteTable::parse(&text).map_err(|e| format!("{file}: {e}")));
+    let (table, routes) = match (table, routes) {
+        (Ok(t), Ok(r)) => (t, r),
+        (t, r) => {
+            errors.extend(t.err());
+            errors.extend(r.err());
+            return None;
+        }
+    };
+    let mut plans: BTreeMap<&str, Option<Arc<Plan>>> = BTreeMap::new();
+    let mut markets = Vec::new();
+    for m in &config.markets {
+        let at = &m.at;
+        let plan = plans
+            .entry(&m.mapping)
+            .or_insert_with(|| {
+                let loaded = source.read(&m.mapping).and_then(|(text, file)| {
+                    Plan::compile(&text, &file).map_err(|e| e.to_string())
+                });
+                match loaded {
+                    Ok(plan) => Some(Arc::new(plan)),
+                    Err(e) => {
+                        errors.push(format!("{at}.mapping: {e}"));
+                        None
+                    }
+                }
+            })
+            .clone();
+        let market_table = table.with_overrides(&m.errors, &format!("{at}.errors"), errors);
+        let Some(plan) = plan else { continue };
+        let contact_key = m
+            .contact_key
+            .clone()
+            .unwrap_or_else(|| plan.default_key().to_owned());
+        check_fields(m, &plan, &contact_key, errors);
+        markets.push(CompiledMarket {
+            settings: m.clone(),
+            contact_key,
+            plan,
+            errors: market_table,
+        });
+    }
+    Some(Compiled {
+        errors: table,
+        routes,
+        markets,
+    })
+}
+
+/// The market's field names must be fields of its mapping.
+fn check_fields(m: &MarketConfig, plan: &Plan, contact_key: &str, errors: &mut Vec<String>) {
+    let at = &m.at;
+    if !plan.has_field(contact_key) || plan.search_key(contact_key).is_none() {
+        errors.push(format!(
+            "{at}.contact_key: '{contact_key}' is not a searchable customer field"
+        ));
+    }
+    for (key, list) in [
+        ("required_fields", &m.required_fields),
+        ("clearable_fields", &m.clearable_fields),
+        ("read_only_fields", &m.read_only_fields),
+    ] {
+        for f in list {
+            if !plan.has_field(f) {
+                errors.push(format!(
+                    "{at}.{key}: '{f}' is not a customer field of the mapping"
+                ));
+            }
+        }
+    }
+    if m.contact_key.is_none() && m.clearable_fields.iter().any(|f| f == contact_key) {
+        errors.push(format!(
+            "{at}.clearable_fields: the contact key '{contact_key}' can never be cleared"
+        ));
+    }
+}
+
+/// The running proxy: markets, shared tables, metrics and the detached writes in flight.
+pub struct App {
+    pub markets: Vec<Arc<Market>>,
+    pub routes: RouteTable,
+    /// The table used before a market is known (401, 404 on unknown paths, 503 when shedding).
+    pub errors: ErrorTable,
+    pub limits: Limits,
+    pub metrics: Arc<Metrics>,
+    /// Write sequences (create + re-lookup, redeem + compensation) that outlive their request's
+    /// deadline; shutdown waits for them.
+    pub writes: TaskTracker,
+    /// Compared against when the tenant or market is unknown, so timing reveals nothing.
+    pub decoy_key: CrmKeyDigest,
+    draining: AtomicBool,
+}
+
+impl App {
+    /// Compiles the config and builds a Voyado client per market (one connection pool for all).
+    pub fn build(config: &Config) -> Result<Arc<App>, ConfigError> {
+        let compiled = compile(config)?;
+        Ok(App::from_compiled(compiled, config.limits))
+    }
+
+    fn from_compiled(compiled: Compiled, limits: Limits) -> Arc<App> {
+        // The first phone parse loads the metadata (about a second in a debug build): not on a
+        // cashier's request.
+        crate::keys::warm_up_phone_metadata();
+        let metrics = Arc::new(Metrics::new());
+        let http = build_http_client();
+        let markets = compiled
+            .markets
+            .into_iter()
+            .map(|m| {
+                let voyado = VoyadoClient::new(
+                    http.clone(),
+                    m.settings.voyado_url.clone(),
+                    m.settings.voyado_api_key.expose(),
+                    m.settings.voyado_timeout,
+                    limits.voyado_reply_max_bytes,
+                    metrics.clone(),
+                );
+                Arc::new(Market {
+                    settings: m.settings,
+                    contact_key: m.contact_key,
+                    plan: m.plan,
+                    errors: m.errors,
+                    voyado,
+                    limits,
+                    metrics: metrics.clone(),
+                })
+            })
+            .collect();
+        Arc::new(App {
+            markets,
+            routes: compiled.routes,
+            errors: compiled.errors,
+            limits,
+            metrics,
+            writes: TaskTracker::new(),
+            decoy_key: CrmKeyDigest::of(&uuid::Uuid::new_v4().to_string()),
+            draining: AtomicBool::new(false),
+        })
+    }
+
+    /// The configured market for these path segments, if any.
+    pub fn market(&self, tenant: &str, market: &str) -> Option<&Arc<Market>> {
+        self.markets
+            .iter()
+            .find(|m| m.settings.tenant == tenant && m.settings.market == market)
+    }
+
+    /// From now on readiness answers 503, so a load balancer stops sending before we stop.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+}

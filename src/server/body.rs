@@ -1,0 +1,197 @@
+//! The request body, read inside the deadline and never past the limit.
+//!
+//! A body still arriving at the deadline is `408 body_timeout` and the connection is closed:
+//! a client that trickles its body holds nothing and reaches no Voyado call. A declared
+//! `Content-Length` over the limit is answered at once, and what the client is still sending is
+//! read and thrown away (up to a bound) so that it sees the `400 body_too_large`, not a broken
+//! pipe. The parsed JSON goes into the request's extensions for the operation, which gets the
+//! request without its body.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use http::{Request, Response, header};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use serde_json::Value;
+use tokio::time::Instant;
+use tower::{BoxError, Layer, Service};
+
+use super::BoxFuture;
+use super::deadline::Deadline;
+use crate::app::App;
+use crate::spi::routes::Matched;
+use crate::spi::{ProxyError, Reason};
+
+/// The parsed JSON body, `None` when the operation takes none or an optional one was empty.
+#[derive(Debug, Clone, Default)]
+pub struct RequestBody(pub Option<Value>);
+
+/// How long an oversized body is still drained after the answer at the most.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct BodyLayer {
+    app: Arc<App>,
+}
+
+impl BodyLayer {
+    pub fn new(app: Arc<App>) -> BodyLayer {
+        BodyLayer { app }
+    }
+}
+
+impl<S> Layer<S> for BodyLayer {
+    type Service = ReadBody<S>;
+
+    fn layer(&self, inner: S) -> ReadBody<S> {
+        ReadBody {
+            inner,
+            app: self.app.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct ReadBody<S> {
+    inner: S,
+    app: Arc<App>,
+}
+
+impl<S, B> Service<Request<B>> for ReadBody<S>
+where
+    S: Service<Request<()>, Response = Response<Full<Bytes>>, Error = ProxyError>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = ProxyError;
+    type Future = BoxFuture<Result<Response<Full<Bytes>>, ProxyError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let operation = request.extensions().get::<Matched>().map(|m| m.operation);
+        let deadline = request.extensions().get::<Deadline>().copied();
+        let (Some(operation), Some(Deadline(deadline))) = (operation, deadline) else {
+            return Box::pin(async { Err(ProxyError::internal()) });
+        };
+        if !operation.takes_body() {
+            return Box::pin(self.inner.call(request.map(drop)));
+        }
+        let limits = self.app.limits;
+        // The inner service is stateless: a clone serves this request once the body is in.
+        let mut inner = self.inner.clone();
+        Box::pin(async move {
+            let (mut parts, body) = request.into_parts();
+            let declared = parts
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if declared.is_some_and(|n| n > limits.body_max_bytes as u64) {
+                tokio::spawn(drain(body, limits.body_drain_max_bytes));
+                return Err(too_large(limits.body_max_bytes));
+            }
+            let bytes = read(body, limits.body_max_bytes, deadline).await?;
+            let value = parse(&bytes, operation.body_optional())?;
+            parts.extensions.insert(RequestBody(value));
+            inner.call(Request::from_parts(parts, ())).await
+        })
+    }
+}
+
+fn too_large(limit: usize) -> ProxyError {
+    ProxyError::new(
+        Reason::BodyTooLarge,
+        format!("body is larger than {} KiB", limit / 1024),
+    )
+}
+
+async fn read<B>(body: B, limit: usize, deadline: Instant) -> Result<Bytes, ProxyError>
+where
+    B: hyper::body::Body,
+    B::Error: Into<BoxError>,
+{
+    match tokio::time::timeout_at(deadline, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(ProxyError::new(
+            Reason::BodyTimeout,
+            "body did not arrive within the request deadline",
+        )),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_large(limit)),
+        Ok(Err(_)) => Err(ProxyError::field("body", "could not be read")),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+fn parse(bytes: &[u8], optional: bool) -> Result<Option<Value>, ProxyError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return if optional {
+            Ok(None)
+        } else {
+            Err(ProxyError::field("body", "is required"))
+        };
+    }
+    // serde_json's message gives line and column only, never the input.
+    serde_json::from_slice(bytes)
+        .map(Some)
+        .map_err(|e| ProxyError::field("body", &format!("is not valid JSON ({e})")))
+}
+
+/// Reads and discards what the client still sends after an early answer, up to `max` bytes or
+/// [`DRAIN_TIME`], then drops the body (and with it, once answered, the connection).
+async fn drain<B>(mut body: B, max: usize)
+where
+    B: hyper::body::Body + Unpin,
+{
+    let mut seen = 0usize;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while seen < max {
+            match body.frame().await {
+                Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.remaining()),
+                _ => break,
+            }
+        }
+    })
+    .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn whitespace_is_no_body() {
+        assert_eq!(parse(b"  \n", true).unwrap(), None);
+        assert!(matches!(
+            parse(b" ", false),
+            Err(ProxyError::Refused(r)) if r.message == "body is required"
+        ));
+        assert!(matches!(
+            parse(b"{\"a\":", false),
+            Err(ProxyError::Refused(r)) if r.message.starts_with("body is not valid JSON")
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_parse_to_a_value_or_a_body_error(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            match parse(&bytes, false) {
+                Ok(value) => prop_assert!(value.is_some()),
+                Err(ProxyError::Refused(r)) => {
+                    prop_assert_eq!(r.reason, Reason::InvalidInput);
+                    prop_assert!(r.message.starts_with("body "));
+                }
+                Err(other) => prop_assert!(false, "unexpected {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! What the layers learn about one request as it travels inwards — its id, the operation, the
+//! market — kept where the outer layers (trace, rescue) can read it on the way back out.
+//!
+//! The request-id layer puts an `Arc<RequestContext>` into the request's extensions; each inner
+//! layer fills in what it finds once.
+
+use std::sync::{Arc, OnceLock};
+
+use http::{HeaderMap, Request};
+use tokio::time::Instant;
+
+use crate::app::Market;
+
+pub struct RequestContext {
+    pub request_id: String,
+    pub started: Instant,
+    /// The decoded `Store-ID`: tracing and Voyado's `storeExternalId` on a create.
+    pub store_id: Option<String>,
+    pub register_id: Option<String>,
+    operation: OnceLock<&'static str>,
+    market: OnceLock<Arc<Market>>,
+}
+
+impl RequestContext {
+    pub fn new(request_id: String, headers: &HeaderMap) -> RequestContext {
+        RequestContext {
+            request_id,
+            started: Instant::now(),
+            store_id: header_text(headers, "store-id"),
+            register_id: header_text(headers, "register-id"),
+            operation: OnceLock::new(),
+            market: OnceLock::new(),
+        }
+    }
+
+    /// The operation's name once the route is known, for logs and metrics.
+    pub fn operation(&self) -> &'static str {
+        self.operation.get().copied().unwrap_or("unknown")
+    }
+
+    pub fn set_operation(&self, name: &'static str) {
+        let _ = self.operation.set(name);
+    }
+
+    /// The authenticated market: its error table shapes the answer.
+    pub fn market(&self) -> Option<&Arc<Market>> {
+        self.market.get()
+    }
+
+    pub fn set_market(&self, market: Arc<Market>) {
+        let _ = self.market.set(market);
+    }
+
+    /// The context the request-id layer attached. Inner layers always run behind it; a request
+    /// without one (a test calling an inner layer alone) gets a fresh context.
+    pub fn of<B>(request: &Request<B>) -> Arc<RequestContext> {
+        request
+            .extensions()
+            .get::<Arc<RequestContext>>()
+            .cloned()
+            .unwrap_or_else(|| {
+                Arc::new(RequestContext::new(
+                    super::request_id::fresh(),
+                    request.headers(),
+                ))
+            })
+    }
+}
+
+/// Sitoo URL-encodes the optional headers' values (UTF-8).
+pub fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    let raw = headers.get(name)?.to_str().ok()?;
+    let text = percent_encoding::percent_decode_str(raw)
+        .decode_utf8_lossy()
+        .trim()
+        .to_owned();
+    (!text.is_empty()).then_some(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+    use proptest::prelude::*;
+
+    #[test]
+    fn optional_headers_are_url_decoded() {
+        let mut h = HeaderMap::new();
+        h.insert("store-id", HeaderValue::from_static("store%20200"));
+        assert_eq!(header_text(&h, "store-id").as_deref(), Some("store 200"));
+        h.insert("store-id", HeaderValue::from_static("%20"));
+        assert_eq!(header_text(&h, "store-id"), None);
+    }
+
+    proptest! {
+        #[test]
+        fn any_header_bytes_decode_without_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_bytes(&bytes) {
+                h.insert("store-id", v);
+            }
+            let decoded = header_text(&h, "store-id");
+            prop_assert!(decoded.is_none_or(|t| !t.is_empty() && t.trim() == t));
+        }
+    }
+}

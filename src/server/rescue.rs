@@ -1,0 +1,115 @@
+//! The rescue: every error and every panic below this layer becomes the SPI envelope, through
+//! `spi::error::rescue` — the one function that reads the error table — and always with the
+//! request id. Requests the admission gate sheds arrive here as `503 overloaded`.
+
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_util::FutureExt;
+use http::{Request, Response};
+use http_body_util::Full;
+use tower::{BoxError, Layer, Service};
+
+use super::BoxFuture;
+use super::context::RequestContext;
+use crate::app::App;
+use crate::spi::ProxyError;
+use crate::spi::error::rescue;
+use crate::telemetry::Shed;
+
+#[derive(Clone)]
+pub struct RescueLayer {
+    app: Arc<App>,
+}
+
+impl RescueLayer {
+    pub fn new(app: Arc<App>) -> RescueLayer {
+        RescueLayer { app }
+    }
+}
+
+impl<S> Layer<S> for RescueLayer {
+    type Service = Rescue<S>;
+
+    fn layer(&self, inner: S) -> Rescue<S> {
+        Rescue {
+            inner,
+            app: self.app.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Rescue<S> {
+    inner: S,
+    app: Arc<App>,
+}
+
+impl<S, B> Service<Request<B>> for Rescue<S>
+where
+    S: Service<Request<B>, Response = Response<Full<Bytes>>> + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+    B: Send + 'static,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = std::convert::Infallible;
+    type Future = BoxFuture<Result<Response<Full<Bytes>>, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // The admission gate below never fails readiness (it sheds in `call` instead); an error
+        // here can only come from a stack built without it, and is answered per request.
+        match self.inner.poll_ready(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(_) => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let context = RequestContext::of(&request);
+        let app = self.app.clone();
+        // A panic while building the future is caught like one while running it.
+        let future = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(request)));
+        Box::pin(async move {
+            let outcome = match future {
+                Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
+                Err(panic) => Err(panic),
+            };
+            let error = match outcome {
+                Ok(Ok(response)) => return Ok(response),
+                Ok(Err(error)) => to_proxy_error(error.into(), &app),
+                Err(panic) => {
+                    tracing::error!(panic = panic_text(&*panic), "a request panicked");
+                    ProxyError::internal()
+                }
+            };
+            let table = context.market().map_or(&app.errors, |m| &m.errors);
+            Ok(rescue(error, table, &context.request_id))
+        })
+    }
+}
+
+fn to_proxy_error(error: BoxError, app: &App) -> ProxyError {
+    if error.is::<tower::load_shed::error::Overloaded>() {
+        app.metrics.shed(Shed::Requests);
+        return ProxyError::overloaded();
+    }
+    match error.downcast::<ProxyError>() {
+        Ok(error) => *error,
+        Err(other) => {
+            tracing::error!(error = %other, "an error with no SPI answer");
+            ProxyError::internal()
+        }
+    }
+}
+
+/// Only a static panic message is logged: a formatted one could carry request data.
+fn panic_text(panic: &(dyn Any + Send)) -> &'static str {
+    panic
+        .downcast_ref::<&'static str>()
+        .copied()
+        .unwrap_or("(formatted panic message not logged)")
+}

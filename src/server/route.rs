@@ -1,0 +1,136 @@
+//! Routing: health, readiness and metrics are answered here, unauthenticated; every other path
+//! is `/{tenant}/{market}/...`, matched against the route table (data). The match goes into the
+//! request's extensions; an unknown path is `404`, a known one with another method `405`.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use tower::{Layer, Service};
+
+use super::BoxFuture;
+use super::context::RequestContext;
+use crate::app::App;
+use crate::spi::routes::RouteError;
+use crate::spi::{ProxyError, Reason, Refusal};
+use crate::telemetry::Metrics;
+
+/// The tenant and market segments of the path, as sent (not yet known to be configured).
+#[derive(Debug, Clone)]
+pub struct PathScope {
+    pub tenant: String,
+    pub market: String,
+}
+
+#[derive(Clone)]
+pub struct RouteLayer {
+    app: Arc<App>,
+}
+
+impl RouteLayer {
+    pub fn new(app: Arc<App>) -> RouteLayer {
+        RouteLayer { app }
+    }
+}
+
+impl<S> Layer<S> for RouteLayer {
+    type Service = Route<S>;
+
+    fn layer(&self, inner: S) -> Route<S> {
+        Route {
+            inner,
+            app: self.app.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Route<S> {
+    inner: S,
+    app: Arc<App>,
+}
+
+impl<S, B> Service<Request<B>> for Route<S>
+where
+    S: Service<Request<B>, Response = Response<Full<Bytes>>, Error = ProxyError> + Send + 'static,
+    S::Future: Send,
+    B: Send + 'static,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = ProxyError;
+    type Future = BoxFuture<Result<Response<Full<Bytes>>, ProxyError>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        if let Some(answer) = admin_answer(&self.app, request.method(), request.uri().path()) {
+            return Box::pin(async move { Ok(answer) });
+        }
+        let path = request.uri().path();
+        let mut segments = path.trim_start_matches('/').split('/');
+        let tenant = segments.next().unwrap_or("").to_owned();
+        let market = segments.next().unwrap_or("").to_owned();
+        let rest: Vec<&str> = segments.collect();
+        let found = if rest.is_empty() {
+            Err(RouteError::NotFound)
+        } else {
+            self.app.routes.find(request.method(), &rest)
+        };
+        let matched = match found {
+            Ok(m) => m,
+            Err(e) => return Box::pin(async move { Err(refuse(e)) }),
+        };
+        let context = RequestContext::of(&request);
+        context.set_operation(matched.operation.name());
+        let span = tracing::Span::current();
+        span.record("operation", matched.operation.name());
+        span.record("route", &*matched.template);
+        request.extensions_mut().insert(matched);
+        request
+            .extensions_mut()
+            .insert(PathScope { tenant, market });
+        Box::pin(self.inner.call(request))
+    }
+}
+
+fn refuse(error: RouteError) -> ProxyError {
+    match error {
+        RouteError::NotFound => ProxyError::new(Reason::NotFound, "no such path"),
+        RouteError::MethodNotAllowed(allow) => ProxyError::Refused(Refusal {
+            allow: Some(allow.clone()),
+            ..Refusal::new(
+                Reason::MethodNotAllowed,
+                format!("method not allowed; use {allow}"),
+            )
+        }),
+    }
+}
+
+/// `/healthz` (the process is up), `/readyz` (loaded and not draining) and `/metrics`: no auth,
+/// no tenant data. `None` for every other request.
+pub fn admin_answer(app: &App, method: &Method, path: &str) -> Option<Response<Full<Bytes>>> {
+    if method != Method::GET {
+        return None;
+    }
+    let (status, content_type, body) = match path {
+        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
+        "/readyz" if app.is_draining() => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "draining\n".to_owned(),
+        ),
+        "/readyz" => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
+        "/metrics" => (StatusCode::OK, Metrics::CONTENT_TYPE, app.metrics.render()),
+        _ => return None,
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    Some(response)
+}

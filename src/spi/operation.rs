@@ -1,0 +1,55 @@
+//! The nine SPI operations by name: what the route table points at and what logs and metrics
+//! call them. What each one does lives in `ops/`.
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    Search,
+    AddCustomer,
+    GetCustomer,
+    UpdateCustomer,
+    Transactions,
+    Redeem,
+    UndoRedeem,
+    Consents,
+    Lookup,
+}
+
+impl Operation {
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::Search => "search",
+            Operation::AddCustomer => "add_customer",
+            Operation::GetCustomer => "get_customer",
+            Operation::UpdateCustomer => "update_customer",
+            Operation::Transactions => "transactions",
+            Operation::Redeem => "redeem",
+            Operation::UndoRedeem => "undo_redeem",
+            Operation::Consents => "consents",
+            Operation::Lookup => "lookup",
+        }
+    }
+
+    /// Writes run in their own task: a deadline stops the waiting, never the write sequence.
+    pub fn is_write(self) -> bool {
+        matches!(
+            self,
+            Operation::AddCustomer
+                | Operation::UpdateCustomer
+                | Operation::Redeem
+                | Operation::UndoRedeem
+        )
+    }
+
+    /// Whether the operation reads a JSON body.
+    pub fn takes_body(self) -> bool {
+        self.is_write()
+    }
+
+    /// Whether an empty body is acceptable (undo may come as query parameters on a DELETE).
+    pub fn body_optional(self) -> bool {
+        self == Operation::UndoRedeem
+    }
+}

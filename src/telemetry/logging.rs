@@ -1,0 +1,144 @@
+//! Logs leave through a background writer so a slow or blocked stderr (a full pipe, a stalled log
+//! shipper) never holds up a till's request. JSON is for log pipelines, text for people; colour
+//! codes only reach a terminal, never a file or a collector.
+
+use std::io::IsTerminal;
+
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    /// `--log-format` wins, else `LOG_FORMAT` (looked up through `env`, so tests never touch the
+    /// process environment), else text. A value that is neither text nor json is an error naming
+    /// where it came from, rather than a silent fallback the operator would not notice.
+    pub fn choose(
+        flag: Option<&str>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<LogFormat, String> {
+        if let Some(value) = flag {
+            return Self::parse(value)
+                .ok_or_else(|| format!("--log-format must be text or json, not {value:?}"));
+        }
+        match env("LOG_FORMAT") {
+            // `LOG_FORMAT=` is how compose and unit files often spell "not set".
+            Some(value) if !value.is_empty() => Self::parse(&value)
+                .ok_or_else(|| format!("LOG_FORMAT must be text or json, not {value:?}")),
+            _ => Ok(LogFormat::Text),
+        }
+    }
+
+    fn parse(value: &str) -> Option<LogFormat> {
+        if value.eq_ignore_ascii_case("text") {
+            Some(LogFormat::Text)
+        } else if value.eq_ignore_ascii_case("json") {
+            Some(LogFormat::Json)
+        } else {
+            None
+        }
+    }
+}
+
+/// Installs the global subscriber: filter from `RUST_LOG` (default `info`), lines to stderr through
+/// a non-blocking writer. Keep the returned guard alive until exit: dropping it flushes the lines
+/// still buffered.
+pub fn init(format: LogFormat) -> WorkerGuard {
+    // Lossy, tracing-appender's default: when its buffer is full, new lines are dropped rather than
+    // making the request that logs them wait on stderr. A proxy in front of tills must keep
+    // answering; a lost log line is the smaller harm.
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    // An unset, empty or wholly invalid RUST_LOG means info; a bad directive is reported on stderr
+    // and skipped, so a typo in it does not stop the proxy from starting.
+    let filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .from_env_lossy();
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer);
+    let installed = match format {
+        LogFormat::Text => builder.with_ansi(colour()).try_init(),
+        // One object per line with the event's fields at the top level, plus the current span,
+        // which carries the request's id and route. The span list is left out: it would repeat
+        // the same fields on every line. JSON is for machines, so no colour even on a terminal.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .with_ansi(false)
+            .try_init(),
+    };
+    if let Err(e) = installed {
+        // Only a second install fails (init called twice, or a test harness got there first); the
+        // subscriber already in place keeps logging, so this is worth a line but not a crash.
+        eprintln!("logging was already set up; keeping the existing subscriber: {e}");
+    }
+    guard
+}
+
+/// Colour codes are noise in a file or a collector. `NO_COLOR` (no-color.org) turns them off on a
+/// terminal too, as tracing-subscriber does by default; setting `with_ansi` would otherwise
+/// override it.
+fn colour() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogFormat;
+
+    fn env(value: &'static str) -> impl Fn(&str) -> Option<String> {
+        move |name| (name == "LOG_FORMAT").then(|| value.to_owned())
+    }
+
+    fn unset(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn flag_wins_over_env() {
+        assert_eq!(
+            LogFormat::choose(Some("json"), env("text")),
+            Ok(LogFormat::Json)
+        );
+        assert_eq!(
+            LogFormat::choose(Some("text"), env("json")),
+            Ok(LogFormat::Text)
+        );
+    }
+
+    #[test]
+    fn env_is_used_without_a_flag() {
+        assert_eq!(LogFormat::choose(None, env("json")), Ok(LogFormat::Json));
+        assert_eq!(LogFormat::choose(None, env("JSON")), Ok(LogFormat::Json));
+        assert_eq!(LogFormat::choose(None, env("text")), Ok(LogFormat::Text));
+    }
+
+    #[test]
+    fn default_is_text() {
+        assert_eq!(LogFormat::choose(None, unset), Ok(LogFormat::Text));
+        assert_eq!(LogFormat::choose(None, env("")), Ok(LogFormat::Text));
+    }
+
+    #[test]
+    fn unknown_value_is_an_error_naming_its_source() {
+        let flag = LogFormat::choose(Some("xml"), env("json"));
+        assert!(
+            flag.as_ref()
+                .is_err_and(|e| e.contains("--log-format") && e.contains("xml")),
+            "{flag:?}"
+        );
+        let var = LogFormat::choose(None, env("yaml"));
+        assert!(
+            var.as_ref()
+                .is_err_and(|e| e.contains("LOG_FORMAT") && e.contains("yaml")),
+            "{var:?}"
+        );
+    }
+}
