@@ -92,3 +92,114 @@ fn upstream<'a>(market: &'a Market, what: &'static str) -> impl Fn(VoyadoError) 
 }
 
 const CUSTOMER: &str = "customer";
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use proptest::sample::select;
+
+    use super::*;
+    use crate::spi::Reason;
+
+    /// Stands for personal data in caller text: no refusal message may repeat it.
+    const MARKER: &str = "Q7X2Z9K4";
+
+    /// A lowercase or uppercase hex GUID with hyphens at 8, 13, 18 and 23, written out.
+    fn is_guid(s: &str) -> bool {
+        s.len() == 36
+            && s.bytes().enumerate().all(|(i, b)| match i {
+                8 | 13 | 18 | 23 => b == b'-',
+                _ => b.is_ascii_hexdigit(),
+            })
+    }
+
+    /// Path parameters: GUIDs in any case and form, near misses, traversal, the marker, any text.
+    fn raw_ids() -> impl Strategy<Value = String> {
+        let forms = (any::<u128>(), 0..8u8).prop_map(|(n, form)| {
+            let id = uuid::Uuid::from_u128(n);
+            let hyphenated = id.hyphenated().to_string();
+            match form {
+                0 => hyphenated,
+                1 => hyphenated.to_ascii_uppercase(),
+                2 => id.simple().to_string(),
+                3 => id.braced().to_string(),
+                4 => id.urn().to_string(),
+                5 => format!("{}é", &hyphenated[..34]),
+                6 => format!("{}{MARKER}", &hyphenated[..28]),
+                _ => format!("{hyphenated} "),
+            }
+        });
+        let odd = select(&["", "..", "../", "..%2F", "%2e%2e", "/", "?", "#", MARKER][..]);
+        prop_oneof![
+            4 => forms,
+            1 => odd.prop_map(str::to_owned),
+            2 => "\\PC{0,40}",
+            1 => "[-0-9a-fA-FgG]{36}",
+        ]
+    }
+
+    #[test]
+    fn a_missing_path_parameter_is_an_internal_error() {
+        let Err(ProxyError::Refused(r)) = OpRequest::default().customer_id() else {
+            panic!("no customer id should be refused");
+        };
+        assert_eq!(r.reason, Reason::Internal);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 512,
+            rng_algorithm: proptest::test_runner::RngAlgorithm::XorShift,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn a_customer_id_is_a_lowercase_guid_or_invalid_input(raw in raw_ids()) {
+            let request = OpRequest {
+                customer_id: Some((Arc::from("customer_id"), raw.clone())),
+                ..OpRequest::default()
+            };
+            match request.customer_id() {
+                Ok(id) => {
+                    prop_assert!(is_guid(&raw), "{raw:?} taken");
+                    prop_assert_eq!(id, raw.to_ascii_lowercase());
+                }
+                Err(ProxyError::Refused(r)) => {
+                    prop_assert!(!is_guid(&raw), "{raw:?} refused");
+                    prop_assert_eq!(r.reason, Reason::InvalidInput);
+                    prop_assert!(r.message.starts_with("customer_id "), "{}", r.message);
+                    prop_assert!(!r.message.contains(MARKER), "{}", r.message);
+                }
+                Err(other) => prop_assert!(false, "{other:?}"),
+            }
+        }
+
+        #[test]
+        fn a_required_parameter_is_the_first_non_empty_value_or_invalid_input(
+            query in proptest::collection::vec(
+                (select(&["key_type", "key", "page", "Key", ""][..]), "\\PC{0,6}|Q7X2Z9K4"),
+                0..5,
+            ),
+            name in select(&["key_type", "key", "page"][..]),
+        ) {
+            let request = OpRequest {
+                query: query.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect(),
+                ..OpRequest::default()
+            };
+            let first = query.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str());
+            match request.required_param(name) {
+                Ok(value) => {
+                    prop_assert_eq!(Some(value), first);
+                    prop_assert!(!value.is_empty());
+                }
+                Err(ProxyError::Refused(r)) => {
+                    prop_assert!(first.is_none_or(str::is_empty), "{first:?} refused");
+                    prop_assert_eq!(r.reason, Reason::InvalidInput);
+                    prop_assert!(r.message.starts_with(&format!("{name} ")), "{}", r.message);
+                    prop_assert!(!r.message.contains(MARKER), "{}", r.message);
+                }
+                Err(other) => prop_assert!(false, "{other:?}"),
+            }
+        }
+    }
+}

@@ -374,6 +374,11 @@ pub(super) async fn undo(market: &Market, request: &OpRequest) -> Result<Value, 
 
 #[cfg(test)]
 mod tests {
+    use proptest::collection::vec;
+    use proptest::option::weighted;
+    use proptest::prelude::*;
+    use proptest::sample::select;
+
     use super::*;
     use crate::mapping::Plan;
 
@@ -445,5 +450,237 @@ mod tests {
             Items::from_query(&names(), &q, 20).unwrap().bonus_checks,
             vec![A, B]
         );
+    }
+
+    /// Stands for personal data in an id: no refusal message may repeat it.
+    const MARKER: &str = "Q7X2Z9K4";
+
+    /// The default profile's names, compiled once for all cases.
+    static NAMES: std::sync::LazyLock<RedeemNames> = std::sync::LazyLock::new(names);
+
+    /// GUIDs a redeem takes: a few in any letter case (so lists repeat), and any.
+    fn good_ids() -> BoxedStrategy<String> {
+        let known = select(&[A, B, "00000000-0000-0000-0000-000000000000"][..]);
+        let cased = (known, any::<u64>()).prop_map(|(id, mask)| {
+            id.chars()
+                .enumerate()
+                .map(|(i, c)| {
+                    if mask >> (i % 64) & 1 == 1 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect::<String>()
+        });
+        let random = any::<u128>().prop_map(|n| uuid::Uuid::from_u128(n).hyphenated().to_string());
+        prop_oneof![3 => cased, 1 => random].boxed()
+    }
+
+    /// Ids as a POS might send them: good ones, forms `uuid` parses but a URL must not carry, near
+    /// misses, the marker, and any text.
+    fn ids() -> BoxedStrategy<String> {
+        let forms = any::<u128>().prop_map(|n| {
+            let id = uuid::Uuid::from_u128(n);
+            let hyphenated = id.hyphenated().to_string();
+            match n % 6 {
+                0 => id.simple().to_string(),
+                1 => id.braced().to_string(),
+                2 => id.urn().to_string(),
+                3 => format!("{}é", &hyphenated[..34]),
+                4 => format!(" {hyphenated}"),
+                _ => format!("{}{MARKER}", &hyphenated[..28]),
+            }
+        });
+        let odd = select(&["", ",", "..%2F", "../x", "%00", MARKER, "bonus_check"][..]);
+        prop_oneof![
+            4 => good_ids(),
+            2 => forms,
+            1 => odd.prop_map(str::to_owned),
+            1 => "\\PC{0,40}",
+        ]
+        .boxed()
+    }
+
+    fn scalar() -> BoxedStrategy<Value> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+        ]
+        .boxed()
+    }
+
+    /// An id in a body: in a clean body always a good one.
+    fn id_value(clean: bool) -> BoxedStrategy<Value> {
+        if clean {
+            good_ids().prop_map(Value::String).boxed()
+        } else {
+            prop_oneof![6 => ids().prop_map(Value::String), 1 => scalar()].boxed()
+        }
+    }
+
+    fn id_list(clean: bool) -> BoxedStrategy<Value> {
+        let list = vec(id_value(clean), 0..8).prop_map(Value::Array);
+        if clean {
+            list.boxed()
+        } else {
+            prop_oneof![6 => list, 1 => id_value(false), 1 => Just(json!({}))].boxed()
+        }
+    }
+
+    fn typed_item(clean: bool) -> BoxedStrategy<Value> {
+        let good = select(&["bonus_check", "promotion"][..]).prop_map(Value::from);
+        let kinds = if clean {
+            good.boxed()
+        } else {
+            let bad = select(&["gift", "Promotion", "", MARKER][..]).prop_map(Value::from);
+            prop_oneof![6 => good, 1 => bad, 1 => scalar()].boxed()
+        };
+        let item = |kind: Option<Value>, id: Option<Value>| {
+            let mut map = Map::new();
+            if let Some(kind) = kind {
+                map.insert("type".to_owned(), kind);
+            }
+            if let Some(id) = id {
+                map.insert("id".to_owned(), id);
+            }
+            Value::Object(map)
+        };
+        if clean {
+            (kinds, id_value(true))
+                .prop_map(move |(kind, id)| item(Some(kind), Some(id)))
+                .boxed()
+        } else {
+            let item = (weighted(0.9, kinds), weighted(0.9, id_value(false)))
+                .prop_map(move |(kind, id)| item(kind, id));
+            prop_oneof![6 => item, 1 => id_value(false), 1 => Just(json!([]))].boxed()
+        }
+    }
+
+    /// A redeem or undo body: either list shape, both or neither, with every id good (clean) or
+    /// not; or no object at all.
+    fn bodies() -> BoxedStrategy<Value> {
+        let object = |clean: bool| {
+            let items = vec(typed_item(clean), 0..8).prop_map(Value::Array);
+            let items = if clean {
+                items.boxed()
+            } else {
+                prop_oneof![6 => items, 1 => id_value(false)].boxed()
+            };
+            (
+                weighted(0.5, id_list(clean)),
+                weighted(0.5, id_list(clean)),
+                weighted(0.4, items),
+                weighted(0.2, ("\\PC{0,8}", scalar())),
+            )
+                .prop_map(|(checks, promotions, items, extra)| {
+                    let mut map = Map::new();
+                    if let Some((k, v)) = extra {
+                        map.insert(k, v);
+                    }
+                    let lists = [
+                        ("bonus_checks", checks),
+                        ("promotions", promotions),
+                        ("items", items),
+                    ];
+                    for (name, list) in lists {
+                        if let Some(list) = list {
+                            map.insert(name.to_owned(), list);
+                        }
+                    }
+                    Value::Object(map)
+                })
+        };
+        prop_oneof![
+            4 => object(true),
+            4 => object(false),
+            1 => id_value(false),
+            1 => vec(id_value(false), 0..3).prop_map(Value::Array),
+        ]
+        .boxed()
+    }
+
+    /// Query pairs: the list names (repeated or not), other names, and comma-joined ids.
+    fn queries() -> impl Strategy<Value = Vec<(String, String)>> {
+        let key = prop_oneof![
+            6 => select(&["bonus_checks", "promotions"][..]).prop_map(str::to_owned),
+            1 => select(&["items", "Bonus_checks", "", MARKER][..]).prop_map(str::to_owned),
+            1 => "\\PC{0,8}",
+        ];
+        let value = prop_oneof![
+            3 => vec(good_ids(), 0..6).prop_map(|ids| ids.join(",")),
+            3 => vec(ids(), 0..6).prop_map(|ids| ids.join(",")),
+            1 => "\\PC{0,40}",
+        ];
+        vec((key, value), 0..5)
+    }
+
+    /// An accepted list: 1..=max lowercase GUIDs from the input, none repeated; a refusal: invalid
+    /// input, its message naming a field and repeating none of the input.
+    fn check(
+        result: Result<Items, ProxyError>,
+        max: usize,
+        input: &str,
+    ) -> Result<(), TestCaseError> {
+        match result {
+            Ok(items) => {
+                let count = items.bonus_checks.len() + items.promotions.len();
+                prop_assert!((1..=max).contains(&count), "{count} items, max {max}");
+                for list in [&items.bonus_checks, &items.promotions] {
+                    for (i, id) in list.iter().enumerate() {
+                        prop_assert!(!list[..i].contains(id), "{id} twice in {list:?}");
+                        prop_assert!(
+                            id.len() == 36 && uuid::Uuid::try_parse(id).is_ok(),
+                            "{id} is no GUID"
+                        );
+                        prop_assert_eq!(id, &id.to_ascii_lowercase());
+                        prop_assert!(
+                            input.to_ascii_lowercase().contains(id.as_str()),
+                            "{id} not asked for"
+                        );
+                    }
+                }
+            }
+            Err(ProxyError::Refused(refusal)) => {
+                prop_assert_eq!(refusal.reason, Reason::InvalidInput);
+                let fields = [
+                    "body ",
+                    "bonus_checks ",
+                    "bonus_checks[",
+                    "promotions ",
+                    "promotions[",
+                    "items[",
+                    "items ",
+                ];
+                prop_assert!(
+                    fields.iter().any(|f| refusal.message.starts_with(f)),
+                    "{}",
+                    refusal.message
+                );
+                prop_assert!(!refusal.message.contains(MARKER), "{}", refusal.message);
+            }
+            Err(other) => prop_assert!(false, "{other:?}"),
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 512,
+            rng_algorithm: proptest::test_runner::RngAlgorithm::XorShift,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn any_body_names_items_or_is_refused(body in bodies(), max in 0usize..=12) {
+            check(Items::from_body(&NAMES, &body, max), max, &body.to_string())?;
+        }
+
+        #[test]
+        fn any_query_names_items_or_is_refused(query in queries(), max in 0usize..=12) {
+            check(Items::from_query(&NAMES, &query, max), max, &format!("{query:?}"))?;
+        }
     }
 }

@@ -143,6 +143,10 @@ impl RouteTable {
 
 #[cfg(test)]
 mod tests {
+    use proptest::collection::vec;
+    use proptest::prelude::*;
+    use proptest::sample::select;
+
     use super::*;
 
     fn table() -> &'static RouteTable {
@@ -189,5 +193,179 @@ mod tests {
     fn parameters_are_decoded() {
         let m = table().find(&Method::GET, &["customers", "..%2F"]).unwrap();
         assert_eq!(m.param, Some(("customer_id".into(), "../".to_owned())));
+    }
+
+    /// The table's methods, other standard ones, and any other token RFC 9110 allows as a method.
+    fn methods() -> impl Strategy<Value = Method> {
+        let routed = select(vec![
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ]);
+        let other = select(vec![
+            Method::HEAD,
+            Method::OPTIONS,
+            Method::TRACE,
+            Method::CONNECT,
+        ]);
+        let token = "[-!#$%&'*+.^_`|~0-9A-Za-z]{1,12}"
+            .prop_map(|t| Method::from_bytes(t.as_bytes()).expect("a token is a method"));
+        prop_oneof![6 => routed, 1 => other, 1 => token]
+    }
+
+    /// Path segments as they arrive: the table's literals, traversal and escapes (valid, invalid,
+    /// truncated, non-UTF-8), and any text.
+    fn segment() -> BoxedStrategy<String> {
+        let literals: &[&str] = &[
+            "customers",
+            "lookup",
+            "redeem",
+            "undo",
+            "undo-redeem",
+            "transactions",
+            "consents",
+            "Customers",
+            "redeem%2Fundo",
+        ];
+        let odd: &[&str] = &[
+            "",
+            ".",
+            "..",
+            "..%2F",
+            "%2e%2e",
+            "%",
+            "%F",
+            "%G1",
+            "%FF%C3",
+            "%C3%A9",
+            "%e2%82%ac",
+            "%00",
+            "a26d8975-3b86-43c0-9b12-a86401074770",
+            "é",
+            "{customer_id}",
+        ];
+        let escaped = vec(any::<u8>(), 1..6).prop_map(|bytes| {
+            bytes
+                .iter()
+                .map(|b| format!("%{b:02X}"))
+                .collect::<String>()
+        });
+        prop_oneof![
+            4 => select(literals).prop_map(str::to_owned),
+            3 => select(odd).prop_map(str::to_owned),
+            2 => "\\PC{0,12}",
+            1 => escaped,
+            1 => ("\\PC{0,4}", select(odd), "\\PC{0,4}").prop_map(|(a, b, c)| format!("{a}{b}{c}")),
+        ]
+        .boxed()
+    }
+
+    /// Paths: a route's template with its parameter (and now and then a literal) replaced by any
+    /// segment, or 0 to 6 segments of anything.
+    fn paths() -> impl Strategy<Value = Vec<String>> {
+        let templates: Vec<String> = table()
+            .routes
+            .iter()
+            .map(|r| r.template.to_string())
+            .collect();
+        let templated = (select(templates), vec((segment(), 0..8u8), 6)).prop_map(|(t, fill)| {
+            t[1..]
+                .split('/')
+                .zip(fill)
+                .map(|(part, (other, dice))| {
+                    if part.starts_with('{') || dice == 0 {
+                        other
+                    } else {
+                        part.to_owned()
+                    }
+                })
+                .collect()
+        });
+        prop_oneof![3 => templated, 2 => vec(segment(), 0..=6)]
+    }
+
+    /// Percent-decoding written out: `%` and two hex digits is a byte, anything else is itself;
+    /// bytes that are no UTF-8 become U+FFFD.
+    fn decoded(segment: &str) -> String {
+        let digit = |b: Option<&u8>| b.and_then(|b| char::from(*b).to_digit(16));
+        let bytes = segment.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match (bytes[i], digit(bytes.get(i + 1)), digit(bytes.get(i + 2))) {
+                (b'%', Some(high), Some(low)) => {
+                    out.push(u8::try_from(high * 16 + low).unwrap());
+                    i += 3;
+                }
+                (b, _, _) => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    /// Whether a template (`/customers/{customer_id}`) takes these raw segments.
+    fn takes(template: &str, segments: &[&str]) -> bool {
+        let parts: Vec<&str> = template[1..].split('/').collect();
+        parts.len() == segments.len()
+            && parts
+                .iter()
+                .zip(segments)
+                .all(|(p, s)| p.starts_with('{') || p == s)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 512,
+            rng_algorithm: proptest::test_runner::RngAlgorithm::XorShift,
+            ..ProptestConfig::default()
+        })]
+
+        #[test]
+        fn any_method_and_path_routes_or_refuses(method in methods(), segments in paths()) {
+            let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+            let routes = &table().routes;
+            match table().find(&method, &segments) {
+                Ok(m) => {
+                    prop_assert!(takes(&m.template, &segments), "{} for {segments:?}", m.template);
+                    prop_assert!(
+                        routes.iter().any(|r| r.method == method
+                            && r.template == m.template
+                            && r.operation == m.operation),
+                        "{method} {} is no route", m.template
+                    );
+                    // The parameter is named as in the template and is its segment, decoded.
+                    let expected = m.template[1..].split('/').zip(&segments).find_map(|(p, s)| {
+                        let name = p.strip_prefix('{')?.strip_suffix('}')?;
+                        Some((Arc::from(name), decoded(s)))
+                    });
+                    prop_assert_eq!(m.param, expected);
+                }
+                Err(RouteError::MethodNotAllowed(allow)) => {
+                    let listed: Vec<&str> = allow.split(", ").collect();
+                    prop_assert!(!allow.is_empty());
+                    for (i, name) in listed.iter().enumerate() {
+                        prop_assert!(!listed[..i].contains(name), "{allow} repeats {name}");
+                        let other = Method::from_bytes(name.as_bytes()).unwrap();
+                        prop_assert_ne!(&other, &method);
+                        // Every method offered routes this very path.
+                        prop_assert!(
+                            table().find(&other, &segments).is_ok(),
+                            "{allow} offers {name} for {segments:?}, which it does not route"
+                        );
+                    }
+                }
+                Err(RouteError::NotFound) => {
+                    prop_assert!(
+                        !routes.iter().any(|r| takes(&r.template, &segments)),
+                        "{segments:?} has a route"
+                    );
+                }
+            }
+        }
     }
 }
