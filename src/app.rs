@@ -249,7 +249,8 @@ impl App {
             .find(|m| m.settings.tenant == tenant && m.settings.market == market)
     }
 
-    /// From now on readiness answers 503, so a load balancer stops sending before we stop.
+    /// From now on readiness answers 503; with `limits.shutdown_delay_ms` the listener stays open
+    /// that long, so a load balancer stops sending before it closes.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::Relaxed);
     }

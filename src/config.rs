@@ -111,6 +111,9 @@ pub struct Limits {
     pub redeem_max_items: usize,
     /// How long shutdown waits for open requests and detached writes, together.
     pub shutdown_grace_ms: u64,
+    /// After SIGTERM, how long the proxy keeps accepting while `/readyz` answers `503`, so a load
+    /// balancer stops sending before the listener closes. 0 closes at once.
+    pub shutdown_delay_ms: u64,
 }
 
 impl Default for Limits {
@@ -123,6 +126,7 @@ impl Default for Limits {
             voyado_reply_max_bytes: 4 * 1024 * 1024,
             redeem_max_items: 20,
             shutdown_grace_ms: 20_000,
+            shutdown_delay_ms: 0,
         }
     }
 }
@@ -130,6 +134,10 @@ impl Default for Limits {
 impl Limits {
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    pub fn shutdown_delay(&self) -> Duration {
+        Duration::from_millis(self.shutdown_delay_ms)
     }
 }
 

@@ -20,6 +20,7 @@ use tower::{BoxError, Layer, Service};
 use super::BoxFuture;
 use super::deadline::Deadline;
 use crate::app::App;
+use crate::config::Limits;
 use crate::spi::routes::Matched;
 use crate::spi::{ProxyError, Reason};
 
@@ -100,7 +101,7 @@ where
                 tokio::spawn(drain(body, limits.body_drain_max_bytes));
                 return Err(too_large(limits.body_max_bytes));
             }
-            let bytes = read(body, limits.body_max_bytes, deadline).await?;
+            let bytes = read(body, &limits, deadline).await?;
             let value = parse(&bytes, operation.body_optional())?;
             parts.extensions.insert(RequestBody(value));
             inner.call(Request::from_parts(parts, ())).await
@@ -115,17 +116,25 @@ fn too_large(limit: usize) -> ProxyError {
     )
 }
 
-async fn read<B>(body: B, limit: usize, deadline: Instant) -> Result<Bytes, ProxyError>
+/// Reads the whole body under the limit and the deadline. A body found too large only while
+/// reading (no `Content-Length`) is drained like a declared one.
+async fn read<B>(mut body: B, limits: &Limits, deadline: Instant) -> Result<Bytes, ProxyError>
 where
-    B: hyper::body::Body,
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    match tokio::time::timeout_at(deadline, Limited::new(body, limit).collect()).await {
+    let limit = limits.body_max_bytes;
+    let collected = Limited::new(&mut body, limit).collect();
+    match tokio::time::timeout_at(deadline, collected).await {
         Err(_) => Err(ProxyError::new(
             Reason::BodyTimeout,
             "body did not arrive within the request deadline",
         )),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_large(limit)),
+        Ok(Err(e)) if e.is::<LengthLimitError>() => {
+            tokio::spawn(drain(body, limits.body_drain_max_bytes));
+            Err(too_large(limit))
+        }
         Ok(Err(_)) => Err(ProxyError::field("body", "could not be read")),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
     }

@@ -36,7 +36,7 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -148,7 +148,16 @@ where
         .header_read_timeout(Duration::from_secs(10));
     let mut backoff = Backoff::default();
     tokio::pin!(shutdown);
+    // Until shutdown: accept. After it: readiness says 503 and accepting goes on for the
+    // shutdown delay, so a load balancer has stopped sending by the time the listener closes.
+    let mut closing_at: Option<Instant> = None;
     loop {
+        let close = async {
+            match closing_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let stream = match accepted {
@@ -160,10 +169,8 @@ where
                         // Out of file descriptors, say: retrying at once would spin.
                         let pause = backoff.next();
                         tracing::warn!(%e, pause_ms = pause.as_millis() as u64, "accept failed; backing off");
-                        tokio::select! {
-                            () = tokio::time::sleep(pause) => continue,
-                            () = &mut shutdown => break,
-                        }
+                        tokio::time::sleep(pause).await;
+                        continue;
                     }
                 };
                 let _ = stream.set_nodelay(true);
@@ -182,12 +189,17 @@ where
                     drop(permit);
                 });
             }
-            () = &mut shutdown => break,
+            () = &mut shutdown, if closing_at.is_none() => {
+                app.start_draining();
+                let delay = app.limits.shutdown_delay();
+                tracing::info!(delay_ms = delay.as_millis() as u64, "shutting down: readiness now 503");
+                closing_at = Some(Instant::now() + delay);
+            }
+            () = close => break,
         }
     }
     let started = Instant::now();
-    app.start_draining();
-    tracing::info!("shutting down: no new connections; answering open requests");
+    tracing::info!("no new connections; answering open requests");
     drop(listener);
     if tokio::time::timeout(app.limits.shutdown_grace(), graceful.shutdown())
         .await
@@ -199,6 +211,8 @@ where
 }
 
 /// A connection over the limit: one `503 overloaded` envelope, written at once, then closed.
+/// What the client sent meanwhile is read and dropped for a moment first: closing a socket with
+/// unread data resets it, and the client would lose the answer.
 async fn refuse_connection(mut stream: TcpStream, table: ErrorTable) {
     let request_id = request_id::fresh();
     let refusal = table.refusal(ProxyError::overloaded());
@@ -212,7 +226,16 @@ async fn refuse_connection(mut stream: TcpStream, table: ErrorTable) {
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         stream.write_all(head.as_bytes()).await?;
         stream.write_all(&body).await?;
-        stream.shutdown().await
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        let mut left: usize = 64 * 1024;
+        while left > 0 {
+            match stream.read(&mut sink).await? {
+                0 => break,
+                n => left = left.saturating_sub(n),
+            }
+        }
+        Ok::<_, std::io::Error>(())
     })
     .await;
 }

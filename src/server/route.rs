@@ -68,6 +68,7 @@ where
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
         if let Some(answer) = admin_answer(&self.app, request.method(), request.uri().path()) {
+            RequestContext::of(&request).set_operation("admin");
             return Box::pin(async move { Ok(answer) });
         }
         let path = request.uri().path();

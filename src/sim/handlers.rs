@@ -69,8 +69,16 @@ fn valid_e164(s: &str) -> bool {
         .is_some_and(|d| (8..=15).contains(&d.len()) && d.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// Voyado takes Swedish (12 digits) and Finnish (`DDMMYYCZZZQ`) personal ids.
 fn valid_ssn(s: &str) -> bool {
-    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+    let b = s.as_bytes();
+    let swedish = b.len() == 12 && b.iter().all(u8::is_ascii_digit);
+    let finnish = b.len() == 11
+        && b[..6].iter().all(u8::is_ascii_digit)
+        && b"+-ABCDEFYXWVU".contains(&b[6])
+        && b[7..10].iter().all(u8::is_ascii_digit)
+        && b[10].is_ascii_alphanumeric();
+    swedish || finnish
 }
 
 fn now() -> String {

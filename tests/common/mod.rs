@@ -150,6 +150,23 @@ impl Harness {
         Harness::configured("", "", deadline_ms).await
     }
 
+    /// Starts with `top` between `listen` and the first market — more top-level keys (such as
+    /// `admin_listen`) first, then tables such as `[limits]` — and `markets`, more `[[market]]`
+    /// tables (`{voyado}` is the simulator's URL), after the usual ones. demo/SE's deadline is
+    /// 1500 ms.
+    pub async fn with_top(top: &str, markets: &str) -> Harness {
+        let sim = Simulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), FIXTURE)
+            .await
+            .unwrap();
+        let text = format!("{CONFIG}\n{markets}")
+            .replacen("\n[[market]]", &format!("\n{top}\n\n[[market]]"), 1)
+            .replace("{voyado}", &sim.url())
+            .replace("{extra}", "")
+            .replace("{no_extra}", "")
+            .replace("{deadline}", "1500");
+        Harness::serve(sim, &text).await
+    }
+
     async fn configured(extra: &str, no_extra: &str, deadline_ms: u64) -> Harness {
         let sim = Simulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), FIXTURE)
             .await
