@@ -8,15 +8,22 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use sha2::{Digest, Sha256};
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, ConfigError, CrmKeyDigest, Limits, MarketConfig};
+use crate::config::{
+    CacheTtlsMs, Config, ConfigError, CrmKeyDigest, Limits, MarketConfig, VoyadoBudget,
+};
 use crate::mapping::{MarketView, Plan};
 use crate::spi::ErrorTable;
 use crate::spi::routes::RouteTable;
 use crate::telemetry::Metrics;
-use crate::voyado::{VoyadoClient, build_http_client};
+use crate::voyado::{
+    Breaker, BreakerSettings, Budget, CacheTtls, Caches, ClientParts, KeyLimiter, Transport,
+    VoyadoClient, build_http_client,
+};
 
 /// One (tenant, market): everything a request for it needs.
 #[derive(Debug)]
@@ -29,6 +36,10 @@ pub struct Market {
     pub voyado: VoyadoClient,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
+    /// `tenant/market`, as the card cache names it.
+    pub key: Arc<str>,
+    /// The mapping plan's generation: rendered cards of another generation are never served.
+    pub generation: u64,
 }
 
 impl Market {
@@ -178,6 +189,40 @@ fn check_fields(m: &MarketConfig, plan: &Plan, contact_key: &str, errors: &mut V
     }
 }
 
+/// A Voyado tenant as cache keys name it: its base URL and a digest of its API key (never the
+/// key itself).
+fn identity(settings: &MarketConfig, key_digest: &[u8; 32]) -> Arc<str> {
+    let digest: String = key_digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}#{digest}", settings.voyado_url).into()
+}
+
+fn ttls(ms: &CacheTtlsMs) -> CacheTtls {
+    CacheTtls {
+        key_to_id: Duration::from_millis(ms.key_to_id_ms),
+        contact: Duration::from_millis(ms.contact_ms),
+        definitions: Duration::from_millis(ms.definitions_ms),
+        offers: Duration::from_millis(ms.offers_ms),
+        not_found: Duration::from_millis(ms.not_found_ms),
+    }
+}
+
+fn budget(b: &VoyadoBudget) -> Budget {
+    Budget {
+        rate_per_second: b.rate_per_second,
+        burst: b.burst,
+        replicas: b.replicas,
+        max_wait: Duration::from_millis(b.permit_wait_ms),
+        new_work_share: b.new_work_share,
+    }
+}
+
+fn breaker_settings(b: &VoyadoBudget) -> BreakerSettings {
+    BreakerSettings {
+        failures: b.breaker_failures,
+        cool_off: Duration::from_millis(b.breaker_cool_off_ms),
+    }
+}
+
 /// The running proxy: markets, shared tables, metrics and the detached writes in flight.
 pub struct App {
     pub markets: Vec<Arc<Market>>,
@@ -189,6 +234,9 @@ pub struct App {
     /// Write sequences (create + re-lookup, redeem + compensation) that outlive their request's
     /// deadline; shutdown waits for them.
     pub writes: TaskTracker,
+    /// One permit per running write sequence (`max_in_flight` of them): a write whose request
+    /// timed out still holds one, so writes cannot pile up behind a slow Voyado.
+    pub write_slots: Arc<tokio::sync::Semaphore>,
     /// Compared against when the tenant or market is unknown, so timing reveals nothing.
     pub decoy_key: CrmKeyDigest,
     draining: AtomicBool,
@@ -198,20 +246,35 @@ impl App {
     /// Compiles the config and builds a Voyado client per market (one connection pool for all).
     pub fn build(config: &Config) -> Result<Arc<App>, ConfigError> {
         let compiled = compile(config)?;
-        Ok(App::from_compiled(compiled, config.limits))
+        Ok(App::from_compiled(compiled, config))
     }
 
-    fn from_compiled(compiled: Compiled, limits: Limits) -> Arc<App> {
+    fn from_compiled(compiled: Compiled, config: &Config) -> Arc<App> {
         // The first phone parse loads the metadata (about a second in a debug build): not on a
         // cashier's request.
         crate::keys::warm_up_phone_metadata();
+        let limits = config.limits;
         let metrics = Arc::new(Metrics::new());
         let http = build_http_client();
+        let caches = Caches::new(config.cache.max_bytes);
+        // One limiter per Voyado API key (Voyado's budget is per key), one breaker per tenant.
+        let mut limiters: BTreeMap<[u8; 32], Arc<KeyLimiter>> = BTreeMap::new();
+        let mut breakers: BTreeMap<Arc<str>, Arc<Breaker>> = BTreeMap::new();
         let markets = compiled
             .markets
             .into_iter()
             .map(|m| {
-                let voyado = VoyadoClient::new(
+                let key: [u8; 32] = Sha256::digest(m.settings.voyado_api_key.expose()).into();
+                let identity = identity(&m.settings, &key);
+                let limiter = limiters
+                    .entry(key)
+                    .or_insert_with(|| Arc::new(KeyLimiter::new(budget(&config.voyado))))
+                    .clone();
+                let breaker = breakers
+                    .entry(identity.clone())
+                    .or_insert_with(|| Arc::new(Breaker::new(breaker_settings(&config.voyado))))
+                    .clone();
+                let transport = Transport::new(
                     http.clone(),
                     m.settings.voyado_url.clone(),
                     m.settings.voyado_api_key.expose(),
@@ -219,7 +282,19 @@ impl App {
                     limits.voyado_reply_max_bytes,
                     metrics.clone(),
                 );
+                let voyado = VoyadoClient::new(ClientParts {
+                    transport,
+                    host: m.settings.voyado_url.host_str().unwrap_or("").into(),
+                    identity,
+                    caches: caches.clone(),
+                    ttls: ttls(&m.settings.cache),
+                    limiter,
+                    breaker,
+                    metrics: metrics.clone(),
+                });
                 Arc::new(Market {
+                    key: format!("{}/{}", m.settings.tenant, m.settings.market).into(),
+                    generation: 0,
                     settings: m.settings,
                     contact_key: m.contact_key,
                     plan: m.plan,
@@ -237,6 +312,7 @@ impl App {
             limits,
             metrics,
             writes: TaskTracker::new(),
+            write_slots: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight)),
             decoy_key: CrmKeyDigest::of(&uuid::Uuid::new_v4().to_string()),
             draining: AtomicBool::new(false),
         })

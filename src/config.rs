@@ -89,7 +89,135 @@ struct ConfigFile {
     #[serde(default)]
     limits: Limits,
     #[serde(default)]
+    cache: CacheConfig,
+    #[serde(default)]
+    voyado: VoyadoBudget,
+    #[serde(default)]
     market: Vec<MarketFile>,
+}
+
+/// How long Voyado answers are kept in memory (contract §6.2), and how much memory they may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Answers, and rendered cards, each stay under this (weighed by size).
+    pub max_bytes: u64,
+    pub key_to_id_ms: Option<u64>,
+    pub contact_ms: Option<u64>,
+    pub definitions_ms: Option<u64>,
+    pub offers_ms: Option<u64>,
+    pub not_found_ms: Option<u64>,
+}
+
+impl Default for CacheConfig {
+    fn default() -> CacheConfig {
+        CacheConfig {
+            max_bytes: 128 * 1024 * 1024,
+            key_to_id_ms: None,
+            contact_ms: None,
+            definitions_ms: None,
+            offers_ms: None,
+            not_found_ms: None,
+        }
+    }
+}
+
+impl CacheConfig {
+    /// The global TTLs: the defaults with what the file sets.
+    pub fn ttls(&self) -> CacheTtlsMs {
+        CacheTtlOverrides {
+            key_to_id_ms: self.key_to_id_ms,
+            contact_ms: self.contact_ms,
+            definitions_ms: self.definitions_ms,
+            offers_ms: self.offers_ms,
+            not_found_ms: self.not_found_ms,
+        }
+        .over(CacheTtlsMs::default())
+    }
+}
+
+/// Time to live per kind of answer, in milliseconds; 0 turns that kind's caching off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheTtlsMs {
+    /// Search key → contact id.
+    pub key_to_id_ms: u64,
+    /// A contact, and a member status.
+    pub contact_ms: u64,
+    /// Consent definitions.
+    pub definitions_ms: u64,
+    /// Promotions, available bonus checks and point balances.
+    pub offers_ms: u64,
+    /// "No such contact" (a search before a create leaves one; the create drops it).
+    pub not_found_ms: u64,
+}
+
+impl Default for CacheTtlsMs {
+    fn default() -> CacheTtlsMs {
+        CacheTtlsMs {
+            key_to_id_ms: 60_000,
+            contact_ms: 30_000,
+            definitions_ms: 600_000,
+            offers_ms: 10_000,
+            not_found_ms: 5_000,
+        }
+    }
+}
+
+/// A market's overrides of the global cache TTLs.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CacheTtlOverrides {
+    key_to_id_ms: Option<u64>,
+    contact_ms: Option<u64>,
+    definitions_ms: Option<u64>,
+    offers_ms: Option<u64>,
+    not_found_ms: Option<u64>,
+}
+
+impl CacheTtlOverrides {
+    fn over(self, base: CacheTtlsMs) -> CacheTtlsMs {
+        CacheTtlsMs {
+            key_to_id_ms: self.key_to_id_ms.unwrap_or(base.key_to_id_ms),
+            contact_ms: self.contact_ms.unwrap_or(base.contact_ms),
+            definitions_ms: self.definitions_ms.unwrap_or(base.definitions_ms),
+            offers_ms: self.offers_ms.unwrap_or(base.offers_ms),
+            not_found_ms: self.not_found_ms.unwrap_or(base.not_found_ms),
+        }
+    }
+}
+
+/// Voyado's rate budget per API key (contract §6.3) and when to stop calling a failing tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VoyadoBudget {
+    /// Calls per second per API key, for all replicas together (Voyado asks for under 50).
+    pub rate_per_second: u32,
+    pub burst: u32,
+    /// How many replicas share the budget: each takes its share.
+    pub replicas: u32,
+    /// How long a new request may wait for a permit before it is answered 429.
+    pub permit_wait_ms: u64,
+    /// The share of the rate new requests may use; the rest is kept for calls of requests
+    /// already under way and for writes.
+    pub new_work_share: f64,
+    /// Consecutive failures (timeouts, connection errors, 5xx) that make a tenant fail fast.
+    pub breaker_failures: u32,
+    /// How long a failing tenant is answered 503 at once before one probe call is let through.
+    pub breaker_cool_off_ms: u64,
+}
+
+impl Default for VoyadoBudget {
+    fn default() -> VoyadoBudget {
+        VoyadoBudget {
+            rate_per_second: 40,
+            burst: 20,
+            replicas: 1,
+            permit_wait_ms: 500,
+            new_work_share: 0.8,
+            breaker_failures: 5,
+            breaker_cool_off_ms: 5_000,
+        }
+    }
 }
 
 /// What the edge admits and how long shutdown waits (contract §6.6).
@@ -182,6 +310,8 @@ struct MarketFile {
     undo_promotion: Option<UndoPromotion>,
     #[serde(default)]
     errors: BTreeMap<Reason, ErrorRow>,
+    #[serde(default)]
+    cache: CacheTtlOverrides,
 }
 
 /// One (tenant, market) as the operator wrote it, validated. The mapping-dependent parts
@@ -222,6 +352,8 @@ pub struct MarketConfig {
     pub voyado_timeout: Duration,
     pub undo_promotion: UndoPromotion,
     pub errors: BTreeMap<Reason, ErrorRow>,
+    /// The global cache TTLs with this market's overrides.
+    pub cache: CacheTtlsMs,
 }
 
 #[derive(Debug)]
@@ -231,6 +363,8 @@ pub struct Config {
     pub admin_listen: Option<SocketAddr>,
     pub mappings: MappingSource,
     pub limits: Limits,
+    pub cache: CacheConfig,
+    pub voyado: VoyadoBudget,
     pub markets: Vec<MarketConfig>,
     /// The file's name and text, so later checks can point at its lines.
     text: ConfigText,
@@ -367,6 +501,7 @@ impl Config {
             .as_deref()
             .and_then(|a| address("admin_listen", a, &mut errors).ok());
         check_limits(&file.limits, &mut errors);
+        check_budget(&file.voyado, &mut errors);
         if file.market.is_empty() {
             errors.push("market: at least one [[market]] is needed".into());
         }
@@ -379,13 +514,15 @@ impl Config {
             {
                 errors.push(format!("{at}: a second market {}/{}", m.tenant, m.market));
             }
-            markets.push(market_config(m, at, &mut errors));
+            markets.push(market_config(m, at, file.cache.ttls(), &mut errors));
         }
         let config = Config {
             listen,
             admin_listen,
             mappings: mappings(file.mappings.as_deref().unwrap_or("mappings")),
             limits: file.limits,
+            cache: file.cache,
+            voyado: file.voyado,
             markets,
             text: located,
         };
@@ -450,7 +587,28 @@ fn check_limits(limits: &Limits, errors: &mut Vec<String>) {
 
 /// A market's settings; each value with a problem is reported and replaced by a harmless
 /// stand-in, so later checks still see the market (the config as a whole is refused).
-fn market_config(m: MarketFile, at: String, errors: &mut Vec<String>) -> MarketConfig {
+fn check_budget(budget: &VoyadoBudget, errors: &mut Vec<String>) {
+    for (key, value) in [
+        ("voyado.rate_per_second", budget.rate_per_second),
+        ("voyado.burst", budget.burst),
+        ("voyado.replicas", budget.replicas),
+        ("voyado.breaker_failures", budget.breaker_failures),
+    ] {
+        if value == 0 {
+            errors.push(format!("{key}: must be above 0"));
+        }
+    }
+    if !(budget.new_work_share > 0.0 && budget.new_work_share <= 1.0) {
+        errors.push("voyado.new_work_share: must be above 0 and at most 1".into());
+    }
+}
+
+fn market_config(
+    m: MarketFile,
+    at: String,
+    cache: CacheTtlsMs,
+    errors: &mut Vec<String>,
+) -> MarketConfig {
     let mut err = |key: &str, problem: String| errors.push(format!("{at}.{key}: {problem}"));
     let path_safe = |s: &str| {
         !s.is_empty()
@@ -600,6 +758,7 @@ fn market_config(m: MarketFile, at: String, errors: &mut Vec<String>) -> MarketC
         voyado_timeout,
         undo_promotion: m.undo_promotion.unwrap_or(UndoPromotion::Refuse),
         errors: m.errors,
+        cache: m.cache.over(cache),
         at,
     }
 }

@@ -96,6 +96,7 @@ fn main() -> ExitCode {
     }
     // Kept until exit: dropping it flushes the log lines still buffered.
     let _log_guard = logging::init(format);
+    logging::install_panic_hook();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

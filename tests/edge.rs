@@ -303,9 +303,13 @@ async fn a_connection_past_max_connections_gets_503_and_is_closed() {
         assert_eq!(get_on(&mut c, "/healthz").await.status, 200);
         held.push(c);
     }
-    // Both stay open and idle (keep-alive); a third is one too many.
+    // Both stay open and idle (keep-alive); a third is one too many: its request is answered 503.
     let started = Instant::now();
     let mut third = TcpStream::connect(&addr).await.unwrap();
+    third
+        .write_all(b"GET /demo/SE/consents HTTP/1.1\r\nHost: proxy\r\n\r\n")
+        .await
+        .unwrap();
     let bytes = read_until_closed(&mut third, Duration::from_secs(3))
         .await
         .expect("the third connection was neither answered nor closed within 3 s");

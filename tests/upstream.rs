@@ -39,7 +39,6 @@ type StatusCase = (
 
 #[tokio::test]
 async fn voyado_statuses_map_through_the_error_table() {
-    let h = Harness::start().await;
     let card = format!("/customers/{ANNA}");
     let cases: [StatusCase; 7] = [
         (
@@ -88,6 +87,8 @@ async fn voyado_statuses_map_through_the_error_table() {
         ),
     ];
     for (action, status, reason, retry_after, upstream) in cases {
+        // A fresh proxy each: a 429 pauses the key and failures count towards the breaker.
+        let h = Harness::start().await;
         // GETs are retried once on 502/503: fail both attempts.
         let times = if status == 503 { 2 } else { 1 };
         h.sim.inject(Fault {

@@ -5,17 +5,18 @@
 //! a promotable type (e.g. an e-commerce `Contact`), is updated with the POS fields and promoted in
 //! place; otherwise a contact is created. An unclear create result is settled by looking the key up.
 
+use bytes::Bytes;
 use serde_json::{Map, Value};
 
 use super::card::fetch_card;
-use super::search::find_contact;
+use super::search::{Read, find_contact};
 use super::{CUSTOMER, OpRequest, upstream};
 use crate::app::Market;
 use crate::mapping::{KeySpec, WritePolicy};
 use crate::spi::{ProxyError, Reason};
 use crate::voyado::{Endpoint, VoyadoError};
 
-pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, ProxyError> {
+pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Bytes, ProxyError> {
     let body = request.body()?;
     let plan = &market.plan;
     let view = market.view(jiff::Timestamp::now());
@@ -46,10 +47,10 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, P
         (own_type, true),
         (&market.settings.promote_contact_types[..], false),
     ] {
-        if let Some(id) = find_contact(market, key_spec, &key, types).await? {
+        if let Some(id) = find_contact(market, key_spec, &key, types, Read::Fresh).await? {
             let contact = market
                 .voyado
-                .get(Endpoint::Contact, &[&id], &[])
+                .get_fresh(Endpoint::Contact, &[&id], &[])
                 .await
                 .map_err(upstream(market, CUSTOMER))?;
             if own && plan.is_approved(&contact) {
@@ -77,7 +78,7 @@ async fn promote(
     contact: &Value,
     body: &Value,
     policy: &WritePolicy<'_>,
-) -> Result<Value, ProxyError> {
+) -> Result<Bytes, ProxyError> {
     let plan = &market.plan;
     let changes =
         plan.contact_changes(body, contact, policy, &market.view(jiff::Timestamp::now()))?;
@@ -150,7 +151,7 @@ async fn create(
             // Someone else is creating it right now: look once more. Found or not, it is theirs,
             // never a second contact; the log says whether it has landed yet.
             let landed = matches!(
-                find_contact(market, key_spec, key, own_type).await,
+                find_contact(market, key_spec, key, own_type, Read::Fresh).await,
                 Ok(Some(_))
             );
             tracing::info!(landed, "the key is being created by another client");
@@ -159,7 +160,7 @@ async fn create(
         Err(e) if e.unclear() => {
             // The create may or may not have happened: Voyado's state decides, never a retry.
             tracing::warn!(%e, "create result unclear; reading it back");
-            match find_contact(market, key_spec, key, own_type).await? {
+            match find_contact(market, key_spec, key, own_type, Read::Fresh).await? {
                 Some(id) => Ok(id),
                 None => Err(upstream(market, CUSTOMER)(e)),
             }

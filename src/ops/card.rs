@@ -2,7 +2,12 @@
 //!
 //! Two Voyado rounds: the contact, promotions, available bonus checks and point accounts together;
 //! then the member status by the contact's member number. Only the calls the mapping reads are made.
+//! The rendered card is kept (as bytes) for as long as the shortest-lived answer in it, so a warm
+//! card costs no Voyado call and no JSON work; a write to the contact drops it.
 
+use std::time::Duration;
+
+use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::{CUSTOMER, OpRequest, upstream};
@@ -11,8 +16,47 @@ use crate::mapping;
 use crate::spi::ProxyError;
 use crate::voyado::{Endpoint, VoyadoError};
 
-pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, ProxyError> {
+pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Bytes, ProxyError> {
     fetch_card(market, &request.customer_id()?).await
+}
+
+/// The card's bytes for a Voyado contact id (already a GUID): rendered before and still fresh,
+/// or rendered now and kept.
+pub(super) async fn fetch_card(market: &Market, id: &str) -> Result<Bytes, ProxyError> {
+    let key = market
+        .voyado
+        .card_key(market.key.clone(), id, market.generation);
+    if let Some(bytes) = market.voyado.cached_card(&key).await {
+        return Ok(bytes);
+    }
+    let card = Bytes::from(serde_json::to_vec(&render_card(market, id).await?).unwrap_or_default());
+    if let Some(ttl) = card_ttl(market) {
+        market.voyado.keep_card(key, card.clone(), ttl).await;
+    }
+    Ok(card)
+}
+
+/// As long as the shortest-lived answer the card is made of may be kept; `None` when one of
+/// them may not be kept at all.
+fn card_ttl(market: &Market) -> Option<Duration> {
+    let needs = market.plan.card_needs();
+    let ttls = market.voyado.ttls();
+    let mut parts = vec![ttls.for_endpoint(Endpoint::Contact)];
+    if needs.promotions {
+        parts.push(ttls.for_endpoint(Endpoint::Promotions));
+    }
+    if needs.bonus_checks {
+        parts.push(ttls.for_endpoint(Endpoint::AvailableBonusChecks));
+    }
+    if needs.points {
+        parts.push(ttls.for_endpoint(Endpoint::PointAccounts));
+    }
+    if needs.status {
+        parts.push(ttls.for_endpoint(Endpoint::MemberStatus));
+    }
+    parts
+        .into_iter()
+        .try_fold(Duration::MAX, |shortest, ttl| Some(shortest.min(ttl?)))
 }
 
 /// Runs `call` only when `needed`; otherwise an absent root.
@@ -23,8 +67,8 @@ where
     if needed { call.await } else { Ok(Value::Null) }
 }
 
-/// The full SPI customer for a Voyado contact id (already a GUID).
-pub(super) async fn fetch_card(market: &Market, id: &str) -> Result<Value, ProxyError> {
+/// The full SPI customer for a Voyado contact id, mapped from Voyado's answers.
+async fn render_card(market: &Market, id: &str) -> Result<Value, ProxyError> {
     let needs = market.plan.card_needs();
     let voyado = &market.voyado;
     let segments = [id];

@@ -12,6 +12,7 @@ mod update;
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde_json::Value;
 
 use crate::app::Market;
@@ -58,21 +59,24 @@ impl OpRequest {
     }
 }
 
+/// Runs one operation; the answer is the `200` body, already serialised (a warm card is served
+/// as the bytes rendered before, with no JSON work).
 pub async fn run(
     operation: Operation,
     market: Arc<Market>,
     request: OpRequest,
-) -> Result<Value, ProxyError> {
+) -> Result<Bytes, ProxyError> {
+    let json = |value: Value| Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
     match operation {
         Operation::Search => search::run(&market, &request).await,
         Operation::AddCustomer => add::run(&market, &request).await,
         Operation::GetCustomer => card::run(&market, &request).await,
         Operation::UpdateCustomer => update::run(&market, &request).await,
-        Operation::Transactions => transactions::run(&market, &request).await,
-        Operation::Redeem => redeem::redeem(&market, &request).await,
-        Operation::UndoRedeem => redeem::undo(&market, &request).await,
-        Operation::Consents => consents::run(&market).await,
-        Operation::Lookup => lookup::run(&market, &request).await,
+        Operation::Transactions => transactions::run(&market, &request).await.map(json),
+        Operation::Redeem => redeem::redeem(&market, &request).await.map(json),
+        Operation::UndoRedeem => redeem::undo(&market, &request).await.map(json),
+        Operation::Consents => consents::run(&market).await.map(json),
+        Operation::Lookup => lookup::run(&market, &request).await.map(json),
     }
 }
 

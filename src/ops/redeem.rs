@@ -142,9 +142,10 @@ async fn list_if(
     if !needed {
         return Ok(Value::Null);
     }
+    // Money is decided on what Voyado says now, never on a remembered list.
     market
         .voyado
-        .get(endpoint, &[id], &[])
+        .get_fresh(endpoint, &[id], &[])
         .await
         .map_err(upstream(market, super::CUSTOMER))
 }
@@ -369,6 +370,8 @@ pub(super) async fn undo(market: &Market, request: &OpRequest) -> Result<Value, 
         }
         done.push(id);
     }
+    // A reactivation's path names the voucher, not the contact: the card forgets it here.
+    market.voyado.forget_contact(&customer);
     Ok(Items::answer(names, done, Vec::new()))
 }
 

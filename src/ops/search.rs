@@ -4,7 +4,8 @@
 //! looked up per configured contact type in order; the first type that matches wins. Several
 //! matches are never resolved by picking one.
 
-use serde_json::{Value, json};
+use bytes::{Bytes, BytesMut};
+use serde_json::Value;
 
 use super::card::fetch_card;
 use super::{CUSTOMER, OpRequest, upstream};
@@ -15,7 +16,7 @@ use crate::mapping::KeySpec;
 use crate::spi::ProxyError;
 use crate::voyado::{Endpoint, VoyadoError};
 
-pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, ProxyError> {
+pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Bytes, ProxyError> {
     let key_type = request.required_param("key_type")?;
     let key = request.required_param("key")?;
     let spec = market.plan.search_key(key_type).ok_or_else(|| {
@@ -26,10 +27,26 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, P
         .view(jiff::Timestamp::now())
         .normalize(spec.normalize, key)
         .map_err(|m| ProxyError::field("key", m))?;
-    match find_contact(market, spec, &value, &market.settings.search_contact_types).await? {
-        Some(id) => Ok(json!([fetch_card(market, &id).await?])),
-        None => Ok(json!([])),
+    let types = &market.settings.search_contact_types;
+    match find_contact(market, spec, &value, types, Read::Cached).await? {
+        Some(id) => {
+            // `[card]`, around the card's bytes as they are.
+            let card = fetch_card(market, &id).await?;
+            let mut list = BytesMut::with_capacity(card.len() + 2);
+            list.extend_from_slice(b"[");
+            list.extend_from_slice(&card);
+            list.extend_from_slice(b"]");
+            Ok(list.freeze())
+        }
+        None => Ok(Bytes::from_static(b"[]")),
     }
+}
+
+/// Whether a read may come from memory: a search may; a decision to create may not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Read {
+    Cached,
+    Fresh,
 }
 
 /// The id of the contact with this (normalised) key among `types`, first type first.
@@ -38,30 +55,31 @@ pub(super) async fn find_contact(
     spec: &KeySpec,
     value: &str,
     types: &[String],
+    read: Read,
 ) -> Result<Option<String>, ProxyError> {
     for contact_type in types {
         let found = if spec.member_number
             && market.settings.member_number_lookup == MemberNumberLookup::ByKey
         {
-            market
-                .voyado
-                .get(
-                    Endpoint::ContactByKey,
-                    &[contact_type],
-                    &[("keyValue", value)],
-                )
-                .await
-                .map(|contact| market.plan.item_id(&contact).map(str::to_owned))
+            get(
+                market,
+                read,
+                Endpoint::ContactByKey,
+                &[contact_type],
+                &[("keyValue", value)],
+            )
+            .await
+            .map(|contact| market.plan.item_id(&contact).map(str::to_owned))
         } else {
-            market
-                .voyado
-                .get(
-                    Endpoint::ContactId,
-                    &[],
-                    &[(spec.param.as_str(), value), ("contactType", contact_type)],
-                )
-                .await
-                .map(|id| id.as_str().map(str::to_owned))
+            get(
+                market,
+                read,
+                Endpoint::ContactId,
+                &[],
+                &[(spec.param.as_str(), value), ("contactType", contact_type)],
+            )
+            .await
+            .map(|id| id.as_str().map(str::to_owned))
         };
         match found {
             Ok(Some(id)) => {
@@ -83,4 +101,17 @@ pub(super) async fn find_contact(
         }
     }
     Ok(None)
+}
+
+async fn get(
+    market: &Market,
+    read: Read,
+    endpoint: Endpoint,
+    segments: &[&str],
+    query: &[(&str, &str)],
+) -> Result<Value, VoyadoError> {
+    match read {
+        Read::Cached => market.voyado.get(endpoint, segments, query).await,
+        Read::Fresh => market.voyado.get_fresh(endpoint, segments, query).await,
+    }
 }

@@ -4,6 +4,7 @@
 //! fields, read-only fields are ignored, and only attributes that differ from the current contact
 //! are sent. Consents and channel flags are written as changes only.
 
+use bytes::Bytes;
 use serde_json::Value;
 
 use super::card::fetch_card;
@@ -13,7 +14,7 @@ use crate::mapping::WritePolicy;
 use crate::spi::ProxyError;
 use crate::voyado::Endpoint;
 
-pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, ProxyError> {
+pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Bytes, ProxyError> {
     let id = request.customer_id()?;
     let body = request.body()?;
     let plan = &market.plan;
@@ -29,7 +30,8 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, P
     plan.contact_changes(body, &Value::Null, &policy, &view)?;
     let contact = market
         .voyado
-        .get(Endpoint::Contact, &[&id], &[])
+        // The edit is diffed against Voyado's contact as it is now, never a remembered one.
+        .get_fresh(Endpoint::Contact, &[&id], &[])
         .await
         .map_err(upstream(market, CUSTOMER))?;
     let changes = plan.contact_changes(body, &contact, &policy, &view)?;

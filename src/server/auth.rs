@@ -74,7 +74,10 @@ where
                 let span = tracing::Span::current();
                 span.record("tenant", market.settings.tenant.as_str());
                 span.record("market", market.settings.market.as_str());
-                RequestContext::of(&request).set_market(market.clone());
+                let context = RequestContext::of(&request);
+                span.record("store_id", context.store_id.as_deref());
+                span.record("register_id", context.register_id.as_deref());
+                context.set_market(market.clone());
                 request.extensions_mut().insert(market);
                 Box::pin(self.inner.call(request))
             }

@@ -2,15 +2,14 @@
 //!
 //! A body still arriving at the deadline is `408 body_timeout` and the connection is closed:
 //! a client that trickles its body holds nothing and reaches no Voyado call. A declared
-//! `Content-Length` over the limit is answered at once, and what the client is still sending is
-//! read and thrown away (up to a bound) so that it sees the `400 body_too_large`, not a broken
-//! pipe. The parsed JSON goes into the request's extensions for the operation, which gets the
+//! `Content-Length` over the limit is answered at once (what the client still sends is drained by
+//! `linger.rs`, so it sees the `400 body_too_large`, not a broken pipe). The parsed JSON goes into the request's extensions for the operation, which gets the
 //! request without its body.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http::{Request, Response, header};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use serde_json::Value;
@@ -27,9 +26,6 @@ use crate::spi::{ProxyError, Reason};
 /// The parsed JSON body, `None` when the operation takes none or an optional one was empty.
 #[derive(Debug, Clone, Default)]
 pub struct RequestBody(pub Option<Value>);
-
-/// How long an oversized body is still drained after the answer at the most.
-const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct BodyLayer {
@@ -97,8 +93,8 @@ where
                 .get(header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
+            // Dropped unread, the body drains itself (see `linger.rs`).
             if declared.is_some_and(|n| n > limits.body_max_bytes as u64) {
-                tokio::spawn(drain(body, limits.body_drain_max_bytes));
                 return Err(too_large(limits.body_max_bytes));
             }
             let bytes = read(body, &limits, deadline).await?;
@@ -116,25 +112,21 @@ fn too_large(limit: usize) -> ProxyError {
     )
 }
 
-/// Reads the whole body under the limit and the deadline. A body found too large only while
-/// reading (no `Content-Length`) is drained like a declared one.
-async fn read<B>(mut body: B, limits: &Limits, deadline: Instant) -> Result<Bytes, ProxyError>
+/// Reads the whole body under the limit and the deadline.
+async fn read<B>(body: B, limits: &Limits, deadline: Instant) -> Result<Bytes, ProxyError>
 where
     B: hyper::body::Body + Send + Unpin + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
     let limit = limits.body_max_bytes;
-    let collected = Limited::new(&mut body, limit).collect();
+    let collected = Limited::new(body, limit).collect();
     match tokio::time::timeout_at(deadline, collected).await {
         Err(_) => Err(ProxyError::new(
             Reason::BodyTimeout,
             "body did not arrive within the request deadline",
         )),
-        Ok(Err(e)) if e.is::<LengthLimitError>() => {
-            tokio::spawn(drain(body, limits.body_drain_max_bytes));
-            Err(too_large(limit))
-        }
+        Ok(Err(e)) if e.is::<LengthLimitError>() => Err(too_large(limit)),
         Ok(Err(_)) => Err(ProxyError::field("body", "could not be read")),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
     }
@@ -152,24 +144,6 @@ fn parse(bytes: &[u8], optional: bool) -> Result<Option<Value>, ProxyError> {
     serde_json::from_slice(bytes)
         .map(Some)
         .map_err(|e| ProxyError::field("body", &format!("is not valid JSON ({e})")))
-}
-
-/// Reads and discards what the client still sends after an early answer, up to `max` bytes or
-/// [`DRAIN_TIME`], then drops the body (and with it, once answered, the connection).
-async fn drain<B>(mut body: B, max: usize)
-where
-    B: hyper::body::Body + Unpin,
-{
-    let mut seen = 0usize;
-    let _ = tokio::time::timeout(DRAIN_TIME, async {
-        while seen < max {
-            match body.frame().await {
-                Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.remaining()),
-                _ => break,
-            }
-        }
-    })
-    .await;
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@ use crate::app::Market;
 
 pub struct RequestContext {
     pub request_id: String,
+    /// Whether the id is the client's own (only then may a repeat be answered from memory).
+    pub client_sent_id: bool,
     pub started: Instant,
     /// The decoded `Store-ID`: tracing and Voyado's `storeExternalId` on a create.
     pub store_id: Option<String>,
@@ -25,11 +27,19 @@ impl RequestContext {
     pub fn new(request_id: String, headers: &HeaderMap) -> RequestContext {
         RequestContext {
             request_id,
+            client_sent_id: false,
             started: Instant::now(),
             store_id: header_text(headers, "store-id"),
             register_id: header_text(headers, "register-id"),
             operation: OnceLock::new(),
             market: OnceLock::new(),
+        }
+    }
+
+    pub fn sent_by_client(self) -> RequestContext {
+        RequestContext {
+            client_sent_id: true,
+            ..self
         }
     }
 
@@ -67,14 +77,19 @@ impl RequestContext {
     }
 }
 
-/// Sitoo URL-encodes the optional headers' values (UTF-8).
+/// The longest `Store-ID` or `Register-ID` taken (Sitoo's external ids are short).
+const ID_MAX_CHARS: usize = 64;
+
+/// Sitoo URL-encodes the optional headers' values (UTF-8). Anything longer than an external id
+/// can be, or with control characters, is ignored: it goes into logs and to Voyado.
 pub fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
     let raw = headers.get(name)?.to_str().ok()?;
-    let text = percent_encoding::percent_decode_str(raw)
-        .decode_utf8_lossy()
-        .trim()
-        .to_owned();
-    (!text.is_empty()).then_some(text)
+    let text = percent_encoding::percent_decode_str(raw).decode_utf8_lossy();
+    let text = text.trim();
+    let sane = !text.is_empty()
+        && text.chars().count() <= ID_MAX_CHARS
+        && !text.chars().any(char::is_control);
+    sane.then(|| text.to_owned())
 }
 
 #[cfg(test)]
@@ -90,6 +105,10 @@ mod tests {
         assert_eq!(header_text(&h, "store-id").as_deref(), Some("store 200"));
         h.insert("store-id", HeaderValue::from_static("%20"));
         assert_eq!(header_text(&h, "store-id"), None);
+        h.insert("store-id", HeaderValue::from_static("a%0Ab"));
+        assert_eq!(header_text(&h, "store-id"), None);
+        h.insert("store-id", HeaderValue::from_str(&"7".repeat(65)).unwrap());
+        assert_eq!(header_text(&h, "store-id"), None);
     }
 
     proptest! {
@@ -100,7 +119,10 @@ mod tests {
                 h.insert("store-id", v);
             }
             let decoded = header_text(&h, "store-id");
-            prop_assert!(decoded.is_none_or(|t| !t.is_empty() && t.trim() == t));
+            prop_assert!(decoded.is_none_or(|t| !t.is_empty()
+                && t.trim() == t
+                && t.chars().count() <= ID_MAX_CHARS
+                && !t.chars().any(char::is_control)));
         }
     }
 }

@@ -3,20 +3,24 @@
 //! The layers, one a file, in the order a request meets them:
 //!
 //! ```text
-//! request_id → trace → rescue → admission (load shed + concurrency limit)
-//!            → route → auth → deadline → body → operation
+//! linger → sensitive headers → request_id → trace → rescue → route
+//!        → admission (load shed + concurrency limit) → auth → deadline → body → operation
 //! ```
 //!
 //! `rescue` is the one place errors and panics become answers; everything below it returns
-//! typed errors. Connections are bounded too: past `max_connections` a new one is answered `503`
-//! and closed at once. Shutdown stops accepting, answers what is in flight, then waits for the
-//! detached write tasks, all within the grace period.
+//! typed errors. Routing sits in front of admission so health, readiness and metrics answer even
+//! when the proxy is full; the deadline wraps the body so the body is read inside it.
+//! Connections are bounded too: past `max_connections` a new one is answered `503` and closed.
+//! Shutdown stops accepting, answers what is in flight, then waits for the detached write tasks,
+//! all within the grace period.
 
 mod auth;
 mod body;
 mod context;
 mod deadline;
+mod linger;
 mod operation;
+mod replay;
 mod request_id;
 mod rescue;
 mod route;
@@ -36,18 +40,19 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tower::limit::ConcurrencyLimitLayer;
 use tower::load_shed::LoadShedLayer;
 use tower::{Service, ServiceBuilder};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
 use crate::app::App;
 use crate::spi::ProxyError;
-use crate::spi::error::ErrorTable;
+use crate::spi::error::rescue;
 use crate::telemetry::{Event, Shed};
+use linger::Lingering;
 
 pub use request_id::HEADER as REQUEST_ID_HEADER;
 
@@ -64,13 +69,18 @@ pub fn stack(
 > + Clone
 + Send
 + 'static {
+    let drain_max = app.limits.body_drain_max_bytes;
     ServiceBuilder::new()
+        .map_request(move |r: Request<Incoming>| r.map(|b| Lingering::new(b, drain_max)))
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            http::header::AUTHORIZATION,
+        ]))
         .layer(request_id::RequestIdLayer)
         .layer(trace::TraceLayer::new(app.metrics.clone()))
         .layer(rescue::RescueLayer::new(app.clone()))
+        .layer(route::RouteLayer::new(app.clone()))
         .layer(LoadShedLayer::new())
         .layer(ConcurrencyLimitLayer::new(app.limits.max_in_flight))
-        .layer(route::RouteLayer::new(app.clone()))
         .layer(auth::AuthLayer::new(app.clone()))
         .layer(deadline::DeadlineLayer)
         .layer(body::BodyLayer::new(app.clone()))
@@ -93,9 +103,8 @@ pub async fn serve(
         .is_err()
     {
         let abandoned = app.writes.len();
-        for _ in 0..abandoned {
-            app.metrics.count(Event::WriteTaskAbandoned);
-        }
+        app.metrics
+            .count_by(Event::WriteTaskAbandoned, abandoned as u64);
         tracing::error!(
             abandoned,
             "write tasks still running at the end of the grace period; staff should check them"
@@ -176,7 +185,7 @@ where
                 let _ = stream.set_nodelay(true);
                 let Ok(permit) = connections.clone().try_acquire_owned() else {
                     app.metrics.shed(Shed::Connections);
-                    tokio::spawn(refuse_connection(stream, app.errors.clone()));
+                    tokio::spawn(refuse_connection(stream, app.clone()));
                     continue;
                 };
                 let connection = builder.serve_connection(
@@ -210,34 +219,30 @@ where
     started
 }
 
-/// A connection over the limit: one `503 overloaded` envelope, written at once, then closed.
-/// What the client sent meanwhile is read and dropped for a moment first: closing a socket with
-/// unread data resets it, and the client would lose the answer.
-async fn refuse_connection(mut stream: TcpStream, table: ErrorTable) {
-    let request_id = request_id::fresh();
-    let refusal = table.refusal(ProxyError::overloaded());
-    let (status, body) = table.envelope(&refusal, &request_id);
-    let head = format!(
-        "HTTP/1.1 {status} Service Unavailable\r\ncontent-type: application/json\r\n\
-         retry-after: 1\r\n{}: {request_id}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
-        request_id::HEADER,
-        body.len()
-    );
-    let _ = tokio::time::timeout(Duration::from_secs(1), async {
-        stream.write_all(head.as_bytes()).await?;
-        stream.write_all(&body).await?;
-        stream.shutdown().await?;
-        let mut sink = [0u8; 4096];
-        let mut left: usize = 64 * 1024;
-        while left > 0 {
-            match stream.read(&mut sink).await? {
-                0 => break,
-                n => left = left.saturating_sub(n),
-            }
+/// A connection over the limit: its request is answered `503 overloaded` (through the one
+/// rescue, with a request id and `Retry-After`) and the connection closed. Its body, if any, is
+/// drained so the client reads the answer rather than a reset.
+async fn refuse_connection(stream: TcpStream, app: Arc<App>) {
+    let service = tower::service_fn(move |request: Request<Incoming>| {
+        drop(Lingering::new(
+            request.into_body(),
+            app.limits.body_drain_max_bytes,
+        ));
+        let id = request_id::fresh();
+        let mut answer = rescue(ProxyError::overloaded(), &app.errors, &id);
+        if let Ok(v) = http::HeaderValue::from_str(&id) {
+            answer.headers_mut().insert(request_id::HEADER, v);
         }
-        Ok::<_, std::io::Error>(())
-    })
-    .await;
+        async move { Ok::<_, Infallible>(answer) }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .keep_alive(false)
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(2));
+    let _ = builder
+        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+        .await;
 }
 
 /// Exponential pause between failed accepts: 5 ms doubling up to 1 s.

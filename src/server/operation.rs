@@ -16,20 +16,27 @@ use tracing::Instrument;
 use super::BoxFuture;
 use super::body::RequestBody;
 use super::context::RequestContext;
+use super::replay::{Decision, Replays};
 use crate::app::{App, Market};
 use crate::ops::{self, OpRequest};
-use crate::spi::ProxyError;
 use crate::spi::error::json_response;
 use crate::spi::routes::Matched;
+use crate::spi::{Operation, ProxyError};
+use crate::telemetry::Event;
+use crate::voyado;
 
 #[derive(Clone)]
 pub struct RunOperation {
     app: Arc<App>,
+    replays: Replays,
 }
 
 impl RunOperation {
     pub fn new(app: Arc<App>) -> RunOperation {
-        RunOperation { app }
+        RunOperation {
+            app,
+            replays: Replays::new(),
+        }
     }
 }
 
@@ -60,27 +67,68 @@ impl Service<Request<()>> for RunOperation {
                     .collect()
             })
             .unwrap_or_default();
+        let operation = matched.operation;
+        // A redeem under the client's own Request-ID may be a repeat (contract §6.4).
+        let replay_key = match (&matched.param, operation, context.client_sent_id) {
+            (Some((_, customer)), Operation::Redeem, true) => Some((
+                market.key.clone(),
+                customer.clone(),
+                context.request_id.clone(),
+                body.0.clone(),
+            )),
+            _ => None,
+        };
         let op_request = OpRequest {
             query,
             body: body.0,
             customer_id: matched.param,
             store_id: context.store_id.clone(),
         };
-        let operation = matched.operation;
-        let work = ops::run(operation, market, op_request).in_current_span();
+        let metrics = market.metrics.clone();
+        let work = voyado::within_request(
+            operation.is_write(),
+            ops::run(operation, market, op_request),
+        )
+        .in_current_span();
         let writes = self.app.writes.clone();
+        let write_slots = self.app.write_slots.clone();
+        let replays = self.replays.clone();
         Box::pin(async move {
-            let value = if operation.is_write() {
+            let body = if operation.is_write() {
+                let Ok(slot) = write_slots.try_acquire_owned() else {
+                    return Err(ProxyError::overloaded());
+                };
+                let pending = match replay_key {
+                    Some((market, customer, id, body)) => {
+                        match replays
+                            .decide(market, &customer, &id, body.as_ref())
+                            .await?
+                        {
+                            Decision::Replay(answer) => {
+                                metrics.count(Event::RedeemReplayed);
+                                return Ok(json_response(answer));
+                            }
+                            Decision::Run(pending) => Some(pending),
+                        }
+                    }
+                    None => None,
+                };
+                // The slot stays held until the write ends, even past this request's deadline.
                 writes
-                    .spawn(work)
+                    .spawn(async move {
+                        let result = work.await;
+                        drop(slot);
+                        if let (Some(pending), Ok(answer)) = (pending, &result) {
+                            pending.record(answer);
+                        }
+                        result
+                    })
                     .await
                     .unwrap_or_else(|_| Err(ProxyError::internal()))?
             } else {
                 work.await?
             };
-            Ok(json_response(
-                serde_json::to_vec(&value).unwrap_or_default(),
-            ))
+            Ok(json_response(body))
         })
     }
 }

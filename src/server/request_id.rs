@@ -44,8 +44,11 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let id = request_id(request.headers());
-        let context = Arc::new(RequestContext::new(id, request.headers()));
+        let context = match client_request_id(request.headers()) {
+            Some(id) => RequestContext::new(id, request.headers()).sent_by_client(),
+            None => RequestContext::new(fresh(), request.headers()),
+        };
+        let context = Arc::new(context);
         request.extensions_mut().insert(context.clone());
         let future = self.inner.call(request);
         Box::pin(async move {
@@ -58,13 +61,13 @@ where
     }
 }
 
-/// `Request-ID` if it is sane, otherwise a new one.
-pub fn request_id(headers: &HeaderMap) -> String {
+/// The client's own `Request-ID`, when it sent a sane one.
+fn client_request_id(headers: &HeaderMap) -> Option<String> {
     headers
         .get(HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|v| is_sane(v))
-        .map_or_else(fresh, str::to_owned)
+        .map(str::to_owned)
 }
 
 fn is_sane(id: &str) -> bool {
@@ -90,39 +93,40 @@ mod tests {
     }
 
     #[test]
-    fn a_sane_id_is_echoed() {
-        assert_eq!(request_id(&with("abc-1.2_3")), "abc-1.2_3");
+    fn a_sane_id_is_taken() {
+        assert_eq!(
+            client_request_id(&with("abc-1.2_3")).as_deref(),
+            Some("abc-1.2_3")
+        );
     }
 
     #[test]
-    fn an_insane_id_is_replaced_by_a_fresh_one() {
+    fn an_insane_id_is_not_taken_and_a_fresh_one_is_sane() {
         for bad in ["a b", "", "a/b", "ä"] {
             let mut h = HeaderMap::new();
             if let Ok(v) = HeaderValue::from_str(bad) {
                 h.insert(HEADER, v);
             }
-            let id = request_id(&h);
-            assert_ne!(id, bad);
-            assert!(is_sane(&id), "{id}");
+            assert_eq!(client_request_id(&h), None, "{bad}");
         }
         let long = "x".repeat(129);
         let mut h = HeaderMap::new();
         h.insert(HEADER, HeaderValue::from_str(&long).unwrap());
-        assert_eq!(request_id(&h).len(), 32);
+        assert_eq!(client_request_id(&h), None);
+        assert!(is_sane(&fresh()));
+        assert_ne!(fresh(), fresh());
     }
 
     proptest! {
         #[test]
-        fn any_header_gives_a_sane_id(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+        fn any_header_is_taken_only_when_sane(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let mut h = HeaderMap::new();
             if let Ok(v) = HeaderValue::from_bytes(&bytes) {
                 h.insert(HEADER, v);
             }
-            let id = request_id(&h);
-            prop_assert!(is_sane(&id));
-            if let Ok(text) = std::str::from_utf8(&bytes) && is_sane(text) {
-                prop_assert_eq!(id, text);
-            }
+            let expected = std::str::from_utf8(&bytes).ok().filter(|t| is_sane(t));
+            let taken = client_request_id(&h);
+            prop_assert_eq!(taken.as_deref(), expected);
         }
     }
 }

@@ -2,7 +2,6 @@
 //! `spi::error::rescue` — the one function that reads the error table — and always with the
 //! request id. Requests the admission gate sheds arrive here as `503 overloaded`.
 
-use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -81,10 +80,8 @@ where
             let error = match outcome {
                 Ok(Ok(response)) => return Ok(response),
                 Ok(Err(error)) => to_proxy_error(error.into(), &app),
-                Err(panic) => {
-                    tracing::error!(panic = panic_text(&*panic), "a request panicked");
-                    ProxyError::internal()
-                }
+                // The panic hook has logged where it happened.
+                Err(_) => ProxyError::internal(),
             };
             let table = context.market().map_or(&app.errors, |m| &m.errors);
             Ok(rescue(error, table, &context.request_id))
@@ -104,12 +101,4 @@ fn to_proxy_error(error: BoxError, app: &App) -> ProxyError {
             ProxyError::internal()
         }
     }
-}
-
-/// Only a static panic message is logged: a formatted one could carry request data.
-fn panic_text(panic: &(dyn Any + Send)) -> &'static str {
-    panic
-        .downcast_ref::<&'static str>()
-        .copied()
-        .unwrap_or("(formatted panic message not logged)")
 }

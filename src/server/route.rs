@@ -1,5 +1,6 @@
-//! Routing: health, readiness and metrics are answered here, unauthenticated; every other path
-//! is `/{tenant}/{market}/...`, matched against the route table (data). The match goes into the
+//! Routing: health, readiness and metrics are answered here, unauthenticated and in front of the
+//! admission gate (a full proxy still answers its probes); every other path is
+//! `/{tenant}/{market}/...`, matched against the route table (data). The match goes into the
 //! request's extensions; an unknown path is `404`, a known one with another method `405`.
 
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
-use tower::{Layer, Service};
+use tower::{BoxError, Layer, Service};
 
 use super::BoxFuture;
 use super::context::RequestContext;
@@ -54,16 +55,18 @@ pub struct Route<S> {
 
 impl<S, B> Service<Request<B>> for Route<S>
 where
-    S: Service<Request<B>, Response = Response<Full<Bytes>>, Error = ProxyError> + Send + 'static,
+    S: Service<Request<B>, Response = Response<Full<Bytes>>> + Send + 'static,
+    S::Error: Into<BoxError>,
     S::Future: Send,
     B: Send + 'static,
 {
     type Response = Response<Full<Bytes>>;
-    type Error = ProxyError;
-    type Future = BoxFuture<Result<Response<Full<Bytes>>, ProxyError>>;
+    // Above the admission gate, whose shedding is a boxed error: the rescue sorts both.
+    type Error = BoxError;
+    type Future = BoxFuture<Result<Response<Full<Bytes>>, BoxError>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
-        self.inner.poll_ready(cx)
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
@@ -83,7 +86,7 @@ where
         };
         let matched = match found {
             Ok(m) => m,
-            Err(e) => return Box::pin(async move { Err(refuse(e)) }),
+            Err(e) => return Box::pin(async move { Err(refuse(e).into()) }),
         };
         let context = RequestContext::of(&request);
         context.set_operation(matched.operation.name());
@@ -94,7 +97,8 @@ where
         request
             .extensions_mut()
             .insert(PathScope { tenant, market });
-        Box::pin(self.inner.call(request))
+        let future = self.inner.call(request);
+        Box::pin(async move { future.await.map_err(Into::into) })
     }
 }
 

@@ -3,7 +3,8 @@
 //!
 //! The span carries the request id, the route template, the operation, a configured tenant and
 //! market, and the store and register ids — never the URI, the query or personal data. Inner
-//! layers fill the fields they learn.
+//! layers fill the fields they learn (tenant, market, store and register only once the caller
+//! has proved its key).
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -68,8 +69,8 @@ where
             market = Empty,
             operation = Empty,
             route = Empty,
-            store_id = context.store_id.as_deref(),
-            register_id = context.register_id.as_deref(),
+            store_id = Empty,
+            register_id = Empty,
             status = Empty,
             latency_ms = Empty,
         );

@@ -3,8 +3,10 @@
 //! benches run the proxy against it over a real socket.
 //!
 //! Each tenant's data sits behind its own API key (seeded from `fixtures/voyado.json`). Tests can
-//! count writes, read the request log and inject faults (an error status, a delay, a write whose
-//! answer never comes).
+//! count writes, read the request log (with each call's arrival time, on tokio's clock), set a
+//! latency per endpoint, and inject faults (an error status, a 429 with or without `Retry-After`,
+//! a delay, a write whose answer never comes). Faults matching the same request are used in the
+//! order they were injected, so a failure sequence is a list of faults.
 
 mod handlers;
 
@@ -114,6 +116,8 @@ pub enum FaultAction {
     Garbage,
     /// Answer this status with this raw JSON body.
     Answer(u16, &'static str),
+    /// Answer `429 TooManyRequests`, with `Retry-After` in seconds when given.
+    RateLimited(Option<u64>),
 }
 
 #[derive(Debug, Clone)]
@@ -134,12 +138,16 @@ pub struct Seen {
     pub query: String,
     pub headers: http::HeaderMap,
     pub body: Value,
+    /// When the request arrived (tokio's clock: paused time in a test moves it).
+    pub at: tokio::time::Instant,
 }
 
 #[derive(Default)]
 pub(crate) struct State {
     tenants: HashMap<String, Tenant>,
     faults: Vec<Fault>,
+    /// Every request whose path contains the text waits this long first (all: "").
+    latency: Vec<(&'static str, Duration)>,
     log: Vec<Seen>,
     writes: usize,
 }
@@ -212,6 +220,14 @@ impl Simulator {
         self.state.lock().faults.push(fault);
     }
 
+    /// From now on every request whose path contains `path_contains` ("" for all) takes at least
+    /// `latency` (the longest matching setting applies).
+    pub fn set_latency(&self, path_contains: &'static str, latency: Duration) {
+        let mut state = self.state.lock();
+        state.latency.retain(|(p, _)| *p != path_contains);
+        state.latency.push((path_contains, latency));
+    }
+
     /// A contact as the simulator holds it now (for assertions on what was written).
     pub fn contact(&self, api_key: &str, id: &str) -> Option<Value> {
         let state = self.state.lock();
@@ -263,13 +279,26 @@ async fn serve(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Response
     } else {
         serde_json::from_slice(&body).unwrap_or(Value::String("<not json>".into()))
     };
-    state.lock().log.push(Seen {
-        method: parts.method.clone(),
-        path: path.clone(),
-        query: query.clone(),
-        headers: parts.headers.clone(),
-        body: parsed.clone(),
-    });
+    let latency = {
+        let mut state = state.lock();
+        state.log.push(Seen {
+            method: parts.method.clone(),
+            path: path.clone(),
+            query: query.clone(),
+            headers: parts.headers.clone(),
+            body: parsed.clone(),
+            at: tokio::time::Instant::now(),
+        });
+        state
+            .latency
+            .iter()
+            .filter(|(p, _)| path.contains(p))
+            .map(|(_, d)| *d)
+            .max()
+    };
+    if let Some(latency) = latency {
+        tokio::time::sleep(latency).await;
+    }
     let mut hang_after = None;
     match take_fault(&state, &parts.method, &path) {
         Some(FaultAction::Status(status, code)) => {
@@ -291,6 +320,15 @@ async fn serve(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Response
         Some(FaultAction::Answer(status, body)) => {
             let body = serde_json::from_str(body).unwrap_or(Value::Null);
             return handlers::reply(status, &body);
+        }
+        Some(FaultAction::RateLimited(retry_after)) => {
+            let mut response = handlers::reply(429, &handlers::error_body("TooManyRequests"));
+            if let Some(seconds) = retry_after {
+                response
+                    .headers_mut()
+                    .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
+            }
+            return response;
         }
         Some(FaultAction::Garbage) => {
             return Response::new(Full::new(Bytes::from_static(b"<html>not json</html>")));

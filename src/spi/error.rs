@@ -169,14 +169,6 @@ impl ProxyError {
     pub fn voyado(error: VoyadoError, about: &'static str) -> ProxyError {
         ProxyError::Voyado { error, about }
     }
-
-    /// The reason when it is known without the table (a refusal decided by the proxy).
-    pub fn reason(&self) -> Option<Reason> {
-        match self {
-            ProxyError::Refused(r) => Some(r.reason),
-            ProxyError::Voyado { .. } => None,
-        }
-    }
 }
 
 impl From<crate::mapping::FieldError> for ProxyError {
@@ -241,6 +233,14 @@ impl ErrorTable {
         }
         for (reason, row) in &file.reasons {
             check_row(&format!("reasons.{reason}"), row, &mut errors);
+        }
+        for (i, row) in file.voyado.iter().enumerate() {
+            if row.code.matches('*').count() > 1 {
+                errors.push(format!(
+                    "voyado[{i}].code: '{}' has more than one '*' (one is supported)",
+                    row.code
+                ));
+            }
         }
         let mut voyado_status = BTreeMap::new();
         for (status, reason) in &file.voyado_status {
@@ -315,7 +315,20 @@ impl ErrorTable {
             ..
         } = error
         else {
+            let retry_after = match error {
+                VoyadoError::Throttled { retry_after }
+                | VoyadoError::CoolingOff { retry_after } => Some(retry_after.max(1)),
+                _ => None,
+            };
             let (reason, message) = match error {
+                VoyadoError::Throttled { .. } => (
+                    Reason::TooManyRequests,
+                    "Voyado's rate budget is spent; try again shortly",
+                ),
+                VoyadoError::CoolingOff { .. } => (
+                    Reason::UpstreamUnavailable,
+                    "Voyado is not answering; try again shortly",
+                ),
                 VoyadoError::Timeout => (Reason::UpstreamTimeout, "Voyado did not answer in time"),
                 VoyadoError::Connect => (Reason::BadGateway, "Voyado could not be reached"),
                 VoyadoError::TooLarge => (Reason::BadGateway, "Voyado's answer was too large"),
@@ -324,7 +337,10 @@ impl ErrorTable {
                     "Voyado sent an answer that could not be read",
                 ),
             };
-            return Refusal::new(reason, message);
+            return Refusal {
+                retry_after,
+                ..Refusal::new(reason, message)
+            };
         };
         let (reason, field) = self.voyado_reason(status, code.as_deref());
         let message = match reason {
@@ -387,24 +403,29 @@ pub fn rescue(error: ProxyError, table: &ErrorTable, request_id: &str) -> Respon
     *response.status_mut() =
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let headers = response.headers_mut();
-    match refusal.reason {
-        Reason::Unauthorized => {
+    // By the status the table chose (a market may move a reason to another status), so each
+    // status carries what it promises.
+    match status {
+        401 => {
             headers.insert(
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"sitoo-voyado-proxy\""),
             );
         }
-        // The client may still be sending: the connection cannot be reused.
-        Reason::BodyTooLarge | Reason::BodyTimeout => {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+        429 | 503 => {
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(refusal.retry_after.unwrap_or(1)),
+            );
         }
         _ => {}
     }
+    // The client may still be sending: the connection cannot be reused.
+    if matches!(refusal.reason, Reason::BodyTooLarge | Reason::BodyTimeout) {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     if let Some(allow) = refusal.allow.and_then(|a| HeaderValue::from_str(&a).ok()) {
         headers.insert(header::ALLOW, allow);
-    }
-    if let Some(seconds) = refusal.retry_after {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
     }
     response
 }

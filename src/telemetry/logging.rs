@@ -89,6 +89,23 @@ fn colour() -> bool {
     std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// Panics are logged through tracing (JSON-formatted, non-blocking like every other line), with
+/// their location and only a literal message: a formatted panic message (an `unwrap` on an
+/// error, a bad slice) could carry request data, so it is never printed.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()));
+        let message = info
+            .payload()
+            .downcast_ref::<&'static str>()
+            .copied()
+            .unwrap_or("(formatted message not logged)");
+        tracing::error!(location, message, "panic");
+    }));
+}
+
 #[cfg(test)]
 mod tests {
     use super::LogFormat;

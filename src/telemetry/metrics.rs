@@ -46,6 +46,18 @@ struct VoyadoLabels {
 }
 
 /// What the admission gate turned away.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    what: &'static str,
+    result: &'static str,
+}
+
+/// A Voyado tenant by its host name (operator config, never customer data).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    voyado: String,
+}
+
 #[derive(Clone, Copy, Debug)]
 pub enum Shed {
     Requests,
@@ -70,6 +82,8 @@ pub enum Event {
     PromotionsRedeemedBeforeFailure,
     RedeemRollbackFailed,
     WriteTaskAbandoned,
+    /// Not an alarm, but counted the same way: a repeated Request-ID answered from memory.
+    RedeemReplayed,
 }
 
 /// The registry and every metric family in it. Families share their storage with the registry
@@ -83,6 +97,10 @@ pub struct Metrics {
     shed: Family<ShedLabels, Counter>,
     voyado_calls: Family<VoyadoLabels, Counter>,
     voyado_duration: Family<VoyadoLabels, Histogram>,
+    cache: Family<CacheLabels, Counter>,
+    breaker_state: Family<TenantLabels, Gauge>,
+    throttled: Family<TenantLabels, Counter>,
+    redeem_replayed: Counter,
     promotion_undo_refused: Counter,
     promotions_redeemed_before_failure: Counter,
     redeem_rollback_failed: Counter,
@@ -153,6 +171,35 @@ impl Metrics {
             voyado_duration.clone(),
         );
 
+        let cache = Family::default();
+        registry.register(
+            "svp_cache",
+            "Reads answered from memory (hit) or from Voyado (miss), by endpoint template or \"card\" \
+             for rendered customer cards",
+            cache.clone(),
+        );
+        let breaker_state = Family::default();
+        registry.register(
+            "svp_voyado_breaker_state",
+            "Fail-fast state per Voyado tenant: 0 closed (calls go through), 1 open (answered 503 at \
+             once while cooling off), 2 half-open (one probe call out)",
+            breaker_state.clone(),
+        );
+        let throttled = Family::default();
+        registry.register(
+            "svp_voyado_throttled",
+            "Requests answered 429 because the Voyado API key's rate budget had no permit within \
+             the wait limit, or Voyado itself asked to pause",
+            throttled.clone(),
+        );
+        let redeem_replayed = Counter::default();
+        registry.register(
+            "svp_redeem_replayed",
+            "Redeems answered from memory because the till repeated a Request-ID it had already \
+             used for the same redeem (nothing was redeemed twice)",
+            redeem_replayed.clone(),
+        );
+
         // Plain counters are encoded from the moment they are registered, so each event shows 0
         // until it first happens and an alert on `> 0` needs no absent() special case.
         let promotion_undo_refused = Counter::default();
@@ -192,6 +239,10 @@ impl Metrics {
             shed,
             voyado_calls,
             voyado_duration,
+            cache,
+            breaker_state,
+            throttled,
+            redeem_replayed,
             promotion_undo_refused,
             promotions_redeemed_before_failure,
             redeem_rollback_failed,
@@ -234,14 +285,43 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// A read served from memory (`hit`) or not; `what` is an endpoint template or `"card"`.
+    pub fn cache(&self, what: &'static str, hit: bool) {
+        let result = if hit { "hit" } else { "miss" };
+        self.cache
+            .get_or_create(&CacheLabels { what, result })
+            .inc();
+    }
+
+    /// The fail-fast state of one Voyado tenant (0 closed, 1 open, 2 half-open).
+    pub fn breaker_state(&self, voyado: &str, state: i64) {
+        let labels = TenantLabels {
+            voyado: voyado.to_owned(),
+        };
+        self.breaker_state.get_or_create(&labels).set(state);
+    }
+
+    /// A request refused locally for lack of a Voyado permit.
+    pub fn throttled(&self, voyado: &str) {
+        let labels = TenantLabels {
+            voyado: voyado.to_owned(),
+        };
+        self.throttled.get_or_create(&labels).inc();
+    }
+
     pub fn count(&self, event: Event) {
+        self.count_by(event, 1);
+    }
+
+    pub fn count_by(&self, event: Event, n: u64) {
         let counter = match event {
             Event::PromotionUndoRefused => &self.promotion_undo_refused,
             Event::PromotionsRedeemedBeforeFailure => &self.promotions_redeemed_before_failure,
             Event::RedeemRollbackFailed => &self.redeem_rollback_failed,
             Event::WriteTaskAbandoned => &self.write_tasks_abandoned,
+            Event::RedeemReplayed => &self.redeem_replayed,
         };
-        counter.inc();
+        counter.inc_by(n);
     }
 
     /// OpenMetrics text for `GET /metrics`, served with [`Metrics::CONTENT_TYPE`].
@@ -469,7 +549,7 @@ mod tests {
         assert_eq!(value(&scrape, "svp_shed_total", &connections), Some(1.0));
     }
 
-    const EVENTS: [(Event, &str); 4] = [
+    const EVENTS: [(Event, &str); 5] = [
         (
             Event::PromotionUndoRefused,
             "svp_promotion_undo_refused_total",
@@ -483,6 +563,7 @@ mod tests {
             "svp_redeem_rollback_failed_total",
         ),
         (Event::WriteTaskAbandoned, "svp_write_tasks_abandoned_total"),
+        (Event::RedeemReplayed, "svp_redeem_replayed_total"),
     ];
 
     #[test]

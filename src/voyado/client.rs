@@ -1,9 +1,10 @@
-//! The HTTP client for one market's Voyado tenant.
+//! The innermost Voyado layer: one HTTP exchange with one tenant, nothing else (the cache, the
+//! breaker and the limiter wrap it in `voyado/mod.rs`).
 //!
 //! Every call carries `apikey`, `User-Agent: sitoo-voyado-proxy/<version>` and
 //! `Content-Type: application/json` (Voyado answers 500 without it), has its own timeout, and is
-//! logged and measured by endpoint template only. A GET is tried once more after a connection
-//! error, 502 or 503; a POST never is. Answers larger than the configured cap are refused unread.
+//! logged and measured by endpoint template only. Answers larger than the configured cap are
+//! refused unread.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,16 +17,17 @@ use url::Url;
 use super::{Endpoint, VoyadoError};
 use crate::telemetry::Metrics;
 
-/// A successful answer: the status (Voyado answers 200 or 201 on a create) and the JSON body
-/// (`Null` when empty).
+/// A successful answer: the status (Voyado answers 200 or 201 on a create), the JSON body
+/// (`Null` when empty) and its size on the wire (what a cached copy weighs).
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
     pub body: Value,
+    pub size: usize,
 }
 
 #[derive(Clone)]
-pub struct VoyadoClient {
+pub struct Transport {
     http: reqwest::Client,
     base: Url,
     headers: HeaderMap,
@@ -34,9 +36,9 @@ pub struct VoyadoClient {
     metrics: Arc<Metrics>,
 }
 
-impl std::fmt::Debug for VoyadoClient {
+impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("VoyadoClient").finish_non_exhaustive()
+        f.debug_struct("Transport").finish_non_exhaustive()
     }
 }
 
@@ -51,7 +53,7 @@ pub fn build_http_client() -> reqwest::Client {
         .unwrap_or_default()
 }
 
-impl VoyadoClient {
+impl Transport {
     /// A client for the tenant at `base` (checked by the config: http(s) with a host). An API key
     /// that is no header value (also refused by the config) is sent as an empty one.
     pub fn new(
@@ -61,7 +63,7 @@ impl VoyadoClient {
         timeout: Duration,
         reply_max_bytes: usize,
         metrics: Arc<Metrics>,
-    ) -> VoyadoClient {
+    ) -> Transport {
         let mut key = HeaderValue::from_str(api_key).unwrap_or(HeaderValue::from_static(""));
         key.set_sensitive(true);
         let mut headers = HeaderMap::new();
@@ -74,7 +76,7 @@ impl VoyadoClient {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        VoyadoClient {
+        Transport {
             http,
             base,
             headers,
@@ -84,21 +86,7 @@ impl VoyadoClient {
         }
     }
 
-    /// A GET, tried once more if the first attempt failed in a way a retry can fix.
-    pub async fn get(
-        &self,
-        endpoint: Endpoint,
-        segments: &[&str],
-        query: &[(&str, &str)],
-    ) -> Result<Value, VoyadoError> {
-        match self.send(endpoint, segments, query, &[], None).await {
-            Err(e) if e.retryable() => self.send(endpoint, segments, query, &[], None).await,
-            other => other,
-        }
-        .map(|reply| reply.body)
-    }
-
-    /// One call, never retried. `headers` are extra request headers (e.g. `source` on a create).
+    /// One exchange. `headers` are extra request headers (e.g. `source` on a create).
     pub async fn send(
         &self,
         endpoint: Endpoint,
@@ -188,6 +176,10 @@ impl VoyadoClient {
         } else {
             serde_json::from_slice(&bytes).map_err(|_| VoyadoError::Malformed)?
         };
-        Ok(Reply { status, body })
+        Ok(Reply {
+            status,
+            body,
+            size: bytes.len(),
+        })
     }
 }

@@ -62,6 +62,20 @@ impl Endpoint {
         self.route().0 != Method::GET
     }
 
+    /// Whether the first path segment is a contact id (what a write to it changes, and what a
+    /// cached answer is about).
+    pub fn names_contact(self) -> bool {
+        // `/contacts/{type}/bykey` names a contact type, not a contact.
+        self != Endpoint::ContactByKey && self.route().1.starts_with("/api/v2/contacts/{}")
+    }
+
+    /// Writes after which a key (email, mobile, ...) may point at another contact, or at one
+    /// where there was none.
+    pub fn may_move_keys(self) -> bool {
+        use Endpoint::*;
+        matches!(self, CreateContact | UpdateContact | UpdateContactType)
+    }
+
     /// The path with `segments` filled in, each percent-encoded so no `/`, `?` or `#` survives.
     pub fn path(self, segments: &[&str]) -> String {
         let template = self.route().1;

@@ -24,6 +24,12 @@ pub enum VoyadoError {
     Malformed,
     #[error("Voyado's answer was larger than the configured cap")]
     TooLarge,
+    /// Not sent: the API key's rate budget had no permit in time, or Voyado asked to pause.
+    #[error("Voyado's rate budget is spent; retry in {retry_after} s")]
+    Throttled { retry_after: u64 },
+    /// Not sent: this tenant's Voyado kept failing and the proxy is cooling off.
+    #[error("Voyado is failing; cooling off for {retry_after} s")]
+    CoolingOff { retry_after: u64 },
 }
 
 impl VoyadoError {
@@ -43,6 +49,13 @@ impl VoyadoError {
 
     pub fn is_not_found(&self) -> bool {
         self.status() == Some(404)
+    }
+
+    /// Whether this says the tenant's Voyado is down or overwhelmed (what the breaker counts):
+    /// no answer in time, no connection, or a 5xx. A 4xx, even a 429, is Voyado answering.
+    pub fn is_outage(&self) -> bool {
+        matches!(self, VoyadoError::Timeout | VoyadoError::Connect)
+            || self.status().is_some_and(|s| s >= 500)
     }
 
     /// A GET may be tried again after these.
@@ -71,16 +84,23 @@ impl VoyadoError {
             VoyadoError::Connect => "connect",
             VoyadoError::Malformed => "malformed",
             VoyadoError::TooLarge => "too_large",
+            VoyadoError::Throttled { .. } => "throttled",
+            VoyadoError::CoolingOff { .. } => "cooling_off",
         }
     }
 
     pub fn from_body(status: u16, body: &[u8], retry_after: Option<u64>) -> VoyadoError {
         let value: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         let text = |key: &str| value.get(key).and_then(Value::as_str).map(str::to_owned);
-        // ProblemDetails puts a human sentence in `title`; only an identifier-like one is a code.
+        // ProblemDetails puts a human sentence in `title`; only an identifier-like text is a code,
+        // and only such a text travels on to the POS (never anything that could carry a value).
+        let identifier = |t: &String| {
+            (1..=64).contains(&t.len()) && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        };
         let code = text("errorCode")
             .or_else(|| text("code"))
-            .or_else(|| text("title").filter(|t| !t.contains(' ') && !t.is_empty()));
+            .or_else(|| text("title"))
+            .filter(identifier);
         let fields = value
             .get("validationErrors")
             .and_then(Value::as_array)

@@ -1,10 +1,342 @@
-//! The Voyado Engage side: the v2 endpoint table, the HTTP client and the decoding of Voyado's
-//! success and error bodies. Nothing here knows about the SPI.
+//! The Voyado Engage side: the v2 endpoint table, the client and the decoding of Voyado's success
+//! and error bodies. Nothing here knows about the SPI.
+//!
+//! A call goes through layers, outside in: the answer cache (GETs of a cacheable kind; concurrent
+//! misses make one call) → the breaker (this tenant's Voyado keeps failing: `503` at once) → the
+//! limiter (this API key's rate budget) → the transport (one HTTP exchange with its timeout). A
+//! write drops what it changed from the cache before it returns.
 
+mod breaker;
+mod cache;
 mod client;
 mod endpoints;
 mod error;
+mod limiter;
 
-pub use client::{Reply, VoyadoClient, build_http_client};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::Value;
+
+pub use breaker::{Breaker, BreakerSettings};
+pub use cache::{CacheTtls, Caches, CardKey};
+pub use client::{Reply, Transport, build_http_client};
 pub use endpoints::Endpoint;
 pub use error::VoyadoError;
+pub use limiter::{Budget, KeyLimiter};
+
+use cache::{CardEntry, Entry, Key, Remembered};
+use limiter::Priority;
+
+use crate::telemetry::Metrics;
+
+tokio::task_local! {
+    /// The SPI request a Voyado call belongs to: its first call is new work, the rest are under
+    /// way (see `limiter.rs` for why that split keeps writes and second rounds from starving).
+    static REQUEST: RequestBudget;
+}
+
+struct RequestBudget {
+    write: bool,
+    admitted: AtomicBool,
+}
+
+/// Runs one SPI operation's work, so its Voyado calls know which request they belong to.
+pub async fn within_request<F: Future>(write: bool, work: F) -> F::Output {
+    let budget = RequestBudget {
+        write,
+        admitted: AtomicBool::new(false),
+    };
+    REQUEST.scope(budget, work).await
+}
+
+/// New work until the request's first call got a permit; writes and calls outside a request
+/// (tools) are always under way.
+fn priority() -> Priority {
+    REQUEST
+        .try_with(|r| {
+            if r.write || r.admitted.load(Ordering::Relaxed) {
+                Priority::UnderWay
+            } else {
+                Priority::NewWork
+            }
+        })
+        .unwrap_or(Priority::UnderWay)
+}
+
+fn mark_admitted() {
+    let _ = REQUEST.try_with(|r| r.admitted.store(true, Ordering::Relaxed));
+}
+
+/// The client of one Voyado tenant, with its layers. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct VoyadoClient {
+    transport: Arc<Transport>,
+    /// Base URL and a digest of the API key: what cache keys start with.
+    identity: Arc<str>,
+    /// The tenant's host, for metrics.
+    host: Arc<str>,
+    caches: Caches,
+    ttls: CacheTtls,
+    limiter: Arc<KeyLimiter>,
+    breaker: Arc<Breaker>,
+    metrics: Arc<Metrics>,
+}
+
+/// What a client is built from; the composition root shares the caches, the limiter per API key
+/// and the breaker per identity between markets.
+pub struct ClientParts {
+    pub transport: Transport,
+    pub identity: Arc<str>,
+    pub host: Arc<str>,
+    pub caches: Caches,
+    pub ttls: CacheTtls,
+    pub limiter: Arc<KeyLimiter>,
+    pub breaker: Arc<Breaker>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl VoyadoClient {
+    pub fn new(parts: ClientParts) -> VoyadoClient {
+        VoyadoClient {
+            transport: Arc::new(parts.transport),
+            identity: parts.identity,
+            host: parts.host,
+            caches: parts.caches,
+            ttls: parts.ttls,
+            limiter: parts.limiter,
+            breaker: parts.breaker,
+            metrics: parts.metrics,
+        }
+    }
+
+    /// A GET: from memory when its kind may be cached and a fresh copy is there, else from
+    /// Voyado (one call for all concurrent askers, run in its own task so a caller that goes away
+    /// does not stall the others).
+    pub async fn get(
+        &self,
+        endpoint: Endpoint,
+        segments: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<Value, VoyadoError> {
+        let Some(ttl) = self.ttls.for_endpoint(endpoint) else {
+            return self.get_fresh(endpoint, segments, query).await;
+        };
+        let key = self.key(endpoint, segments, query);
+        let template = endpoint.route().1;
+        if let Some(entry) = self.caches.answers.get(&key).await {
+            if entry.is_fresh() {
+                self.metrics.cache(template, true);
+                return answer(&entry);
+            }
+            self.caches.answers.invalidate(&key).await;
+        }
+        self.metrics.cache(template, false);
+        let client = self.clone();
+        let load_key = key.clone();
+        let priority = priority();
+        let load = async move {
+            let loaded = tokio::spawn(async move { client.load(&load_key, priority, ttl).await });
+            match loaded.await {
+                Ok(result) => result.map(Arc::new),
+                Err(_) => Err(VoyadoError::Malformed),
+            }
+        };
+        let entry = self
+            .caches
+            .answers
+            .try_get_with(key, load)
+            .await
+            .map_err(|e| (*e).clone())?;
+        if priority == Priority::NewWork {
+            mark_admitted();
+        }
+        answer(&entry)
+    }
+
+    /// A GET straight from Voyado, never from memory: what redeem and undo decide on. Tried once
+    /// more after a connection error, 502 or 503.
+    pub async fn get_fresh(
+        &self,
+        endpoint: Endpoint,
+        segments: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<Value, VoyadoError> {
+        let priority = priority();
+        let once = || self.guarded(priority, endpoint, segments, query, &[], None);
+        match once().await {
+            Err(e) if e.retryable() => once().await,
+            other => other,
+        }
+        .map(|reply| reply.body)
+    }
+
+    /// A write, never retried. Before it returns, whatever it changed is dropped from memory:
+    /// the contact it names (its answers and cards), and on a create or an edit every key → id
+    /// answer of the tenant (a key may now point elsewhere, or exist where it did not).
+    pub async fn send(
+        &self,
+        endpoint: Endpoint,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        headers: &[(&'static str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Reply, VoyadoError> {
+        let result = self
+            .guarded(Priority::UnderWay, endpoint, segments, query, headers, body)
+            .await;
+        // Even a failed write may have landed.
+        if endpoint.names_contact()
+            && let Some(contact) = segments.first()
+        {
+            self.forget_contact(contact);
+        }
+        if endpoint.may_move_keys() {
+            self.caches.forget_keys(&self.identity);
+        }
+        result
+    }
+
+    /// Drops everything remembered about a contact; for writes whose path does not name it (a
+    /// reward voucher's reactivation).
+    pub fn forget_contact(&self, contact: &str) {
+        self.caches.forget_contact(&self.identity, contact);
+    }
+
+    /// A rendered card still fresh in memory.
+    pub async fn cached_card(&self, key: &CardKey) -> Option<Bytes> {
+        let card = match self.caches.cards.get(key).await {
+            Some(entry) if entry.is_fresh() => Some(entry.bytes.clone()),
+            _ => None,
+        };
+        self.metrics.cache("card", card.is_some());
+        card
+    }
+
+    /// Keeps a rendered card for `ttl`.
+    pub async fn keep_card(&self, key: CardKey, bytes: Bytes, ttl: Duration) {
+        self.caches
+            .cards
+            .insert(key, Arc::new(CardEntry::new(bytes, ttl)))
+            .await;
+    }
+
+    /// The card cache key of a contact in a market under a plan generation.
+    pub fn card_key(&self, market: Arc<str>, contact: &str, generation: u64) -> CardKey {
+        CardKey {
+            identity: self.identity.clone(),
+            market,
+            contact: contact.to_ascii_lowercase().into(),
+            generation,
+        }
+    }
+
+    pub fn ttls(&self) -> &CacheTtls {
+        &self.ttls
+    }
+
+    fn key(&self, endpoint: Endpoint, segments: &[&str], query: &[(&str, &str)]) -> Key {
+        let contact = if endpoint.names_contact() {
+            segments.first().map(|c| c.to_ascii_lowercase().into())
+        } else {
+            query
+                .iter()
+                .find(|(k, _)| *k == "contactId")
+                .map(|(_, v)| v.to_ascii_lowercase().into())
+        };
+        Key {
+            identity: self.identity.clone(),
+            endpoint,
+            segments: segments.iter().map(|s| (*s).into()).collect(),
+            query: query
+                .iter()
+                .map(|(k, v)| ((*k).into(), (*v).into()))
+                .collect(),
+            contact,
+        }
+    }
+
+    /// One cache load: the call (tried once more when a retry can help), kept as found, or as
+    /// not-found for the endpoints where 404 means "no such thing".
+    async fn load(
+        &self,
+        key: &Key,
+        priority: Priority,
+        ttl: Duration,
+    ) -> Result<Entry, VoyadoError> {
+        let segments: Vec<&str> = key.segments.iter().map(|s| &**s).collect();
+        let query: Vec<(&str, &str)> = key.query.iter().map(|(k, v)| (&**k, &**v)).collect();
+        let once = || self.guarded(priority, key.endpoint, &segments, &query, &[], None);
+        let result = match once().await {
+            Err(e) if e.retryable() => once().await,
+            other => other,
+        };
+        match result {
+            Ok(reply) => Ok(Entry::new(Remembered::Found(reply.body), ttl, reply.size)),
+            Err(e) if e.is_not_found() && CacheTtls::remembers_not_found(key.endpoint) => {
+                Ok(Entry::new(Remembered::NotFound(e), self.ttls.not_found, 0))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The breaker, then the limiter, then the exchange; a Voyado 429 pauses the key.
+    async fn guarded(
+        &self,
+        priority: Priority,
+        endpoint: Endpoint,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        headers: &[(&'static str, &str)],
+        body: Option<&Value>,
+    ) -> Result<Reply, VoyadoError> {
+        let attempt = match self.breaker.admit() {
+            Ok(attempt) => attempt,
+            Err(open) => {
+                self.metrics
+                    .breaker_state(&self.host, self.breaker.state().as_gauge());
+                return Err(VoyadoError::CoolingOff {
+                    retry_after: open.retry_after_secs,
+                });
+            }
+        };
+        if let Err(throttled) = self.limiter.acquire(priority).await {
+            self.metrics.throttled(&self.host);
+            return Err(VoyadoError::Throttled {
+                retry_after: throttled.retry_after_secs,
+            });
+        }
+        if priority == Priority::NewWork {
+            mark_admitted();
+        }
+        let result = self
+            .transport
+            .send(endpoint, segments, query, headers, body)
+            .await;
+        match &result {
+            Err(e) if e.is_outage() => attempt.failed(),
+            _ => attempt.succeeded(),
+        }
+        self.metrics
+            .breaker_state(&self.host, self.breaker.state().as_gauge());
+        if let Err(VoyadoError::Status {
+            status: 429,
+            retry_after,
+            ..
+        }) = &result
+        {
+            self.limiter
+                .pause(Duration::from_secs(retry_after.unwrap_or(1).max(1)));
+        }
+        result
+    }
+}
+
+fn answer(entry: &Entry) -> Result<Value, VoyadoError> {
+    match &entry.answer {
+        Remembered::Found(value) => Ok(value.clone()),
+        Remembered::NotFound(e) => Err(e.clone()),
+    }
+}
