@@ -3,7 +3,9 @@
 //! figures and the machine in BENCHMARKS.md.
 //!
 //! Each scenario runs a fixed number of client tasks for a fixed time (bounded loops, loopback only)
-//! and reports requests per second and latency percentiles.
+//! and reports requests per second and latency percentiles. The one-call and card scenarios go
+//! through a market that caches nothing; the warm card is compared with a minimal hyper server
+//! answering the same bytes.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -82,14 +84,23 @@ fn main() {
         let sim = Simulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), FIXTURE)
             .await
             .unwrap();
+        // Two markets on one tenant: "cold" keeps nothing in memory (every request makes its
+        // Voyado calls), "SE" caches as configured by default. The rate budget is opened wide:
+        // this measures the proxy, not Voyado's budget.
         let config = format!(
-            "[[market]]\ntenant = \"demo\"\nmarket = \"SE\"\ncrm_api_keys = [\"k\"]\n\
-             voyado_url = \"{}\"\nvoyado_api_key = \"sim-demo-key\"\ndefault_country = \"SE\"\n",
-            sim.url()
+            "[voyado]\nrate_per_second = 1000000\nburst = 1000000\n\
+             [[market]]\ntenant = \"demo\"\nmarket = \"SE\"\ncrm_api_keys = [\"k\"]\n\
+             voyado_url = \"{url}\"\nvoyado_api_key = \"sim-demo-key\"\ndefault_country = \"SE\"\n\
+             [[market]]\ntenant = \"demo\"\nmarket = \"cold\"\ncrm_api_keys = [\"k\"]\n\
+             voyado_url = \"{url}\"\nvoyado_api_key = \"sim-demo-key\"\ndefault_country = \"SE\"\n\
+             cache = {{ key_to_id_ms = 0, contact_ms = 0, definitions_ms = 0, offers_ms = 0, not_found_ms = 0 }}\n",
+            url = sim.url()
         );
         let config = Config::parse(&config, "bench", |_| MappingSource::BuiltIn, |_| None).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy = format!("http://{}/demo/SE", listener.local_addr().unwrap());
+        let proxy_addr = listener.local_addr().unwrap();
+        let proxy = format!("http://{proxy_addr}/demo/cold");
+        let warm = format!("http://{proxy_addr}/demo/SE");
         tokio::spawn(serve(
             listener,
             App::build(&config).unwrap(),
@@ -121,6 +132,23 @@ fn main() {
             let url = format!("{proxy}/customers?key_type=mobile&key=0701112233");
             load(&client, move |c| c.get(&url).basic_auth("pos", Some("k"))).await
         };
+        // The warm card against the wire: a minimal hyper server answering the same bytes.
+        let card_url = format!("{warm}/customers/{ANNA}");
+        let card_bytes = client
+            .get(&card_url)
+            .basic_auth("pos", Some("k"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let wire = format!("http://{}/", minimal_server(card_bytes).await);
+        let direct_wire = load(&client, move |c| c.get(&wire)).await;
+        let warm_card = load(&client, move |c| {
+            c.get(&card_url).basic_auth("pos", Some("k"))
+        })
+        .await;
         println!(
             "{CLIENTS} clients, {}s warm-up, {}s measured, loopback, one process",
             WARM_UP.as_secs(),
@@ -136,6 +164,8 @@ fn main() {
             ("simulator: GET contact (1 call)", &direct_contact),
             ("proxy: customer card (5 calls)", &proxy_card),
             ("proxy: search by mobile (6 calls)", &proxy_search),
+            ("minimal hyper: the card's bytes", &direct_wire),
+            ("proxy: warm card (0 calls)", &warm_card),
         ] {
             println!(
                 "{name:<38} {:>9} {:>10.0} {:>9} {:>9}",
@@ -150,7 +180,40 @@ fn main() {
             "ratio proxy card / simulator contact:      {:.2}",
             proxy_card.rps / direct_contact.rps
         );
+        println!(
+            "ratio proxy warm card / minimal hyper:     {:.2}",
+            warm_card.rps / direct_wire.rps
+        );
     });
+}
+
+/// A hyper server that answers every request with `body`: the ceiling for the warm card.
+async fn minimal_server(body: bytes::Bytes) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let body = body.clone();
+            let service = hyper::service::service_fn(move |_| {
+                let mut response = http::Response::new(http_body_util::Full::new(body.clone()));
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/json"),
+                );
+                async move { Ok::<_, std::convert::Infallible>(response) }
+            });
+            tokio::spawn(async move {
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
 }
 
 fn voyado_get(client: &reqwest::Client, url: &str) -> reqwest::RequestBuilder {

@@ -10,42 +10,16 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response, header};
 use http_body_util::Full;
 use subtle::{Choice, ConstantTimeEq};
-use tower::{Layer, Service};
+use tower::Service;
 
 use super::BoxFuture;
 use super::context::RequestContext;
 use super::route::PathScope;
-use crate::app::{App, Market};
+use crate::app::Market;
 use crate::config::CrmKeyDigest;
 use crate::spi::{ProxyError, Reason};
 
-#[derive(Clone)]
-pub struct AuthLayer {
-    app: Arc<App>,
-}
-
-impl AuthLayer {
-    pub fn new(app: Arc<App>) -> AuthLayer {
-        AuthLayer { app }
-    }
-}
-
-impl<S> Layer<S> for AuthLayer {
-    type Service = Auth<S>;
-
-    fn layer(&self, inner: S) -> Auth<S> {
-        Auth {
-            inner,
-            app: self.app.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Auth<S> {
-    inner: S,
-    app: Arc<App>,
-}
+app_layer!(AuthLayer => Auth);
 
 impl<S, B> Service<Request<B>> for Auth<S>
 where

@@ -6,7 +6,6 @@
 //! `linger.rs`, so it sees the `400 body_too_large`, not a broken pipe). The parsed JSON goes into the request's extensions for the operation, which gets the
 //! request without its body.
 
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -14,11 +13,10 @@ use http::{Request, Response, header};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use serde_json::Value;
 use tokio::time::Instant;
-use tower::{BoxError, Layer, Service};
+use tower::{BoxError, Service};
 
 use super::BoxFuture;
 use super::deadline::Deadline;
-use crate::app::App;
 use crate::config::Limits;
 use crate::spi::routes::Matched;
 use crate::spi::{ProxyError, Reason};
@@ -27,33 +25,7 @@ use crate::spi::{ProxyError, Reason};
 #[derive(Debug, Clone, Default)]
 pub struct RequestBody(pub Option<Value>);
 
-#[derive(Clone)]
-pub struct BodyLayer {
-    app: Arc<App>,
-}
-
-impl BodyLayer {
-    pub fn new(app: Arc<App>) -> BodyLayer {
-        BodyLayer { app }
-    }
-}
-
-impl<S> Layer<S> for BodyLayer {
-    type Service = ReadBody<S>;
-
-    fn layer(&self, inner: S) -> ReadBody<S> {
-        ReadBody {
-            inner,
-            app: self.app.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct ReadBody<S> {
-    inner: S,
-    app: Arc<App>,
-}
+app_layer!(BodyLayer => ReadBody);
 
 impl<S, B> Service<Request<B>> for ReadBody<S>
 where

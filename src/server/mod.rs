@@ -14,6 +14,40 @@
 //! Shutdown stops accepting, answers what is in flight, then waits for the detached write tasks,
 //! all within the grace period.
 
+/// The struct pair every layer that needs the app is made of: `XLayer::new(app)` and the
+/// service `X<S>` holding the inner service and the app.
+macro_rules! app_layer {
+    ($layer:ident => $service:ident) => {
+        #[derive(Clone)]
+        pub struct $layer {
+            app: std::sync::Arc<crate::app::App>,
+        }
+
+        impl $layer {
+            pub fn new(app: std::sync::Arc<crate::app::App>) -> $layer {
+                $layer { app }
+            }
+        }
+
+        impl<S> tower::Layer<S> for $layer {
+            type Service = $service<S>;
+
+            fn layer(&self, inner: S) -> $service<S> {
+                $service {
+                    inner,
+                    app: self.app.clone(),
+                }
+            }
+        }
+
+        #[derive(Clone)]
+        pub struct $service<S> {
+            inner: S,
+            app: std::sync::Arc<crate::app::App>,
+        }
+    };
+}
+
 mod auth;
 mod body;
 mod context;

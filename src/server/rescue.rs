@@ -3,14 +3,13 @@
 //! request id. Requests the admission gate sheds arrive here as `503 overloaded`.
 
 use std::panic::AssertUnwindSafe;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
 use http::{Request, Response};
 use http_body_util::Full;
-use tower::{BoxError, Layer, Service};
+use tower::{BoxError, Service};
 
 use super::BoxFuture;
 use super::context::RequestContext;
@@ -19,33 +18,7 @@ use crate::spi::ProxyError;
 use crate::spi::error::rescue;
 use crate::telemetry::Shed;
 
-#[derive(Clone)]
-pub struct RescueLayer {
-    app: Arc<App>,
-}
-
-impl RescueLayer {
-    pub fn new(app: Arc<App>) -> RescueLayer {
-        RescueLayer { app }
-    }
-}
-
-impl<S> Layer<S> for RescueLayer {
-    type Service = Rescue<S>;
-
-    fn layer(&self, inner: S) -> Rescue<S> {
-        Rescue {
-            inner,
-            app: self.app.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Rescue<S> {
-    inner: S,
-    app: Arc<App>,
-}
+app_layer!(RescueLayer => Rescue);
 
 impl<S, B> Service<Request<B>> for Rescue<S>
 where

@@ -3,13 +3,12 @@
 //! `/{tenant}/{market}/...`, matched against the route table (data). The match goes into the
 //! request's extensions; an unknown path is `404`, a known one with another method `405`.
 
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
-use tower::{BoxError, Layer, Service};
+use tower::{BoxError, Service};
 
 use super::BoxFuture;
 use super::context::RequestContext;
@@ -25,33 +24,7 @@ pub struct PathScope {
     pub market: String,
 }
 
-#[derive(Clone)]
-pub struct RouteLayer {
-    app: Arc<App>,
-}
-
-impl RouteLayer {
-    pub fn new(app: Arc<App>) -> RouteLayer {
-        RouteLayer { app }
-    }
-}
-
-impl<S> Layer<S> for RouteLayer {
-    type Service = Route<S>;
-
-    fn layer(&self, inner: S) -> Route<S> {
-        Route {
-            inner,
-            app: self.app.clone(),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub struct Route<S> {
-    inner: S,
-    app: Arc<App>,
-}
+app_layer!(RouteLayer => Route);
 
 impl<S, B> Service<Request<B>> for Route<S>
 where

@@ -164,13 +164,9 @@ impl VoyadoClient {
         segments: &[&str],
         query: &[(&str, &str)],
     ) -> Result<Value, VoyadoError> {
-        let priority = priority();
-        let once = || self.guarded(priority, endpoint, segments, query, &[], None);
-        match once().await {
-            Err(e) if e.retryable() => once().await,
-            other => other,
-        }
-        .map(|reply| reply.body)
+        self.retried(priority(), endpoint, segments, query)
+            .await
+            .map(|reply| reply.body)
     }
 
     /// A write, never retried. Before it returns, whatever it changed is dropped from memory:
@@ -268,17 +264,30 @@ impl VoyadoClient {
     ) -> Result<Entry, VoyadoError> {
         let segments: Vec<&str> = key.segments.iter().map(|s| &**s).collect();
         let query: Vec<(&str, &str)> = key.query.iter().map(|(k, v)| (&**k, &**v)).collect();
-        let once = || self.guarded(priority, key.endpoint, &segments, &query, &[], None);
-        let result = match once().await {
-            Err(e) if e.retryable() => once().await,
-            other => other,
-        };
-        match result {
+        match self
+            .retried(priority, key.endpoint, &segments, &query)
+            .await
+        {
             Ok(reply) => Ok(Entry::new(Remembered::Found(reply.body), ttl, reply.size)),
             Err(e) if e.is_not_found() && CacheTtls::remembers_not_found(key.endpoint) => {
                 Ok(Entry::new(Remembered::NotFound(e), self.ttls.not_found, 0))
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// A GET, tried once more after a connection error, 502 or 503 (never a write).
+    async fn retried(
+        &self,
+        priority: Priority,
+        endpoint: Endpoint,
+        segments: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<Reply, VoyadoError> {
+        let once = || self.guarded(priority, endpoint, segments, query, &[], None);
+        match once().await {
+            Err(e) if e.retryable() => once().await,
+            other => other,
         }
     }
 
