@@ -505,3 +505,37 @@ async fn a_bad_limit_names_the_field() {
     }
     assert!(h.sim.requests().is_empty());
 }
+
+/// `[limits] redeem_max_items` is the cap a redeem or an undo is held to, not the default of 20:
+/// one item over it is refused before any Voyado call, and exactly the cap goes through.
+#[tokio::test]
+async fn a_redeem_over_the_configured_item_cap_is_refused_before_voyado() {
+    let h = Harness::with_top("[limits]\nredeem_max_items = 2\n", "").await;
+    let redeem = format!("/customers/{ANNA}/redeem");
+    let three = json!({"bonus_checks": [CHECK_100, CHECK_SECOND], "promotions": [PROMO_10]});
+    let a = h.send(Method::POST, &redeem, &three).await;
+    a.assert_field("body");
+    assert!(a.message().contains('3'), "{}", a.body);
+    let a = h.send(Method::DELETE, &redeem, &three).await;
+    a.assert_field("body");
+    let a = h
+        .call(
+            Method::DELETE,
+            &format!(
+                "/demo/SE{redeem}?bonus_checks={CHECK_100},{CHECK_SECOND}&promotions={PROMO_10}"
+            ),
+            Some("se-key"),
+            None,
+            &[],
+        )
+        .await;
+    a.assert_field("body");
+    assert!(h.sim.requests().is_empty(), "{:?}", h.sim.requests());
+
+    let two = json!({"bonus_checks": [CHECK_100, CHECK_SECOND]});
+    let a = h.send(Method::POST, &redeem, &two).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    for check in [CHECK_100, CHECK_SECOND] {
+        assert_eq!(h.check_redeemed(ANNA, check), true, "{check}");
+    }
+}

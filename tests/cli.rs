@@ -1,9 +1,12 @@
 //! The binary as an operator runs it: `check` on good and bad configs, and the README's curl
 //! examples pasted against a fresh demo.
 
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
+
+use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sitoo-voyado-proxy");
 
@@ -149,4 +152,164 @@ fn every_readme_curl_example_works_against_the_demo() {
         ran += 1;
     }
     assert!(ran >= 15, "only {ran} examples found");
+}
+
+/// A loopback port nobody listens on right now (the demo binds it a moment later).
+fn free_address() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// Runs the demo with `log_args` before its command and `env` added (`LOG_FORMAT` and `NO_COLOR`
+/// removed first, `RUST_LOG=info`), asks one search with `Request-ID: request_id`, sends SIGTERM
+/// and returns what the process wrote to stderr, once it has exited 0.
+fn demo_stderr(name: &str, log_args: &[&str], env: &[(&str, &str)], request_id: &str) -> String {
+    let dir = scratch(name);
+    let log = dir.join("stderr.log");
+    let address = free_address();
+    let mut command = Command::new(BIN);
+    command
+        .args(log_args)
+        .args(["demo", "--listen", &address])
+        .env_remove("LOG_FORMAT")
+        .env_remove("NO_COLOR")
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut demo = Demo(command.spawn().unwrap());
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    // Another process: poll in real time until it accepts, at most 1000 x 10 ms.
+    let mut listening = false;
+    for _ in 0..1000 {
+        if let Some(status) = demo.0.try_wait().unwrap() {
+            panic!("the demo exited before listening: {status}\n{}", read_log());
+        }
+        if std::net::TcpStream::connect(&address).is_ok() {
+            listening = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(listening, "the demo did not come up\n{}", read_log());
+
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    // `pos:demo-key`, the demo's Basic-auth header value.
+    let request = format!(
+        "GET /demo/SE/customers?key_type=member_number&key=10012 HTTP/1.1\r\nHost: proxy\r\n\
+         Authorization: Basic cG9zOmRlbW8ta2V5\r\nRequest-ID: {request_id}\r\n\
+         Connection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let pid = demo.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Polled in real time, at most 1000 x 10 ms.
+    let mut exited = None;
+    for _ in 0..1000 {
+        exited = demo.0.try_wait().unwrap();
+        if exited.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let status = exited.unwrap_or_else(|| panic!("still running 10 s after SIGTERM"));
+    // The last lines are flushed at exit, so the log is complete now.
+    let text = read_log();
+    assert!(status.success(), "exit {status}\n{text}");
+    text
+}
+
+/// A field of a JSON log line: the event's own (at the top level) or its span's.
+fn log_field<'a>(line: &'a Value, name: &str) -> Option<&'a Value> {
+    line.get(name).or_else(|| line.get("span")?.get(name))
+}
+
+/// Every line is one JSON object, the request's line carries its id, status and route, and no
+/// colour code appears anywhere.
+fn assert_json_log(stderr: &str, request_id: &str) {
+    assert!(
+        !stderr.contains("\x1b["),
+        "colour codes in JSON logs:\n{stderr}"
+    );
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l)
+                .ok()
+                .filter(Value::is_object)
+                .unwrap_or_else(|| panic!("not a JSON object: {l:?}\n{stderr}"))
+        })
+        .collect();
+    assert!(lines.len() >= 3, "start, request and stop lines:\n{stderr}");
+    let done: Vec<&Value> = lines
+        .iter()
+        .filter(|l| log_field(l, "request_id").and_then(Value::as_str) == Some(request_id))
+        .filter(|l| log_field(l, "message").and_then(Value::as_str) == Some("request done"))
+        .collect();
+    assert_eq!(done.len(), 1, "one line for the request:\n{stderr}");
+    assert_eq!(
+        log_field(done[0], "status").and_then(Value::as_u64),
+        Some(200),
+        "{}",
+        done[0]
+    );
+    assert_eq!(
+        log_field(done[0], "route").and_then(Value::as_str),
+        Some("/customers"),
+        "{}",
+        done[0]
+    );
+}
+
+#[test]
+fn log_format_json_by_flag_writes_one_json_object_per_line() {
+    let stderr = demo_stderr("json-flag", &["--log-format", "json"], &[], "json-flag-1");
+    assert_json_log(&stderr, "json-flag-1");
+}
+
+#[test]
+fn log_format_json_by_environment_writes_one_json_object_per_line() {
+    let stderr = demo_stderr("json-env", &[], &[("LOG_FORMAT", "json")], "json-env-1");
+    assert_json_log(&stderr, "json-env-1");
+}
+
+/// Text is the default; stderr is a file here, not a terminal, so no colour codes — and the
+/// request's line names its id.
+#[test]
+fn text_logs_off_a_terminal_have_no_colour_and_name_the_request_id() {
+    let stderr = demo_stderr("text", &[], &[], "test-id-42");
+    assert!(
+        !stderr.contains("\x1b["),
+        "colour codes in a file:\n{stderr}"
+    );
+    assert!(
+        stderr.lines().all(|l| !l.starts_with('{')),
+        "JSON by default:\n{stderr}"
+    );
+    let done: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("request done") && l.contains("test-id-42"))
+        .collect();
+    assert_eq!(done.len(), 1, "one line for the request:\n{stderr}");
+    assert!(done[0].contains("status=200"), "{}", done[0]);
+    assert!(done[0].contains("route=\"/customers\""), "{}", done[0]);
 }

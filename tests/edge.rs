@@ -273,9 +273,11 @@ async fn a_flood_past_max_in_flight_is_shed_at_once_with_retry_after() {
         fastest_served >= SLOW,
         "a card answered in {fastest_served:?}, without the slow Voyado"
     );
+    // Relative, not absolute: on two shared cores a 503 may take well over 100 ms to come back,
+    // but a shed request that waited for a slot would come back after an admitted one.
     assert!(
-        slowest_shed < Duration::from_millis(150),
-        "a 503 took {slowest_shed:?}: shed requests waited (served ones took from {fastest_served:?})"
+        slowest_shed < fastest_served,
+        "a 503 took {slowest_shed:?}, the fastest card {fastest_served:?}: shed requests waited"
     );
     let text = h
         .client
@@ -303,6 +305,12 @@ async fn a_connection_past_max_connections_gets_503_and_is_closed() {
         assert_eq!(get_on(&mut c, "/healthz").await.status, 200);
         held.push(c);
     }
+    let shed_connections = "svp_shed_total{what=\"connections\"}";
+    let before = get_on_raw(&mut held[0], "/metrics").await;
+    assert!(
+        before.lines().any(|l| l == format!("{shed_connections} 0")),
+        "{before}"
+    );
     // Both stay open and idle (keep-alive); a third is one too many: its request is answered 503.
     let started = Instant::now();
     let mut third = TcpStream::connect(&addr).await.unwrap();
@@ -318,8 +326,14 @@ async fn a_connection_past_max_connections_gets_503_and_is_closed() {
     a.assert_error(503, "overloaded");
     assert_eq!(a.header("retry-after"), Some("1"), "{}", a.head);
     assert!(took < Duration::from_millis(500), "refused after {took:?}");
-    // The held ones are still served.
+    // The held ones are still served, and the refusal was counted (it is counted before the
+    // refused connection is answered, so it shows by now).
     assert_eq!(get_on(&mut held[0], "/healthz").await.status, 200);
+    let after = get_on_raw(&mut held[1], "/metrics").await;
+    assert!(
+        after.lines().any(|l| l == format!("{shed_connections} 1")),
+        "{after}"
+    );
 
     drop(held);
     // Their permits come back once the proxy notices the close: poll, at most 100 x 20 ms.
@@ -872,9 +886,11 @@ async fn hostile_keys_are_200_or_400_naming_the_field_never_500() {
         failures.push(format!("random keys: {e}"));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    // The budget for a debug build on two busy cores.
+    // Not a benchmark (a debug build takes about 5 s on two cores): a guard against a key
+    // that makes the proxy hang or work quadratically, which would take minutes. Wide, so that
+    // a busy shared machine does not fail it.
     assert!(
-        started.elapsed() < Duration::from_secs(20),
+        started.elapsed() < Duration::from_secs(60),
         "took {:?}",
         started.elapsed()
     );
@@ -922,6 +938,74 @@ async fn a_voyado_reply_over_the_cap_is_502() {
 
 // ---------------------------------------------------------------------------------------------
 // 8. /metrics
+
+/// A market whose timeouts leave a slow Voyado call seconds to finish.
+const PATIENT_MARKET: &str = r#"
+[[market]]
+tenant = "patient"
+market = "SE"
+crm_api_keys = ["patient-key"]
+voyado_url = "{voyado}"
+voyado_api_key = "sim-demo-key"
+default_country = "SE"
+voyado_timeout_ms = 5000
+request_timeout_ms = 8000
+"#;
+
+/// `svp_requests_in_flight` in an exposition.
+fn in_flight(text: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("svp_requests_in_flight "))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+#[tokio::test]
+async fn the_in_flight_gauge_counts_a_request_while_it_runs() {
+    let h = Harness::with_top("", PATIENT_MARKET).await;
+    // Only the card's first Voyado call is slow: 1.5 s to scrape in while it waits.
+    h.sim.inject(fault(
+        Method::GET,
+        ANNA,
+        FaultAction::Delay(Duration::from_millis(1500)),
+        1,
+    ));
+    // A scrape through the SPI address is a request too, and counts itself.
+    let scrape = || async {
+        let text = h
+            .client
+            .get(format!("{}/metrics", h.proxy))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let own = in_flight(&h.app.metrics.render());
+        (in_flight(&text), own)
+    };
+    assert_eq!(scrape().await, (Some(1.0), Some(0.0)), "at rest");
+    let path = format!("/patient/SE/customers/{ANNA}");
+    let card = h.get_as(&path, "patient-key");
+    let watch = async {
+        // Until the card's call reached Voyado, where it waits: at most 500 x 10 ms.
+        for _ in 0..500 {
+            if !h.seen("GET", ANNA).is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            !h.seen("GET", ANNA).is_empty(),
+            "the card never reached Voyado"
+        );
+        scrape().await
+    };
+    let (a, during) = tokio::join!(card, watch);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(during, (Some(2.0), Some(1.0)), "while the card ran");
+    // The gauge is let go before the answer is sent, so it is down by the time it is read.
+    assert_eq!(scrape().await, (Some(1.0), Some(0.0)), "after the card");
+}
 
 #[tokio::test]
 async fn metrics_are_prometheus_text_counting_what_was_served() {

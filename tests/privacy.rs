@@ -205,6 +205,15 @@ async fn debug_logs_carry_no_personal_data_or_keys() {
         &json!({"email": "anna.new@example.com"}),
     )
     .await;
+    // The request's own line names its id, so a till's report can be found in the logs.
+    h.call(
+        Method::GET,
+        "/demo/SE/consents",
+        Some("se-key"),
+        None,
+        &[("Request-ID", "test-id-42")],
+    )
+    .await;
 
     let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     assert!(logs.contains("request done"), "the capture works");
@@ -213,6 +222,11 @@ async fn debug_logs_carry_no_personal_data_or_keys() {
         "route templates are logged"
     );
     assert!(logs.contains("voyado call"), "debug events are captured");
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("request done") && l.contains("test-id-42")),
+        "no `request done` line with the request id:\n{logs}"
+    );
     let secrets = [
         // emails
         "anna.andersson",

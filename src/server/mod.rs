@@ -92,20 +92,22 @@ pub use request_id::HEADER as REQUEST_ID_HEADER;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// The whole SPI stack for one connection's requests.
-pub fn stack(
+/// The whole SPI stack. `serve` runs it over hyper's connection bodies; any body type works, so
+/// tests can drive it in-process (on paused time) with a body they control.
+pub fn stack<B>(
     app: Arc<App>,
-) -> impl Service<
-    Request<Incoming>,
-    Response = Response<Full<Bytes>>,
-    Error = Infallible,
-    Future = impl Send,
-> + Clone
+) -> impl Service<Request<B>, Response = Response<Full<Bytes>>, Error = Infallible, Future = impl Send>
++ Clone
 + Send
-+ 'static {
++ 'static
+where
+    B: hyper::body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<tower::BoxError>,
+{
     let drain_max = app.limits.body_drain_max_bytes;
     ServiceBuilder::new()
-        .map_request(move |r: Request<Incoming>| r.map(|b| Lingering::new(b, drain_max)))
+        .map_request(move |r: Request<B>| r.map(|b| Lingering::new(b, drain_max)))
         .layer(SetSensitiveRequestHeadersLayer::new([
             http::header::AUTHORIZATION,
         ]))
@@ -129,7 +131,8 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let started_drain = accept_loop(listener, app.clone(), stack(app.clone()), shutdown).await;
+    let spi = stack::<Incoming>(app.clone());
+    let started_drain = accept_loop(listener, app.clone(), spi, shutdown).await;
     let deadline = started_drain + app.limits.shutdown_grace();
     app.writes.close();
     if tokio::time::timeout_at(deadline, app.writes.wait())
