@@ -284,7 +284,6 @@ impl App {
                 );
                 let voyado = VoyadoClient::new(ClientParts {
                     transport,
-                    host: m.settings.voyado_url.host_str().unwrap_or("").into(),
                     identity,
                     caches: caches.clone(),
                     ttls: ttls(&m.settings.cache),

@@ -1103,3 +1103,55 @@ async fn metrics_are_prometheus_text_counting_what_was_served() {
         "no Voyado call _bucket for the contact endpoint\n{text}"
     );
 }
+
+/// W3C trace context from the till reaches every Voyado call of that request — the card's
+/// concurrent first round, its second round, a search's lookups — and no other request's.
+#[tokio::test]
+async fn traceparent_reaches_every_voyado_call_of_its_request() {
+    const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let h = Harness::start().await;
+    let traced = |path: &'static str| {
+        let h = &h;
+        async move {
+            h.call(
+                Method::GET,
+                path,
+                Some("se-key"),
+                None,
+                &[("traceparent", PARENT), ("tracestate", "till=7")],
+            )
+            .await
+        }
+    };
+    let before = h.sim.requests().len();
+    let a = traced("/demo/SE/customers?key_type=mobile&key=0701112233").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let seen = h.sim.requests();
+    let calls = &seen[before..];
+    assert!(
+        calls.len() >= 5,
+        "a search and its card: {} calls",
+        calls.len()
+    );
+    for call in calls {
+        assert_eq!(
+            call.headers.get("traceparent").unwrap(),
+            PARENT,
+            "{}",
+            call.path
+        );
+        assert_eq!(
+            call.headers.get("tracestate").unwrap(),
+            "till=7",
+            "{}",
+            call.path
+        );
+    }
+    // An untraced request sends none.
+    let before = h.sim.requests().len();
+    let a = h.get("/consents").await;
+    assert_eq!(a.status, 200);
+    for call in &h.sim.requests()[before..] {
+        assert!(call.headers.get("traceparent").is_none(), "{}", call.path);
+    }
+}

@@ -29,9 +29,13 @@ pub(super) async fn fetch_card(market: &Market, id: &str) -> Result<Bytes, Proxy
     if let Some(bytes) = market.voyado.cached_card(&key).await {
         return Ok(bytes);
     }
+    let rendered_from = tokio::time::Instant::now();
     let card = Bytes::from(serde_json::to_vec(&render_card(market, id).await?).unwrap_or_default());
     if let Some(ttl) = card_ttl(market) {
-        market.voyado.keep_card(key, card.clone(), ttl).await;
+        market
+            .voyado
+            .keep_card(key, card.clone(), ttl, rendered_from)
+            .await;
     }
     Ok(card)
 }

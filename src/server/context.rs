@@ -19,6 +19,8 @@ pub struct RequestContext {
     /// The decoded `Store-ID`: tracing and Voyado's `storeExternalId` on a create.
     pub store_id: Option<String>,
     pub register_id: Option<String>,
+    /// W3C trace context from the caller, passed on unchanged to every Voyado call.
+    pub trace: Option<crate::voyado::TraceContext>,
     operation: OnceLock<&'static str>,
     market: OnceLock<Arc<Market>>,
 }
@@ -31,6 +33,7 @@ impl RequestContext {
             started: Instant::now(),
             store_id: header_text(headers, "store-id"),
             register_id: header_text(headers, "register-id"),
+            trace: crate::voyado::TraceContext::from_headers(headers),
             operation: OnceLock::new(),
             market: OnceLock::new(),
         }

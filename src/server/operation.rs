@@ -87,6 +87,7 @@ impl Service<Request<()>> for RunOperation {
         let metrics = market.metrics.clone();
         let work = voyado::within_request(
             operation.is_write(),
+            context.trace.clone(),
             ops::run(operation, market, op_request),
         )
         .in_current_span();

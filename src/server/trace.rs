@@ -65,6 +65,7 @@ where
         let span = tracing::info_span!(
             "request",
             request_id = %context.request_id,
+            trace_id = context.trace.as_ref().map(|t| t.trace_id()),
             tenant = Empty,
             market = Empty,
             operation = Empty,

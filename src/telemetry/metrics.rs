@@ -52,7 +52,8 @@ struct CacheLabels {
     result: &'static str,
 }
 
-/// A Voyado tenant by its host name (operator config, never customer data).
+/// A Voyado tenant by its identity: base URL and a short digest of its API key (operator config,
+/// never customer data, never the key).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TenantLabels {
     voyado: String,

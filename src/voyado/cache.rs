@@ -85,24 +85,23 @@ pub enum Remembered {
 #[derive(Debug)]
 pub struct Entry {
     pub answer: Remembered,
+    /// When the call that got it began: a write to what it is about after that makes it stale.
+    loaded_from: Instant,
     fresh_until: Instant,
     ttl: Duration,
     weight: u32,
 }
 
 impl Entry {
-    pub fn new(answer: Remembered, ttl: Duration, size: usize) -> Entry {
+    pub fn new(answer: Remembered, ttl: Duration, size: usize, loaded_from: Instant) -> Entry {
         Entry {
             answer,
-            fresh_until: Instant::now() + ttl,
+            loaded_from,
+            fresh_until: loaded_from + ttl,
             ttl,
             // Overhead of the key and the tree beyond the bytes on the wire.
             weight: u32::try_from(size.saturating_mul(2).saturating_add(256)).unwrap_or(u32::MAX),
         }
-    }
-
-    pub fn is_fresh(&self) -> bool {
-        Instant::now() < self.fresh_until
     }
 }
 
@@ -120,22 +119,27 @@ pub struct CardKey {
 #[derive(Debug)]
 pub struct CardEntry {
     pub bytes: Bytes,
+    rendered_from: Instant,
     fresh_until: Instant,
     ttl: Duration,
 }
 
 impl CardEntry {
-    pub fn new(bytes: Bytes, ttl: Duration) -> CardEntry {
+    pub fn new(bytes: Bytes, ttl: Duration, rendered_from: Instant) -> CardEntry {
         CardEntry {
             bytes,
-            fresh_until: Instant::now() + ttl,
+            rendered_from,
+            fresh_until: rendered_from + ttl,
             ttl,
         }
     }
+}
 
-    pub fn is_fresh(&self) -> bool {
-        Instant::now() < self.fresh_until
-    }
+/// Who a write made stale: one contact of a tenant, or every key → id answer of a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Written {
+    Contact(Arc<str>, Box<str>),
+    Keys(Arc<str>),
 }
 
 /// Each entry expires after its own TTL (moka's clock bounds memory; tokio's decides freshness).
@@ -166,11 +170,15 @@ impl Expiry<CardKey, Arc<CardEntry>> for PerEntry {
     }
 }
 
-/// The process's caches: Voyado answers and rendered cards.
+/// The process's caches: Voyado answers and rendered cards, and when each contact (and each
+/// tenant's keys) was last written, so that an answer loaded from before a write is never served
+/// after it — even one whose load was still under way when the write dropped the old entries.
 #[derive(Clone)]
 pub struct Caches {
     pub answers: Cache<Key, Arc<Entry>>,
     pub cards: Cache<CardKey, Arc<CardEntry>>,
+    /// Read on every hit, so the synchronous cache (no await on the hot path).
+    written: moka::sync::Cache<Written, Instant>,
 }
 
 impl std::fmt::Debug for Caches {
@@ -200,12 +208,48 @@ impl Caches {
                 .expire_after(PerEntry)
                 .support_invalidation_closures()
                 .build(),
+            // Longer than any entry lives: a remembered write outlasts what it made stale.
+            written: moka::sync::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(Duration::from_secs(3600))
+                .build(),
         }
+    }
+
+    /// Fresh, and loaded after the last write to what it is about.
+    pub fn is_current(&self, key: &Key, entry: &Entry) -> bool {
+        let now = Instant::now();
+        let written = match (&key.contact, key.endpoint) {
+            (Some(contact), _) => Written::Contact(key.identity.clone(), contact.clone()),
+            (None, Endpoint::ContactId | Endpoint::ContactByKey) => {
+                Written::Keys(key.identity.clone())
+            }
+            (None, _) => return now < entry.fresh_until,
+        };
+        now < entry.fresh_until
+            && self
+                .written
+                .get(&written)
+                .is_none_or(|at| entry.loaded_from > at)
+    }
+
+    /// Fresh, and rendered after the last write to the contact.
+    pub fn card_is_current(&self, key: &CardKey, entry: &CardEntry) -> bool {
+        let written = Written::Contact(key.identity.clone(), key.contact.clone());
+        Instant::now() < entry.fresh_until
+            && self
+                .written
+                .get(&written)
+                .is_none_or(|at| entry.rendered_from > at)
     }
 
     /// Drops everything remembered about one contact of one tenant: its answers and its cards in
     /// every market.
     pub fn forget_contact(&self, identity: &Arc<str>, contact: &str) {
+        self.written.insert(
+            Written::Contact(identity.clone(), contact.to_ascii_lowercase().into()),
+            Instant::now(),
+        );
         let (id, who) = (identity.clone(), contact.to_ascii_lowercase());
         let _ = self.answers.invalidate_entries_if(move |k, _| {
             k.identity == id && k.contact.as_deref() == Some(who.as_str())
@@ -219,6 +263,8 @@ impl Caches {
     /// Drops one tenant's key → contact id answers (found and not-found): after a create or an
     /// edit, a key may point elsewhere.
     pub fn forget_keys(&self, identity: &Arc<str>) {
+        self.written
+            .insert(Written::Keys(identity.clone()), Instant::now());
         let id = identity.clone();
         let _ = self.answers.invalidate_entries_if(move |k, _| {
             k.identity == id && matches!(k.endpoint, Endpoint::ContactId | Endpoint::ContactByKey)

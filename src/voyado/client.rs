@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use url::Url;
 
-use super::{Endpoint, VoyadoError};
+use super::{Endpoint, TraceContext, VoyadoError};
 use crate::telemetry::Metrics;
 
 /// A successful answer: the status (Voyado answers 200 or 201 on a create), the JSON body
@@ -24,6 +24,17 @@ pub struct Reply {
     pub status: u16,
     pub body: Value,
     pub size: usize,
+}
+
+/// One Voyado call: the endpoint, its path segments and query, extra headers (e.g. `source` on
+/// a create) and the JSON body.
+#[derive(Debug, Clone, Copy)]
+pub struct Call<'a> {
+    pub endpoint: Endpoint,
+    pub segments: &'a [&'a str],
+    pub query: &'a [(&'a str, &'a str)],
+    pub headers: &'a [(&'static str, &'a str)],
+    pub body: Option<&'a Value>,
 }
 
 #[derive(Clone)]
@@ -86,15 +97,19 @@ impl Transport {
         }
     }
 
-    /// One exchange. `headers` are extra request headers (e.g. `source` on a create).
+    /// One exchange, carrying the caller's trace context when there is one.
     pub async fn send(
         &self,
-        endpoint: Endpoint,
-        segments: &[&str],
-        query: &[(&str, &str)],
-        headers: &[(&'static str, &str)],
-        body: Option<&Value>,
+        call: Call<'_>,
+        trace: Option<&TraceContext>,
     ) -> Result<Reply, VoyadoError> {
+        let Call {
+            endpoint,
+            segments,
+            query,
+            headers,
+            body,
+        } = call;
         let (method, _) = endpoint.route();
         let mut url = self.base.clone();
         url.set_path(&format!(
@@ -114,6 +129,9 @@ impl Transport {
             if let Ok(v) = HeaderValue::from_str(value) {
                 request = request.header(*name, v);
             }
+        }
+        for (name, value) in trace.into_iter().flat_map(TraceContext::headers) {
+            request = request.header(name, value.clone());
         }
         if let Some(body) = body {
             request = request.body(serde_json::to_vec(body).unwrap_or_default());

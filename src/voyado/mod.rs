@@ -12,6 +12,7 @@ mod client;
 mod endpoints;
 mod error;
 mod limiter;
+mod trace;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value;
+use tokio::time::Instant;
 
 pub use breaker::{Breaker, BreakerSettings};
 pub use cache::{CacheTtls, Caches, CardKey};
@@ -26,8 +28,10 @@ pub use client::{Reply, Transport, build_http_client};
 pub use endpoints::Endpoint;
 pub use error::VoyadoError;
 pub use limiter::{Budget, KeyLimiter};
+pub use trace::TraceContext;
 
 use cache::{CardEntry, Entry, Key, Remembered};
+use client::Call;
 use limiter::Priority;
 
 use crate::telemetry::Metrics;
@@ -41,15 +45,27 @@ tokio::task_local! {
 struct RequestBudget {
     write: bool,
     admitted: AtomicBool,
+    trace: Option<TraceContext>,
 }
 
-/// Runs one SPI operation's work, so its Voyado calls know which request they belong to.
-pub async fn within_request<F: Future>(write: bool, work: F) -> F::Output {
+/// Runs one SPI operation's work, so its Voyado calls know which request they belong to (and
+/// carry its trace context).
+pub async fn within_request<F: Future>(
+    write: bool,
+    trace: Option<TraceContext>,
+    work: F,
+) -> F::Output {
     let budget = RequestBudget {
         write,
         admitted: AtomicBool::new(false),
+        trace,
     };
     REQUEST.scope(budget, work).await
+}
+
+/// The trace context of the request this call belongs to.
+fn trace() -> Option<TraceContext> {
+    REQUEST.try_with(|r| r.trace.clone()).ok().flatten()
 }
 
 /// New work until the request's first call got a permit; writes and calls outside a request
@@ -76,8 +92,8 @@ pub struct VoyadoClient {
     transport: Arc<Transport>,
     /// Base URL and a digest of the API key: what cache keys start with.
     identity: Arc<str>,
-    /// The tenant's host, for metrics.
-    host: Arc<str>,
+    /// The tenant as metrics name it (its identity: URL and key digest, never the key).
+    label: Arc<str>,
     caches: Caches,
     ttls: CacheTtls,
     limiter: Arc<KeyLimiter>,
@@ -90,7 +106,6 @@ pub struct VoyadoClient {
 pub struct ClientParts {
     pub transport: Transport,
     pub identity: Arc<str>,
-    pub host: Arc<str>,
     pub caches: Caches,
     pub ttls: CacheTtls,
     pub limiter: Arc<KeyLimiter>,
@@ -102,8 +117,8 @@ impl VoyadoClient {
     pub fn new(parts: ClientParts) -> VoyadoClient {
         VoyadoClient {
             transport: Arc::new(parts.transport),
+            label: parts.identity.clone(),
             identity: parts.identity,
-            host: parts.host,
             caches: parts.caches,
             ttls: parts.ttls,
             limiter: parts.limiter,
@@ -112,9 +127,9 @@ impl VoyadoClient {
         }
     }
 
-    /// A GET: from memory when its kind may be cached and a fresh copy is there, else from
-    /// Voyado (one call for all concurrent askers, run in its own task so a caller that goes away
-    /// does not stall the others).
+    /// A GET: from memory when its kind may be cached and a current copy is there, else from
+    /// Voyado — one call for all concurrent askers, in a task of its own, so a caller that goes
+    /// away neither stalls the others nor wastes the call.
     pub async fn get(
         &self,
         endpoint: Endpoint,
@@ -127,33 +142,47 @@ impl VoyadoClient {
         let key = self.key(endpoint, segments, query);
         let template = endpoint.route().1;
         if let Some(entry) = self.caches.answers.get(&key).await {
-            if entry.is_fresh() {
+            if self.caches.is_current(&key, &entry) {
                 self.metrics.cache(template, true);
                 return answer(&entry);
             }
             self.caches.answers.invalidate(&key).await;
         }
         self.metrics.cache(template, false);
-        let client = self.clone();
-        let load_key = key.clone();
         let priority = priority();
-        let load = async move {
-            let loaded = tokio::spawn(async move { client.load(&load_key, priority, ttl).await });
-            match loaded.await {
-                Ok(result) => result.map(Arc::new),
-                Err(_) => Err(VoyadoError::Malformed),
+        let trace = trace();
+        // A load that began before a write to what it reads may finish after it: it is then
+        // not current, and is loaded once more.
+        for _ in 0..2 {
+            let client = self.clone();
+            let load_key = key.clone();
+            let trace = trace.clone();
+            let loading = tokio::spawn(async move {
+                let load = async {
+                    client
+                        .load(&load_key, priority, trace.as_ref(), ttl)
+                        .await
+                        .map(Arc::new)
+                };
+                client
+                    .caches
+                    .answers
+                    .try_get_with(load_key.clone(), load)
+                    .await
+            });
+            let entry = loading
+                .await
+                .map_err(|_| VoyadoError::Malformed)?
+                .map_err(|e| (*e).clone())?;
+            if priority == Priority::NewWork {
+                mark_admitted();
             }
-        };
-        let entry = self
-            .caches
-            .answers
-            .try_get_with(key, load)
-            .await
-            .map_err(|e| (*e).clone())?;
-        if priority == Priority::NewWork {
-            mark_admitted();
+            if self.caches.is_current(&key, &entry) {
+                return answer(&entry);
+            }
+            self.caches.answers.invalidate(&key).await;
         }
-        answer(&entry)
+        self.get_fresh(endpoint, segments, query).await
     }
 
     /// A GET straight from Voyado, never from memory: what redeem and undo decide on. Tried once
@@ -164,7 +193,7 @@ impl VoyadoClient {
         segments: &[&str],
         query: &[(&str, &str)],
     ) -> Result<Value, VoyadoError> {
-        self.retried(priority(), endpoint, segments, query)
+        self.retried(priority(), trace().as_ref(), endpoint, segments, query)
             .await
             .map(|reply| reply.body)
     }
@@ -180,8 +209,15 @@ impl VoyadoClient {
         headers: &[(&'static str, &str)],
         body: Option<&Value>,
     ) -> Result<Reply, VoyadoError> {
+        let call = Call {
+            endpoint,
+            segments,
+            query,
+            headers,
+            body,
+        };
         let result = self
-            .guarded(Priority::UnderWay, endpoint, segments, query, headers, body)
+            .guarded(Priority::UnderWay, trace().as_ref(), call)
             .await;
         // Even a failed write may have landed.
         if endpoint.names_contact()
@@ -201,22 +237,29 @@ impl VoyadoClient {
         self.caches.forget_contact(&self.identity, contact);
     }
 
-    /// A rendered card still fresh in memory.
+    /// A rendered card still current in memory.
     pub async fn cached_card(&self, key: &CardKey) -> Option<Bytes> {
         let card = match self.caches.cards.get(key).await {
-            Some(entry) if entry.is_fresh() => Some(entry.bytes.clone()),
+            Some(entry) if self.caches.card_is_current(key, &entry) => Some(entry.bytes.clone()),
             _ => None,
         };
         self.metrics.cache("card", card.is_some());
         card
     }
 
-    /// Keeps a rendered card for `ttl`.
-    pub async fn keep_card(&self, key: CardKey, bytes: Bytes, ttl: Duration) {
-        self.caches
-            .cards
-            .insert(key, Arc::new(CardEntry::new(bytes, ttl)))
-            .await;
+    /// Keeps a rendered card for `ttl`; `rendered_from` is when its rendering began (a write
+    /// to the contact after that makes it stale at once).
+    pub async fn keep_card(
+        &self,
+        key: CardKey,
+        bytes: Bytes,
+        ttl: Duration,
+        rendered_from: Instant,
+    ) {
+        let entry = CardEntry::new(bytes, ttl, rendered_from);
+        if self.caches.card_is_current(&key, &entry) {
+            self.caches.cards.insert(key, Arc::new(entry)).await;
+        }
     }
 
     /// The card cache key of a contact in a market under a plan generation.
@@ -260,18 +303,25 @@ impl VoyadoClient {
         &self,
         key: &Key,
         priority: Priority,
+        trace: Option<&TraceContext>,
         ttl: Duration,
     ) -> Result<Entry, VoyadoError> {
+        let started = Instant::now();
         let segments: Vec<&str> = key.segments.iter().map(|s| &**s).collect();
         let query: Vec<(&str, &str)> = key.query.iter().map(|(k, v)| (&**k, &**v)).collect();
         match self
-            .retried(priority, key.endpoint, &segments, &query)
+            .retried(priority, trace, key.endpoint, &segments, &query)
             .await
         {
-            Ok(reply) => Ok(Entry::new(Remembered::Found(reply.body), ttl, reply.size)),
-            Err(e) if e.is_not_found() && CacheTtls::remembers_not_found(key.endpoint) => {
-                Ok(Entry::new(Remembered::NotFound(e), self.ttls.not_found, 0))
-            }
+            Ok(reply) => Ok(Entry::new(
+                Remembered::Found(reply.body),
+                ttl,
+                reply.size,
+                started,
+            )),
+            Err(e) if e.is_not_found() && CacheTtls::remembers_not_found(key.endpoint) => Ok(
+                Entry::new(Remembered::NotFound(e), self.ttls.not_found, 0, started),
+            ),
             Err(e) => Err(e),
         }
     }
@@ -280,11 +330,21 @@ impl VoyadoClient {
     async fn retried(
         &self,
         priority: Priority,
+        trace: Option<&TraceContext>,
         endpoint: Endpoint,
         segments: &[&str],
         query: &[(&str, &str)],
     ) -> Result<Reply, VoyadoError> {
-        let once = || self.guarded(priority, endpoint, segments, query, &[], None);
+        let once = || {
+            let call = Call {
+                endpoint,
+                segments,
+                query,
+                headers: &[],
+                body: None,
+            };
+            self.guarded(priority, trace, call)
+        };
         match once().await {
             Err(e) if e.retryable() => once().await,
             other => other,
@@ -295,24 +355,21 @@ impl VoyadoClient {
     async fn guarded(
         &self,
         priority: Priority,
-        endpoint: Endpoint,
-        segments: &[&str],
-        query: &[(&str, &str)],
-        headers: &[(&'static str, &str)],
-        body: Option<&Value>,
+        trace: Option<&TraceContext>,
+        call: Call<'_>,
     ) -> Result<Reply, VoyadoError> {
         let attempt = match self.breaker.admit() {
             Ok(attempt) => attempt,
             Err(open) => {
                 self.metrics
-                    .breaker_state(&self.host, self.breaker.state().as_gauge());
+                    .breaker_state(&self.label, self.breaker.state().as_gauge());
                 return Err(VoyadoError::CoolingOff {
                     retry_after: open.retry_after_secs,
                 });
             }
         };
         if let Err(throttled) = self.limiter.acquire(priority).await {
-            self.metrics.throttled(&self.host);
+            self.metrics.throttled(&self.label);
             return Err(VoyadoError::Throttled {
                 retry_after: throttled.retry_after_secs,
             });
@@ -320,16 +377,13 @@ impl VoyadoClient {
         if priority == Priority::NewWork {
             mark_admitted();
         }
-        let result = self
-            .transport
-            .send(endpoint, segments, query, headers, body)
-            .await;
+        let result = self.transport.send(call, trace).await;
         match &result {
             Err(e) if e.is_outage() => attempt.failed(),
             _ => attempt.succeeded(),
         }
         self.metrics
-            .breaker_state(&self.host, self.breaker.state().as_gauge());
+            .breaker_state(&self.label, self.breaker.state().as_gauge());
         if let Err(VoyadoError::Status {
             status: 429,
             retry_after,
