@@ -502,6 +502,7 @@ impl Config {
             .and_then(|a| address("admin_listen", a, &mut errors).ok());
         check_limits(&file.limits, &mut errors);
         check_budget(&file.voyado, &mut errors);
+        check_ttls("cache", &file.cache.ttls(), &mut errors);
         if file.market.is_empty() {
             errors.push("market: at least one [[market]] is needed".into());
         }
@@ -514,7 +515,9 @@ impl Config {
             {
                 errors.push(format!("{at}: a second market {}/{}", m.tenant, m.market));
             }
-            markets.push(market_config(m, at, file.cache.ttls(), &mut errors));
+            let market = market_config(m, at, file.cache.ttls(), &mut errors);
+            check_ttls(&format!("{}.cache", market.at), &market.cache, &mut errors);
+            markets.push(market);
         }
         let config = Config {
             listen,
@@ -587,6 +590,25 @@ fn check_limits(limits: &Limits, errors: &mut Vec<String>) {
 
 /// A market's settings; each value with a problem is reported and replaced by a harmless
 /// stand-in, so later checks still see the market (the config as a whole is refused).
+/// The longest a cache TTL may be: the record of a contact's last write outlives every entry.
+pub const CACHE_TTL_MAX_MS: u64 = 3_600_000;
+
+fn check_ttls(at: &str, ttls: &CacheTtlsMs, errors: &mut Vec<String>) {
+    for (key, value) in [
+        ("key_to_id_ms", ttls.key_to_id_ms),
+        ("contact_ms", ttls.contact_ms),
+        ("definitions_ms", ttls.definitions_ms),
+        ("offers_ms", ttls.offers_ms),
+        ("not_found_ms", ttls.not_found_ms),
+    ] {
+        if value > CACHE_TTL_MAX_MS {
+            errors.push(format!(
+                "{at}.{key}: must be at most {CACHE_TTL_MAX_MS} (an hour)"
+            ));
+        }
+    }
+}
+
 fn check_budget(budget: &VoyadoBudget, errors: &mut Vec<String>) {
     for (key, value) in [
         ("voyado.rate_per_second", budget.rate_per_second),
@@ -630,6 +652,19 @@ fn market_config(
         err("voyado_api_key", "is not a valid header value".into());
     }
     let voyado_url = match Url::parse(&m.voyado_url) {
+        // Metrics name the tenant by its URL: no credentials, query or fragment may hide there.
+        Ok(url)
+            if !url.username().is_empty()
+                || url.password().is_some()
+                || url.query().is_some()
+                || url.fragment().is_some() =>
+        {
+            err(
+                "voyado_url",
+                "must have no user, password, query or fragment".into(),
+            );
+            None
+        }
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Some(url),
         Ok(_) => {
             err("voyado_url", "must be an http(s) URL with a host".into());

@@ -855,3 +855,127 @@ async fn offers_are_read_again_after_their_ttl_and_the_contact_is_not() {
     assert_eq!(market.get_as(&no, "no-key").await.status, 200);
     assert_eq!(market.sim.requests().len(), before);
 }
+
+// ---------------------------------------------------------------------------------------------
+// 11. What a card is made of, compensation and the breaker (from a review)
+
+fn promotion_calls(h: &Harness) -> usize {
+    h.seen("GET", "/promotions").len()
+}
+
+/// A card lives no longer than the answers it was rendered from: one rendered in another market
+/// from offers loaded earlier expires with those offers.
+#[tokio::test]
+async fn a_card_expires_with_the_answers_it_was_made_of() {
+    let h = Harness::with_top("[cache]\noffers_ms = 300", "").await;
+    assert_eq!(h.get(&format!("/customers/{ANNA}")).await.status, 200);
+    assert_eq!(promotion_calls(&h), 1);
+    sleep(200 * MS).await;
+    // demo/NO renders its card from demo/SE's offers, loaded 200 ms ago.
+    let no = format!("/demo/NO/customers/{ANNA}");
+    assert_eq!(h.get_as(&no, "no-key").await.status, 200);
+    assert_eq!(promotion_calls(&h), 1);
+    sleep(250 * MS).await;
+    // The offers are 450 ms old, past offers_ms: the card is not served from memory.
+    assert_eq!(h.get_as(&no, "no-key").await.status, 200);
+    assert_eq!(promotion_calls(&h), 2, "a card outlived its offers");
+}
+
+/// A market's shorter TTL holds for answers another market on the same tenant loaded.
+#[tokio::test]
+async fn a_markets_shorter_ttl_holds_for_shared_answers() {
+    let h = Harness::with("cache = { offers_ms = 300 }").await;
+    // demo/NO (default 10 s) loads Anna's offers.
+    let no = format!("/demo/NO/customers/{ANNA}");
+    assert_eq!(h.get_as(&no, "no-key").await.status, 200);
+    assert_eq!(promotion_calls(&h), 1);
+    sleep(400 * MS).await;
+    // demo/SE keeps offers 300 ms; they are 400 ms old.
+    assert_eq!(h.get(&format!("/customers/{ANNA}")).await.status, 200);
+    assert_eq!(
+        promotion_calls(&h),
+        2,
+        "demo/SE served offers older than its offers_ms"
+    );
+}
+
+/// Voyado's `Retry-After: 0` reaches the till as at least 1.
+#[tokio::test]
+async fn a_voyado_retry_after_of_zero_reaches_the_till_as_one() {
+    let h = Harness::start().await;
+    h.sim.inject(fault(
+        Method::GET,
+        "/promotions",
+        FaultAction::RateLimited(Some(0)),
+        1,
+    ));
+    let a = h.get(&format!("/customers/{ANNA}")).await;
+    a.assert_error(429, "too_many_requests");
+    assert_eq!(retry_after(&a), 1);
+}
+
+/// A redeem that fails half-way reactivates the first bonus check; a card read while that was
+/// under way is not kept, so the next card shows the check again.
+#[tokio::test]
+async fn a_compensated_redeem_leaves_no_stale_card() {
+    let h = Harness::start().await;
+    let card = format!("/customers/{ANNA}");
+    assert!(check_ids(&h.get(&card).await.body).contains(&CHECK_100));
+    h.sim.set_latency("/reactivate", 250 * MS);
+    h.sim.inject(fault(
+        Method::POST,
+        CHECK_SECOND,
+        FaultAction::Status(400, Some("Nope")),
+        1,
+    ));
+    let body = json!({"bonus_checks": [CHECK_100, CHECK_SECOND]});
+    let redeem_path = format!("{card}/redeem");
+    let (redeem, _) = tokio::join!(h.send(Method::POST, &redeem_path, &body), async {
+        until("the reactivation at Voyado", || {
+            h.seen("POST", "/reactivate").len() == 1
+        })
+        .await;
+        h.get(&card).await
+    });
+    assert_ne!(redeem.status, 200, "{}", redeem.body);
+    let after = h.get(&card).await;
+    assert!(
+        check_ids(&after.body).contains(&CHECK_100),
+        "reactivated in Voyado but the card still hides it: {}",
+        after.body
+    );
+}
+
+/// A redeem whose answer never came opens the breaker; the read-back that settles it and the
+/// compensation still reach Voyado, so the check is not left redeemed behind an error.
+#[tokio::test]
+async fn the_breaker_never_stands_between_a_redeem_and_its_settling() {
+    let h = Harness::with_top(
+        "[voyado]\nbreaker_failures = 1\nbreaker_cool_off_ms = 60000",
+        "",
+    )
+    .await;
+    let card = format!("/customers/{ANNA}");
+    assert!(check_ids(&h.get(&card).await.body).contains(&CHECK_100));
+    // Voyado redeems it, then does not answer within the 400 ms call timeout.
+    h.sim.inject(fault(
+        Method::POST,
+        "/redeem",
+        FaultAction::ApplyThenHang(Duration::from_millis(1000)),
+        1,
+    ));
+    let a = h
+        .send(
+            Method::POST,
+            &format!("{card}/redeem"),
+            &json!({"bonus_checks": [CHECK_100]}),
+        )
+        .await;
+    // The read-back found it redeemed: the redeem answered as if Voyado had.
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(
+        h.seen("GET", "/bonuschecks/redeemed").len() == 1,
+        "the read-back was refused by the open breaker"
+    );
+    assert_eq!(h.check_redeemed(ANNA, CHECK_100), true);
+}

@@ -5,10 +5,9 @@
 //! The rendered card is kept (as bytes) for as long as the shortest-lived answer in it, so a warm
 //! card costs no Voyado call and no JSON work; a write to the contact drops it.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
+use tokio::time::Instant;
 
 use super::{CUSTOMER, OpRequest, upstream};
 use crate::app::Market;
@@ -29,83 +28,79 @@ pub(super) async fn fetch_card(market: &Market, id: &str) -> Result<Bytes, Proxy
     if let Some(bytes) = market.voyado.cached_card(&key).await {
         return Ok(bytes);
     }
-    let rendered_from = tokio::time::Instant::now();
-    let card = Bytes::from(serde_json::to_vec(&render_card(market, id).await?).unwrap_or_default());
-    if let Some(ttl) = card_ttl(market) {
+    let rendered_from = Instant::now();
+    let (card, fresh_until) = render_card(market, id).await?;
+    let card = Bytes::from(serde_json::to_vec(&card).unwrap_or_default());
+    if fresh_until > Instant::now() {
         market
             .voyado
-            .keep_card(key, card.clone(), ttl, rendered_from)
+            .keep_card(key, card.clone(), fresh_until, rendered_from)
             .await;
     }
     Ok(card)
 }
 
-/// As long as the shortest-lived answer the card is made of may be kept; `None` when one of
-/// them may not be kept at all.
-fn card_ttl(market: &Market) -> Option<Duration> {
-    let needs = market.plan.card_needs();
-    let ttls = market.voyado.ttls();
-    let mut parts = vec![ttls.for_endpoint(Endpoint::Contact)];
-    if needs.promotions {
-        parts.push(ttls.for_endpoint(Endpoint::Promotions));
-    }
-    if needs.bonus_checks {
-        parts.push(ttls.for_endpoint(Endpoint::AvailableBonusChecks));
-    }
-    if needs.points {
-        parts.push(ttls.for_endpoint(Endpoint::PointAccounts));
-    }
-    if needs.status {
-        parts.push(ttls.for_endpoint(Endpoint::MemberStatus));
-    }
-    parts
-        .into_iter()
-        .try_fold(Duration::MAX, |shortest, ttl| Some(shortest.min(ttl?)))
-}
-
-/// Runs `call` only when `needed`; otherwise an absent root.
-async fn when<F>(needed: bool, call: F) -> Result<Value, VoyadoError>
+/// Runs `call` only when `needed`; otherwise an absent root, which limits nothing.
+async fn when<F>(needed: bool, call: F) -> Result<(Value, Instant), VoyadoError>
 where
-    F: Future<Output = Result<Value, VoyadoError>>,
+    F: Future<Output = Result<(Value, Instant), VoyadoError>>,
 {
-    if needed { call.await } else { Ok(Value::Null) }
+    if needed {
+        call.await
+    } else {
+        Ok((Value::Null, far_future()))
+    }
 }
 
-/// The full SPI customer for a Voyado contact id, mapped from Voyado's answers.
-async fn render_card(market: &Market, id: &str) -> Result<Value, ProxyError> {
+/// Later than any answer's expiry: the neutral element of `min`.
+fn far_future() -> Instant {
+    Instant::now() + std::time::Duration::from_secs(365 * 24 * 3600)
+}
+
+/// The full SPI customer for a Voyado contact id, mapped from Voyado's answers, and until when
+/// it may be kept: the earliest expiry of the answers it was made of.
+async fn render_card(market: &Market, id: &str) -> Result<(Value, Instant), ProxyError> {
     let needs = market.plan.card_needs();
     let voyado = &market.voyado;
     let segments = [id];
     let by_contact = [("contactId", id)];
     let (contact, promotions, bonus_checks, points) = tokio::join!(
-        voyado.get(Endpoint::Contact, &segments, &[]),
+        voyado.get_until(Endpoint::Contact, &segments, &[]),
         when(
             needs.promotions,
-            voyado.get(Endpoint::Promotions, &segments, &[])
+            voyado.get_until(Endpoint::Promotions, &segments, &[])
         ),
         when(
             needs.bonus_checks,
-            voyado.get(Endpoint::AvailableBonusChecks, &segments, &[])
+            voyado.get_until(Endpoint::AvailableBonusChecks, &segments, &[])
         ),
         when(
             needs.points,
-            voyado.get(Endpoint::PointAccounts, &[], &by_contact)
+            voyado.get_until(Endpoint::PointAccounts, &[], &by_contact)
         ),
     );
     let fail = upstream(market, CUSTOMER);
-    let contact = contact.map_err(&fail)?;
-    let promotions = promotions.map_err(&fail)?;
-    let bonus_checks = bonus_checks.map_err(&fail)?;
-    let points = points.map_err(&fail)?;
+    let (contact, mut fresh_until) = contact.map_err(&fail)?;
+    let mut part = |answer: Result<(Value, Instant), VoyadoError>| {
+        let (value, until) = answer.map_err(&fail)?;
+        fresh_until = fresh_until.min(until);
+        Ok::<_, ProxyError>(value)
+    };
+    let promotions = part(promotions)?;
+    let bonus_checks = part(bonus_checks)?;
+    let points = part(points)?;
 
     let status = match market.plan.member_number(&contact) {
         Some(number) if needs.status => {
             let query = format!("{}:{number}", market.plan.status_query_field());
             match voyado
-                .get(Endpoint::MemberStatus, &[], &[("query", &query)])
+                .get_until(Endpoint::MemberStatus, &[], &[("query", &query)])
                 .await
             {
-                Ok(status) => status,
+                Ok((status, until)) => {
+                    fresh_until = fresh_until.min(until);
+                    status
+                }
                 // No status for this member: the mapping's default applies.
                 Err(e) if e.is_not_found() => Value::Null,
                 Err(e) => return Err(fail(e)),
@@ -133,5 +128,5 @@ async fn render_card(market: &Market, id: &str) -> Result<Value, ProxyError> {
             "card items left out: no value in the market currency or an unmapped type"
         );
     }
-    Ok(customer)
+    Ok((customer, fresh_until))
 }

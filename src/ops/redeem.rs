@@ -150,6 +150,24 @@ async fn list_if(
         .map_err(upstream(market, super::CUSTOMER))
 }
 
+/// Reads a list to settle a write whose result was unclear: fresh, and even while the tenant's
+/// Voyado is cooling off (the breaker must not stand between a redeem and the check of it).
+async fn settling_list(market: &Market, endpoint: Endpoint, id: &str) -> Result<Value, ProxyError> {
+    market
+        .voyado
+        .get_settling(endpoint, &[id], &[])
+        .await
+        .map_err(upstream(market, super::CUSTOMER))
+}
+
+/// A write the request asked for, or one that puts money back after a failure (which the
+/// breaker never refuses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Write {
+    Asked,
+    Compensating,
+}
+
 fn find<'a>(market: &Market, list: &'a Value, id: &str) -> Option<&'a Value> {
     let plan = &market.plan;
     plan.list_items(list).iter().find(|item| {
@@ -213,13 +231,13 @@ pub(super) async fn redeem(market: &Market, request: &OpRequest) -> Result<Value
 
     let mut redeemed_checks = Vec::with_capacity(items.bonus_checks.len());
     for id in items.bonus_checks {
-        if let Err(e) = redeem_bonus_check(market, &customer, &id).await {
+        if let Err(e) = redeem_bonus_check(market, &customer, &id, Write::Asked).await {
             // A failure Voyado may have half-done (timeout, 5xx) might still have redeemed it:
             // reactivating an active check is harmless, losing a redeemed one is not.
             if may_have_landed(&e) {
                 redeemed_checks.push(id);
             }
-            reactivate_all(market, &redeemed_checks).await;
+            reactivate_all(market, &customer, &redeemed_checks).await;
             return Err(e);
         }
         redeemed_checks.push(id);
@@ -227,7 +245,7 @@ pub(super) async fn redeem(market: &Market, request: &OpRequest) -> Result<Value
     let mut redeemed_promotions = Vec::with_capacity(items.promotions.len());
     for id in items.promotions {
         if let Err(e) = redeem_promotion(market, &customer, &id).await {
-            reactivate_all(market, &redeemed_checks).await;
+            reactivate_all(market, &customer, &redeemed_checks).await;
             if !redeemed_promotions.is_empty() {
                 market.metrics.count(Event::PromotionsRedeemedBeforeFailure);
                 tracing::error!(
@@ -243,13 +261,29 @@ pub(super) async fn redeem(market: &Market, request: &OpRequest) -> Result<Value
     Ok(Items::answer(names, redeemed_checks, redeemed_promotions))
 }
 
-async fn redeem_bonus_check(market: &Market, customer: &str, id: &str) -> Result<(), ProxyError> {
-    let result = market
-        .voyado
-        .send(Endpoint::RedeemBonusCheck, &[customer, id], &[], &[], None)
-        .await;
+async fn redeem_bonus_check(
+    market: &Market,
+    customer: &str,
+    id: &str,
+    write: Write,
+) -> Result<(), ProxyError> {
+    let segments = [customer, id];
+    let result = match write {
+        Write::Asked => {
+            market
+                .voyado
+                .send(Endpoint::RedeemBonusCheck, &segments, &[], &[], None)
+                .await
+        }
+        Write::Compensating => {
+            market
+                .voyado
+                .send_compensating(Endpoint::RedeemBonusCheck, &segments)
+                .await
+        }
+    };
     settle(market, result.map(drop), BONUS_CHECK, || async {
-        let list = list_if(market, true, Endpoint::RedeemedBonusChecks, customer).await?;
+        let list = settling_list(market, Endpoint::RedeemedBonusChecks, customer).await?;
         Ok(find(market, &list, id).is_some())
     })
     .await
@@ -268,7 +302,7 @@ async fn redeem_promotion(market: &Market, customer: &str, id: &str) -> Result<(
         )
         .await;
     settle(market, result.map(drop), PROMOTION, || async {
-        let list = list_if(market, true, Endpoint::Promotions, customer).await?;
+        let list = settling_list(market, Endpoint::Promotions, customer).await?;
         Ok(find(market, &list, id).is_some_and(|p| market.plan.item_redeemed(p)))
     })
     .await
@@ -306,21 +340,38 @@ where
 }
 
 /// Compensation after a failed redeem. A failure here is logged with the ids so staff can act.
-async fn reactivate_all(market: &Market, ids: &[String]) {
+async fn reactivate_all(market: &Market, customer: &str, ids: &[String]) {
     for id in ids {
-        if let Err(e) = reactivate(market, id).await {
+        if let Err(e) = reactivate(market, customer, id, Write::Compensating).await {
             market.metrics.count(Event::RedeemRollbackFailed);
             tracing::error!(bonus_check_id = %id, %e, "could not reactivate a bonus check after a failed redeem");
         }
     }
 }
 
-async fn reactivate(market: &Market, id: &str) -> Result<(), VoyadoError> {
-    match market
-        .voyado
-        .send(Endpoint::ReactivateVoucher, &[id], &[], &[], None)
-        .await
-    {
+async fn reactivate(
+    market: &Market,
+    customer: &str,
+    id: &str,
+    write: Write,
+) -> Result<(), VoyadoError> {
+    let voyado = &market.voyado;
+    let result = match write {
+        Write::Asked => {
+            voyado
+                .send(Endpoint::ReactivateVoucher, &[id], &[], &[], None)
+                .await
+        }
+        Write::Compensating => {
+            voyado
+                .send_compensating(Endpoint::ReactivateVoucher, &[id])
+                .await
+        }
+    };
+    // The path names the voucher, not the contact: its card is forgotten here, whatever the
+    // answer (a reactivation that failed may still have landed).
+    voyado.forget_contact(customer);
+    match result {
         Err(e) if e.code() == Some("RewardVoucherAlreadyActivated") => Ok(()),
         other => other.map(drop),
     }
@@ -358,10 +409,12 @@ pub(super) async fn undo(market: &Market, request: &OpRequest) -> Result<Value, 
     }
     let mut done: Vec<String> = Vec::with_capacity(items.bonus_checks.len());
     for id in items.bonus_checks {
-        if let Err(e) = reactivate(market, &id).await {
+        if let Err(e) = reactivate(market, &customer, &id, Write::Asked).await {
             // All or nothing: take back the reactivations this request made.
             for back in &done {
-                if let Err(e) = redeem_bonus_check(market, &customer, back).await {
+                if let Err(e) =
+                    redeem_bonus_check(market, &customer, back, Write::Compensating).await
+                {
                     market.metrics.count(Event::RedeemRollbackFailed);
                     tracing::error!(bonus_check_id = %back, %e, "could not redeem a bonus check again after a failed undo");
                 }
@@ -370,8 +423,6 @@ pub(super) async fn undo(market: &Market, request: &OpRequest) -> Result<Value, 
         }
         done.push(id);
     }
-    // A reactivation's path names the voucher, not the contact: the card forgets it here.
-    market.voyado.forget_contact(&customer);
     Ok(Items::answer(names, done, Vec::new()))
 }
 

@@ -4,8 +4,10 @@
 //! One moka cache for the whole process; every key starts with the Voyado identity (base URL and a
 //! digest of the API key), so two tenants holding the same contact id never share an entry. Each
 //! entry lives as long as its kind allows (key → id 60 s, contact 30 s, definitions 10 min,
-//! promotions and bonus checks 10 s, not-found 5 s); freshness is judged on tokio's clock, so tests
-//! on paused time see it expire. Memory is bounded by weight (answer bytes).
+//! promotions and bonus checks 10 s, not-found 5 s) for the market reading it; freshness is judged
+//! on tokio's clock, so tests on paused time see it expire. A write is recorded per contact (and
+//! per tenant for keys), and anything loaded before it is no longer current. Memory is bounded by
+//! weight (the answers' size in memory).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,8 +101,10 @@ impl Entry {
             loaded_from,
             fresh_until: loaded_from + ttl,
             ttl,
-            // Overhead of the key and the tree beyond the bytes on the wire.
-            weight: u32::try_from(size.saturating_mul(2).saturating_add(256)).unwrap_or(u32::MAX),
+            // A parsed `serde_json::Value` takes 7–8 times its bytes on the wire (measured on the
+            // fixture's answers), plus the key: weighed as it sits in memory, so `max_bytes`
+            // bounds the heap.
+            weight: u32::try_from(size.saturating_mul(8).saturating_add(512)).unwrap_or(u32::MAX),
         }
     }
 }
@@ -125,12 +129,13 @@ pub struct CardEntry {
 }
 
 impl CardEntry {
-    pub fn new(bytes: Bytes, ttl: Duration, rendered_from: Instant) -> CardEntry {
+    /// A card good until `fresh_until` (the earliest expiry of the answers it was made of).
+    pub fn new(bytes: Bytes, fresh_until: Instant, rendered_from: Instant) -> CardEntry {
         CardEntry {
             bytes,
             rendered_from,
-            fresh_until: rendered_from + ttl,
-            ttl,
+            fresh_until,
+            ttl: fresh_until.saturating_duration_since(Instant::now()),
         }
     }
 }
@@ -198,7 +203,6 @@ impl Caches {
                 .max_capacity(max_bytes)
                 .weigher(|_: &Key, e: &Arc<Entry>| e.weight)
                 .expire_after(PerEntry)
-                .support_invalidation_closures()
                 .build(),
             cards: Cache::builder()
                 .max_capacity(max_bytes)
@@ -206,31 +210,34 @@ impl Caches {
                     u32::try_from(e.bytes.len() + k.contact.len() + 128).unwrap_or(u32::MAX)
                 })
                 .expire_after(PerEntry)
-                .support_invalidation_closures()
                 .build(),
-            // Longer than any entry lives: a remembered write outlasts what it made stale.
+            // Longer than any entry lives (TTLs are at most an hour, `config::CACHE_TTL_MAX_MS`):
+            // a remembered write outlasts what it made stale.
+            // LRU: a new write record is never refused admission, as TinyLFU might.
             written: moka::sync::Cache::builder()
+                .eviction_policy(moka::policy::EvictionPolicy::lru())
                 .max_capacity(1_000_000)
                 .time_to_live(Duration::from_secs(3600))
                 .build(),
         }
     }
 
-    /// Fresh, and loaded after the last write to what it is about.
-    pub fn is_current(&self, key: &Key, entry: &Entry) -> bool {
-        let now = Instant::now();
+    /// Until when an answer may be served to a reader whose TTL for its kind is `reader_ttl`
+    /// (markets on one tenant may keep a kind for different times), or `None` when it may not
+    /// be served at all: expired, or loaded before the last write to what it is about.
+    pub fn current_until(&self, key: &Key, entry: &Entry, reader_ttl: Duration) -> Option<Instant> {
+        let until = entry.fresh_until.min(entry.loaded_from + reader_ttl);
         let written = match (&key.contact, key.endpoint) {
-            (Some(contact), _) => Written::Contact(key.identity.clone(), contact.clone()),
+            (Some(contact), _) => Some(Written::Contact(key.identity.clone(), contact.clone())),
             (None, Endpoint::ContactId | Endpoint::ContactByKey) => {
-                Written::Keys(key.identity.clone())
+                Some(Written::Keys(key.identity.clone()))
             }
-            (None, _) => return now < entry.fresh_until,
+            (None, _) => None,
         };
-        now < entry.fresh_until
-            && self
-                .written
-                .get(&written)
-                .is_none_or(|at| entry.loaded_from > at)
+        let unwritten = written
+            .and_then(|w| self.written.get(&w))
+            .is_none_or(|at| entry.loaded_from > at);
+        (unwritten && Instant::now() < until).then_some(until)
     }
 
     /// Fresh, and rendered after the last write to the contact.
@@ -243,31 +250,19 @@ impl Caches {
                 .is_none_or(|at| entry.rendered_from > at)
     }
 
-    /// Drops everything remembered about one contact of one tenant: its answers and its cards in
-    /// every market.
+    /// Marks everything remembered about one contact of one tenant — its answers and its cards
+    /// in every market — as older than this write, so none of it is served again.
     pub fn forget_contact(&self, identity: &Arc<str>, contact: &str) {
         self.written.insert(
             Written::Contact(identity.clone(), contact.to_ascii_lowercase().into()),
             Instant::now(),
         );
-        let (id, who) = (identity.clone(), contact.to_ascii_lowercase());
-        let _ = self.answers.invalidate_entries_if(move |k, _| {
-            k.identity == id && k.contact.as_deref() == Some(who.as_str())
-        });
-        let (id, who) = (identity.clone(), contact.to_ascii_lowercase());
-        let _ = self
-            .cards
-            .invalidate_entries_if(move |k, _| k.identity == id && *k.contact == *who);
     }
 
-    /// Drops one tenant's key → contact id answers (found and not-found): after a create or an
-    /// edit, a key may point elsewhere.
+    /// Marks one tenant's key → contact id answers (found and not-found) as older than this
+    /// write: after a create or an edit, a key may point elsewhere.
     pub fn forget_keys(&self, identity: &Arc<str>) {
         self.written
             .insert(Written::Keys(identity.clone()), Instant::now());
-        let id = identity.clone();
-        let _ = self.answers.invalidate_entries_if(move |k, _| {
-            k.identity == id && matches!(k.endpoint, Endpoint::ContactId | Endpoint::ContactByKey)
-        });
     }
 }

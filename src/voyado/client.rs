@@ -171,7 +171,9 @@ impl Transport {
             .headers()
             .get(header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok());
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            // Passed on to the till and used to pause the key: at least 1 s, at most a minute.
+            .map(|seconds| seconds.clamp(1, 60));
         // Read up to the cap and no further: a runaway answer never fills memory.
         if response
             .content_length()

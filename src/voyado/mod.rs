@@ -136,15 +136,29 @@ impl VoyadoClient {
         segments: &[&str],
         query: &[(&str, &str)],
     ) -> Result<Value, VoyadoError> {
+        self.get_until(endpoint, segments, query)
+            .await
+            .map(|(value, _)| value)
+    }
+
+    /// [`VoyadoClient::get`], with until when the answer may be kept (now, for a kind that is
+    /// never cached): what a rendered card's lifetime is made of.
+    pub async fn get_until(
+        &self,
+        endpoint: Endpoint,
+        segments: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<(Value, Instant), VoyadoError> {
         let Some(ttl) = self.ttls.for_endpoint(endpoint) else {
-            return self.get_fresh(endpoint, segments, query).await;
+            let value = self.get_fresh(endpoint, segments, query).await?;
+            return Ok((value, Instant::now()));
         };
         let key = self.key(endpoint, segments, query);
         let template = endpoint.route().1;
         if let Some(entry) = self.caches.answers.get(&key).await {
-            if self.caches.is_current(&key, &entry) {
+            if let Some(until) = self.caches.current_until(&key, &entry, ttl) {
                 self.metrics.cache(template, true);
-                return answer(&entry);
+                return answer(&entry).map(|value| (value, until));
             }
             self.caches.answers.invalidate(&key).await;
         }
@@ -177,12 +191,13 @@ impl VoyadoClient {
             if priority == Priority::NewWork {
                 mark_admitted();
             }
-            if self.caches.is_current(&key, &entry) {
-                return answer(&entry);
+            if let Some(until) = self.caches.current_until(&key, &entry, ttl) {
+                return answer(&entry).map(|value| (value, until));
             }
             self.caches.answers.invalidate(&key).await;
         }
-        self.get_fresh(endpoint, segments, query).await
+        let value = self.get_fresh(endpoint, segments, query).await?;
+        Ok((value, Instant::now()))
     }
 
     /// A GET straight from Voyado, never from memory: what redeem and undo decide on. Tried once
@@ -198,6 +213,39 @@ impl VoyadoClient {
             .map(|reply| reply.body)
     }
 
+    /// A GET that settles a write whose result was unclear (did the redeem land?). It goes
+    /// through even while the tenant is cooling off: the breaker must never stand between a
+    /// redeem and the check of it.
+    pub async fn get_settling(
+        &self,
+        endpoint: Endpoint,
+        segments: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<Value, VoyadoError> {
+        let call = Call {
+            endpoint,
+            segments,
+            query,
+            headers: &[],
+            body: None,
+        };
+        self.exchange(Priority::UnderWay, trace().as_ref(), call, Gate::Bypass)
+            .await
+            .map(|reply| reply.body)
+    }
+
+    /// A compensating write (a bonus check reactivated after a failed redeem, or redeemed again
+    /// after a failed undo): like [`VoyadoClient::send`], but never refused by the breaker —
+    /// money must not stay in the wrong state because other calls failed.
+    pub async fn send_compensating(
+        &self,
+        endpoint: Endpoint,
+        segments: &[&str],
+    ) -> Result<Reply, VoyadoError> {
+        self.write(endpoint, segments, &[], &[], None, Gate::Bypass)
+            .await
+    }
+
     /// A write, never retried. Before it returns, whatever it changed is dropped from memory:
     /// the contact it names (its answers and cards), and on a create or an edit every key → id
     /// answer of the tenant (a key may now point elsewhere, or exist where it did not).
@@ -209,6 +257,19 @@ impl VoyadoClient {
         headers: &[(&'static str, &str)],
         body: Option<&Value>,
     ) -> Result<Reply, VoyadoError> {
+        self.write(endpoint, segments, query, headers, body, Gate::Breaker)
+            .await
+    }
+
+    async fn write(
+        &self,
+        endpoint: Endpoint,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        headers: &[(&'static str, &str)],
+        body: Option<&Value>,
+        gate: Gate,
+    ) -> Result<Reply, VoyadoError> {
         let call = Call {
             endpoint,
             segments,
@@ -217,7 +278,7 @@ impl VoyadoClient {
             body,
         };
         let result = self
-            .guarded(Priority::UnderWay, trace().as_ref(), call)
+            .exchange(Priority::UnderWay, trace().as_ref(), call, gate)
             .await;
         // Even a failed write may have landed.
         if endpoint.names_contact()
@@ -247,16 +308,17 @@ impl VoyadoClient {
         card
     }
 
-    /// Keeps a rendered card for `ttl`; `rendered_from` is when its rendering began (a write
-    /// to the contact after that makes it stale at once).
+    /// Keeps a rendered card until `fresh_until` (the earliest expiry of its parts);
+    /// `rendered_from` is when its rendering began (a write to the contact after that makes it
+    /// stale at once).
     pub async fn keep_card(
         &self,
         key: CardKey,
         bytes: Bytes,
-        ttl: Duration,
+        fresh_until: Instant,
         rendered_from: Instant,
     ) {
-        let entry = CardEntry::new(bytes, ttl, rendered_from);
+        let entry = CardEntry::new(bytes, fresh_until, rendered_from);
         if self.caches.card_is_current(&key, &entry) {
             self.caches.cards.insert(key, Arc::new(entry)).await;
         }
@@ -270,10 +332,6 @@ impl VoyadoClient {
             contact: contact.to_ascii_lowercase().into(),
             generation,
         }
-    }
-
-    pub fn ttls(&self) -> &CacheTtls {
-        &self.ttls
     }
 
     fn key(&self, endpoint: Endpoint, segments: &[&str], query: &[(&str, &str)]) -> Key {
@@ -343,7 +401,7 @@ impl VoyadoClient {
                 headers: &[],
                 body: None,
             };
-            self.guarded(priority, trace, call)
+            self.exchange(priority, trace, call, Gate::Breaker)
         };
         match once().await {
             Err(e) if e.retryable() => once().await,
@@ -351,22 +409,27 @@ impl VoyadoClient {
         }
     }
 
-    /// The breaker, then the limiter, then the exchange; a Voyado 429 pauses the key.
-    async fn guarded(
+    /// The breaker (unless bypassed), then the limiter, then the transport; a Voyado 429
+    /// pauses the key.
+    async fn exchange(
         &self,
         priority: Priority,
         trace: Option<&TraceContext>,
         call: Call<'_>,
+        gate: Gate,
     ) -> Result<Reply, VoyadoError> {
-        let attempt = match self.breaker.admit() {
-            Ok(attempt) => attempt,
-            Err(open) => {
-                self.metrics
-                    .breaker_state(&self.label, self.breaker.state().as_gauge());
-                return Err(VoyadoError::CoolingOff {
-                    retry_after: open.retry_after_secs,
-                });
-            }
+        let attempt = match gate {
+            Gate::Bypass => None,
+            Gate::Breaker => match self.breaker.admit() {
+                Ok(attempt) => Some(attempt),
+                Err(open) => {
+                    self.metrics
+                        .breaker_state(&self.label, self.breaker.state().as_gauge());
+                    return Err(VoyadoError::CoolingOff {
+                        retry_after: open.retry_after_secs,
+                    });
+                }
+            },
         };
         if let Err(throttled) = self.limiter.acquire(priority).await {
             self.metrics.throttled(&self.label);
@@ -378,9 +441,10 @@ impl VoyadoClient {
             mark_admitted();
         }
         let result = self.transport.send(call, trace).await;
-        match &result {
-            Err(e) if e.is_outage() => attempt.failed(),
-            _ => attempt.succeeded(),
+        match (&result, attempt) {
+            (Err(e), Some(attempt)) if e.is_outage() => attempt.failed(),
+            (_, Some(attempt)) => attempt.succeeded(),
+            (_, None) => {}
         }
         self.metrics
             .breaker_state(&self.label, self.breaker.state().as_gauge());
@@ -395,6 +459,14 @@ impl VoyadoClient {
         }
         result
     }
+}
+
+/// Whether a call asks the breaker first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    Breaker,
+    /// Settling or compensating a write: never refused while the tenant cools off.
+    Bypass,
 }
 
 fn answer(entry: &Entry) -> Result<Value, VoyadoError> {
