@@ -138,15 +138,7 @@ fn retry_after(a: &Answer) -> u64 {
 
 /// One sample of `/metrics` whose labels include `labels`.
 async fn metric(h: &Harness, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let text = h
-        .client
-        .get(format!("{}/metrics", h.proxy))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = h.metrics_text().await;
     text.lines().find_map(|line| {
         let (series, value) = line.rsplit_once(' ')?;
         let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
@@ -729,15 +721,7 @@ async fn the_breaker_gauge_shows_an_open_tenant_while_another_is_fine() {
         .await;
     assert_eq!(olle.status, 200);
     // demo is still open: some series must say so.
-    let text = h
-        .client
-        .get(format!("{}/metrics", h.proxy))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = h.metrics_text().await;
     let series: Vec<&str> = text
         .lines()
         .filter(|l| l.starts_with("svp_voyado_breaker_state{"))

@@ -279,15 +279,7 @@ async fn a_flood_past_max_in_flight_is_shed_at_once_with_retry_after() {
         slowest_shed < fastest_served,
         "a 503 took {slowest_shed:?}, the fastest card {fastest_served:?}: shed requests waited"
     );
-    let text = h
-        .client
-        .get(format!("{}/metrics", h.proxy))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = h.metrics_text().await;
     let line = format!("svp_shed_total{{what=\"requests\"}} {}", shed.len());
     assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
 }
@@ -971,15 +963,7 @@ async fn the_in_flight_gauge_counts_a_request_while_it_runs() {
     ));
     // A scrape through the SPI address is a request too, and counts itself.
     let scrape = || async {
-        let text = h
-            .client
-            .get(format!("{}/metrics", h.proxy))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = h.metrics_text().await;
         let own = in_flight(&h.app.metrics.render());
         (in_flight(&text), own)
     };

@@ -655,15 +655,7 @@ async fn health_and_metrics_need_no_auth() {
     for path in ["/healthz", "/readyz"] {
         assert_eq!(h.call(Method::GET, path, None, None, &[]).await.status, 200);
     }
-    let metrics = h
-        .client
-        .get(format!("{}/metrics", h.proxy))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics_text().await;
     assert!(
         metrics.contains("svp_requests_total{operation=\"consents\",status=\"200\"}"),
         "{metrics}"

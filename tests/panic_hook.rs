@@ -6,23 +6,10 @@
 //! the hook is tried on panics of its own. A binary of its own: the hook is process-wide and
 //! would swallow the messages of other tests' failing assertions.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
 
+use common::Captured;
 use sitoo_voyado_proxy::telemetry::logging::install_panic_hook;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[test]
 fn a_panic_is_logged_through_tracing_without_its_formatted_message() {
@@ -44,7 +31,7 @@ fn a_panic_is_logged_through_tracing_without_its_formatted_message() {
         drop(std::panic::take_hook());
         assert!(formatted.is_err() && literal.is_err());
     }
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     let lines: Vec<&str> = logs.lines().collect();
     assert_eq!(lines.len(), 2, "one line per panic:\n{logs}");
     for line in &lines {

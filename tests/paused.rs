@@ -8,10 +8,12 @@
 //! path (`server::stack`) is driven in-process with a body the test controls, for what needs no
 //! Voyado call: a body that never finishes, and the admission gate it keeps busy.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::sync::Arc;
 use std::time::Duration;
 
+use common::Captured;
 use sitoo_voyado_proxy::app::App;
 use sitoo_voyado_proxy::config::{Config, MappingSource};
 use sitoo_voyado_proxy::server::serve;
@@ -68,36 +70,6 @@ fn abandoned(app: &App) -> Option<f64> {
         .lines()
         .find_map(|l| l.strip_prefix("svp_write_tasks_abandoned_total "))
         .and_then(|v| v.trim().parse().ok())
-}
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    /// Log lines from this thread (a paused-time test runs on one) for as long as the guard lives.
-    fn install(&self) -> tracing::subscriber::DefaultGuard {
-        let writer = self.clone();
-        tracing::subscriber::set_default(
-            tracing_subscriber::fmt()
-                .with_ansi(false)
-                .with_writer(move || writer.clone())
-                .finish(),
-        )
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-    }
 }
 
 #[tokio::test(start_paused = true)]

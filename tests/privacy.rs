@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
@@ -111,19 +109,6 @@ async fn one_tenants_key_cannot_read_another_tenants_customer() {
     assert_eq!(h.check_redeemed(ANNA, CHECK_100), false);
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debug_logs_carry_no_personal_data_or_keys() {
     let captured = Captured::default();
@@ -215,7 +200,7 @@ async fn debug_logs_carry_no_personal_data_or_keys() {
     )
     .await;
 
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     assert!(logs.contains("request done"), "the capture works");
     assert!(
         logs.contains("route=\"/customers/{customer_id}\""),

@@ -270,6 +270,18 @@ impl Harness {
         .await
     }
 
+    /// `GET /metrics` on the proxy, as text.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.proxy))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Requests the simulator saw whose path contains `part`.
     pub fn seen(&self, method: &str, part: &str) -> Vec<sitoo_voyado_proxy::sim::Seen> {
         self.sim
@@ -277,5 +289,36 @@ impl Harness {
             .into_iter()
             .filter(|r| r.method.as_str() == method && r.path.contains(part))
             .collect()
+    }
+}
+
+/// Log output captured in memory, for tests that read what the proxy logged.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// Log lines from this thread (a paused-time test runs on one) for as long as the guard lives.
+    pub fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_writer(move || writer.clone())
+                .finish(),
+        )
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
 }
