@@ -785,6 +785,22 @@ async fn run_every_route(contract: &mut Contract) {
     .await;
     assert_eq!(a.body, json!([]));
     contract.check(&get, "/lookup", &a);
+    // The same asked with a JSON body, on both paths.
+    for (path, body) in [
+        (
+            "/lookup",
+            json!({"key_type": "personal_id", "key": "700101-1233"}),
+        ),
+        (
+            "/customers/lookup",
+            json!({"key_type": "mobile", "key": "0705556677"}),
+        ),
+    ] {
+        contract.check_request(&Method::POST, path, &body);
+        let a = call(&h, Method::POST, path, Some(&body), &[]).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        contract.check(&Method::POST, path, &a);
+    }
 
     // Health, readiness, metrics.
     for path in ADMIN {
@@ -808,8 +824,8 @@ async fn run_every_route(contract: &mut Contract) {
             "/customers/{customer_id}",
             "/customers/not-a-guid".into(),
             None,
-            400,
-            "invalid_input",
+            404,
+            "not_found",
         ),
         (
             Method::POST,

@@ -639,6 +639,34 @@ async fn lookup_prefills_from_the_person_register() {
     assert_eq!(a.body, json!([]));
 }
 
+/// Sitoo's newer lookup SPIs POST `{"key_type", "key"}`: both paths answer as the GET does, and
+/// a body without the key names it.
+#[tokio::test]
+async fn lookup_also_takes_a_posted_json_body() {
+    let h = Harness::start().await;
+    let body = json!({"key_type": "personal_id", "key": "700101-1233"});
+    let a = h.send(Method::POST, "/lookup", &body).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body[0]["name_first"], "Sven");
+    let body = json!({"key_type": "mobile", "key": "0705556677"});
+    let a = h.send(Method::POST, "/customers/lookup", &body).await;
+    assert_eq!(a.body[0]["name_last"], "Svensson", "{}", a.body);
+    assert_eq!(h.seen("GET", "/personlookup").len(), 2);
+    let a = h
+        .send(Method::POST, "/lookup", &json!({"key_type": "mobile"}))
+        .await;
+    a.assert_field("key");
+    let a = h
+        .send(Method::POST, "/lookup", &json!({"key_type": 7, "key": "x"}))
+        .await;
+    a.assert_field("key_type");
+    assert_eq!(
+        h.seen("GET", "/personlookup").len(),
+        2,
+        "refusals call nobody"
+    );
+}
+
 #[tokio::test]
 async fn lookup_is_forbidden_where_not_enabled() {
     let h = Harness::start().await;

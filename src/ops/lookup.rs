@@ -1,5 +1,6 @@
 //! Lookup: pre-fill a new customer from Voyado's person register (not a contact search).
-//! Only for markets that enable it; never cached; not found is `[]`.
+//! Only for markets that enable it; never cached; not found is `[]`. Asked as a `GET` with
+//! `?key_type=&key=`, or as a `POST` with the JSON body `{"key_type", "key"}`.
 
 use serde_json::{Map, Value, json};
 
@@ -16,8 +17,8 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, P
             "person lookup is not enabled for this market",
         ));
     }
-    let key_type = request.required_param("key_type")?;
-    let key = request.required_param("key")?;
+    let key_type = request.body_or_param("key_type")?;
+    let key = request.body_or_param("key")?;
     let spec = market
         .plan
         .lookup_key(key_type)

@@ -43,13 +43,14 @@ impl Operation {
         )
     }
 
-    /// Whether the operation reads a JSON body.
+    /// Whether the operation reads a JSON body (lookup: Sitoo's newer lookup SPIs POST one).
     pub fn takes_body(self) -> bool {
-        self.is_write()
+        self.is_write() || self == Operation::Lookup
     }
 
-    /// Whether an empty body is acceptable (undo may come as query parameters on a DELETE).
+    /// Whether an empty body is acceptable: undo may come as query parameters on a DELETE, a
+    /// lookup as a GET with a query.
     pub fn body_optional(self) -> bool {
-        self == Operation::UndoRedeem
+        matches!(self, Operation::UndoRedeem | Operation::Lookup)
     }
 }
