@@ -4,7 +4,9 @@
 //! A call goes through layers, outside in: the answer cache (GETs of a cacheable kind; concurrent
 //! misses make one call) → the breaker (this tenant's Voyado keeps failing: `503` at once) → the
 //! limiter (this API key's rate budget) → the transport (one HTTP exchange with its timeout). A
-//! write drops what it changed from the cache before it returns.
+//! write marks what it changed as stale before it returns. Reads that settle an unclear write and
+//! writes that compensate a failed one skip the breaker: it must never stand between a redeem and
+//! putting the money right.
 
 mod breaker;
 mod cache;
