@@ -453,9 +453,10 @@ async fn every_voyado_code_maps_to_its_spi_answer() {
         ),
         (
             "/api/v2/contacts",
+            // Voyado's documented 422: a sentence per error, no field member.
             FaultAction::Answer(
                 422,
-                r#"{"errorCode":"ValidationError","validationErrors":[{"field":"firstName","errorDescription":"x"}]}"#,
+                r#"{"errorCode":"ValidationError","validationErrors":[{"errorDescription":"'firstName' must not be empty."}]}"#,
             ),
             Method::POST,
             "/customers".into(),
@@ -603,4 +604,25 @@ async fn a_bonus_check_whose_redeem_may_have_landed_is_given_back() {
         false,
         "money is never lost"
     );
+}
+
+/// Voyado's 422 sentence that names no field the mapping knows, and quotes what was sent: the
+/// answer names no field and carries none of Voyado's text.
+#[tokio::test]
+async fn a_422_naming_no_known_field_passes_no_voyado_text_on() {
+    let h = Harness::start().await;
+    h.sim.inject(fault(
+        Method::POST,
+        "/api/v2/contacts",
+        FaultAction::Answer(
+            422,
+            r#"{"errorCode":"ValidationError","validationErrors":[{"errorDescription":"Value 'Zlatan Svensson' is reserved."}]}"#,
+        ),
+    ));
+    let body = json!({"email": "new.person@example.com", "name_first": "Zlatan"});
+    let a = h.send(Method::POST, "/customers", &body).await;
+    a.assert_error(400, "invalid_input");
+    assert_eq!(a.message(), "Voyado rejected the request", "{}", a.body);
+    assert!(!a.body.to_string().contains("Svensson"), "{}", a.body);
+    assert!(!a.body.to_string().contains("reserved"), "{}", a.body);
 }

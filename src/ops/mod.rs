@@ -99,16 +99,20 @@ pub async fn run(
     }
 }
 
-/// A Voyado failure about `what`, with the fields Voyado named renamed to their SPI names; the
-/// error table decides its answer later, in one place.
+/// A Voyado failure about `what`, with the fields Voyado named turned into their SPI names.
+/// A name the mapping does not know is dropped: it could be any word of Voyado's sentence, and
+/// the message then names no field rather than pass Voyado's text on. The error table decides
+/// the answer later, in one place.
 fn upstream<'a>(market: &'a Market, what: &'static str) -> impl Fn(VoyadoError) -> ProxyError + 'a {
     move |mut e| {
         if let VoyadoError::Status { fields, .. } = &mut e {
-            for field in fields.iter_mut() {
-                if let Some(spi) = market.plan.spi_field_for(field) {
-                    *field = spi.to_owned();
+            let mut known: Vec<String> = Vec::new();
+            for spi in fields.iter().filter_map(|f| market.plan.spi_field_for(f)) {
+                if !known.iter().any(|k| k == spi) {
+                    known.push(spi.to_owned());
                 }
             }
+            *fields = known;
         }
         ProxyError::voyado(e, what)
     }

@@ -101,18 +101,33 @@ impl VoyadoError {
             .or_else(|| text("code"))
             .or_else(|| text("title"))
             .filter(identifier);
-        let fields = value
+        let mut fields: Vec<String> = Vec::new();
+        for e in value
             .get("validationErrors")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .filter_map(|e| {
-                ["field", "fieldName", "propertyName", "name"]
-                    .iter()
-                    .find_map(|k| e.get(*k).and_then(Value::as_str))
-            })
-            .map(str::to_owned)
-            .collect();
+        {
+            let named = ["field", "fieldName", "propertyName", "name"]
+                .iter()
+                .find_map(|k| e.get(*k).and_then(Value::as_str));
+            // Voyado documents only `errorDescription`, a sentence; the identifiers in it are
+            // candidate field names. Only those the mapping knows are ever shown (ops), so the
+            // sentence itself, which could quote a value, goes no further.
+            let candidates: Vec<&str> = match named {
+                Some(name) => vec![name],
+                None => e
+                    .get("errorDescription")
+                    .and_then(Value::as_str)
+                    .map(identifiers)
+                    .unwrap_or_default(),
+            };
+            for candidate in candidates {
+                if !fields.iter().any(|f| f == candidate) {
+                    fields.push(candidate.to_owned());
+                }
+            }
+        }
         let matches = value
             .pointer("/messageDetails/multipleMatchesFound")
             .and_then(Value::as_array)
@@ -127,6 +142,16 @@ impl VoyadoError {
     }
 }
 
+/// The identifier-like words of a validation sentence (`'firstName' must not be empty` →
+/// `firstName`, `must`, ...), at most a few dozen.
+fn identifiers(text: &str) -> Vec<&str> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '_'))
+        .map(|w| w.trim_matches('.'))
+        .filter(|w| (2..=64).contains(&w.len()) && w.starts_with(|c: char| c.is_ascii_alphabetic()))
+        .take(32)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,6 +163,16 @@ mod tests {
         assert!(matches!(e, VoyadoError::Status { matches: 2, .. }));
         let e = VoyadoError::from_body(422, br#"{"errorCode":"ValidationError","validationErrors":[{"field":"email","errorDescription":"bad"}]}"#, None);
         assert!(matches!(&e, VoyadoError::Status { fields, .. } if fields == &["email"]));
+        // The documented shape: a sentence only. Its words are candidates for the mapping.
+        let e = VoyadoError::from_body(
+            422,
+            br#"{"errorCode":"ValidationError","validationErrors":[{"errorDescription":"'attributes.firstName' must not be empty."}]}"#,
+            None,
+        );
+        assert!(
+            matches!(&e, VoyadoError::Status { fields, .. } if fields.contains(&"attributes.firstName".to_owned())),
+            "{e:?}"
+        );
         let e = VoyadoError::from_body(
             404,
             br#"{"type":"x","title":"Not Found","status":404,"detail":"d"}"#,
