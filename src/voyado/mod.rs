@@ -186,10 +186,19 @@ impl VoyadoClient {
                     .try_get_with(load_key.clone(), load)
                     .await
             });
-            let entry = loading
-                .await
-                .map_err(|_| VoyadoError::Malformed)?
-                .map_err(|e| (*e).clone())?;
+            let entry = match loading.await.map_err(|_| VoyadoError::Malformed)? {
+                Ok(entry) => entry,
+                // This call joined a load begun as someone's new work, which the budget
+                // refused; a call of a request already under way (a write's card, say) is never
+                // refused for that: it asks Voyado itself, waiting its turn.
+                Err(e)
+                    if priority == Priority::UnderWay
+                        && matches!(*e, VoyadoError::Throttled { .. }) =>
+                {
+                    break;
+                }
+                Err(e) => return Err((*e).clone()),
+            };
             if priority == Priority::NewWork {
                 mark_admitted();
             }
