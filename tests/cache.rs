@@ -16,7 +16,7 @@ use common::*;
 use futures_util::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use sitoo_voyado_proxy::sim::{Fault, FaultAction};
+use sitoo_voyado_proxy::sim::FaultAction;
 use tokio::time::{Instant, sleep, sleep_until};
 
 const MS: Duration = Duration::from_millis(1);
@@ -35,15 +35,6 @@ default_country = "SE"
 "#;
 
 const SLOW_KEY: &str = "slow-key";
-
-fn fault(method: Method, path: &'static str, action: FaultAction, times: usize) -> Fault {
-    Fault {
-        method,
-        path_contains: path,
-        action,
-        times,
-    }
-}
 
 /// Which Voyado endpoint a simulator path belongs to (the card's five, the search lookup).
 fn endpoint(path: &str) -> &'static str {

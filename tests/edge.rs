@@ -23,7 +23,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 use reqwest::Method;
 use serde_json::{Value, json};
-use sitoo_voyado_proxy::sim::{FIXTURE, Fault, FaultAction, Simulator};
+use sitoo_voyado_proxy::sim::{FIXTURE, FaultAction, Simulator};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
@@ -31,15 +31,6 @@ use tokio::time::{Instant, timeout};
 const BIN: &str = env!("CARGO_BIN_EXE_sitoo-voyado-proxy");
 /// `pos:se-key`, the Basic-auth header value for demo/SE.
 const SE_AUTH: &str = "Basic cG9zOnNlLWtleQ==";
-
-fn fault(method: Method, path: &'static str, action: FaultAction, times: usize) -> Fault {
-    Fault {
-        method,
-        path_contains: path,
-        action,
-        times,
-    }
-}
 
 /// An HTTP/1.1 answer read whole off a raw socket.
 struct RawAnswer {

@@ -37,6 +37,23 @@ pub struct Call<'a> {
     pub body: Option<&'a Value>,
 }
 
+impl<'a> Call<'a> {
+    /// A call with no extra headers and no body.
+    pub fn new(
+        endpoint: Endpoint,
+        segments: &'a [&'a str],
+        query: &'a [(&'a str, &'a str)],
+    ) -> Call<'a> {
+        Call {
+            endpoint,
+            segments,
+            query,
+            headers: &[],
+            body: None,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Transport {
     http: reqwest::Client,

@@ -233,13 +233,7 @@ impl VoyadoClient {
         segments: &[&str],
         query: &[(&str, &str)],
     ) -> Result<Value, VoyadoError> {
-        let call = Call {
-            endpoint,
-            segments,
-            query,
-            headers: &[],
-            body: None,
-        };
+        let call = Call::new(endpoint, segments, query);
         self.exchange(Priority::UnderWay, trace().as_ref(), call, Gate::Bypass)
             .await
             .map(|reply| reply.body)
@@ -405,14 +399,12 @@ impl VoyadoClient {
         query: &[(&str, &str)],
     ) -> Result<Reply, VoyadoError> {
         let once = || {
-            let call = Call {
-                endpoint,
-                segments,
-                query,
-                headers: &[],
-                body: None,
-            };
-            self.exchange(priority, trace, call, Gate::Breaker)
+            self.exchange(
+                priority,
+                trace,
+                Call::new(endpoint, segments, query),
+                Gate::Breaker,
+            )
         };
         match once().await {
             Err(e) if e.retryable() => once().await,

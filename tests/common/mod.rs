@@ -10,7 +10,7 @@ use serde_json::Value;
 use sitoo_voyado_proxy::app::App;
 use sitoo_voyado_proxy::config::{Config, MappingSource};
 use sitoo_voyado_proxy::server::serve;
-use sitoo_voyado_proxy::sim::{FIXTURE, Simulator};
+use sitoo_voyado_proxy::sim::{FIXTURE, Fault, FaultAction, Simulator};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
@@ -289,6 +289,16 @@ impl Harness {
             .into_iter()
             .filter(|r| r.method.as_str() == method && r.path.contains(part))
             .collect()
+    }
+}
+
+/// A simulator fault on the next `times` requests of `method` whose path contains `path`.
+pub fn fault(method: Method, path: &'static str, action: FaultAction, times: usize) -> Fault {
+    Fault {
+        method,
+        path_contains: path,
+        action,
+        times,
     }
 }
 
