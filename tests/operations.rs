@@ -243,6 +243,14 @@ async fn add_promotes_an_ecommerce_contact_in_place() {
     assert_eq!(a.body["consents"], json!(["memberTerms"]));
     let stored = h.sim.contact(DEMO_KEY, ERIK).unwrap();
     assert_eq!(stored["meta"]["contactType"], "Member");
+    // Through v3 only: Voyado's v2 page says its updateContactType does not work for Member.
+    let promoted = h.seen("POST", "/updateContactType");
+    assert_eq!(promoted.len(), 1);
+    assert_eq!(
+        promoted[0].path,
+        format!("/api/v3/contacts/{ERIK}/updateContactType")
+    );
+    assert_eq!(promoted[0].query, "contactTypeId=Member");
     assert!(
         h.seen("POST", "/api/v2/contacts")
             .iter()
@@ -256,16 +264,38 @@ async fn add_promotes_an_ecommerce_contact_in_place() {
 }
 
 #[tokio::test]
-async fn add_approves_an_unapproved_member() {
+async fn add_approves_an_unapproved_member_with_a_preferences_call_that_keeps_its_value() {
     let h = Harness::start().await;
-    let body = json!({"email": "ulla.unapproved@example.com", "name_first": "Ulla"});
+    let body = json!({"email": "ulla.unapproved@example.com", "name_first": "Ulla",
+                      "accepts_communication": ["email"]});
     let a = h.send(Method::POST, "/customers", &body).await;
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.body["customer_id"], ULLA);
-    assert_eq!(
-        h.sim.contact(DEMO_KEY, ULLA).unwrap()["meta"]["approved"],
-        true
+    let stored = h.sim.contact(DEMO_KEY, ULLA).unwrap();
+    assert_eq!(stored["meta"]["approved"], true);
+    assert_eq!(stored["meta"]["contactType"], "Member");
+    assert!(
+        h.seen("POST", "/updateContactType").is_empty(),
+        "no type change"
     );
+    // The documented approving call, re-sending the value the update just wrote.
+    let approving = h.seen("POST", "/preferences/");
+    assert_eq!(approving.len(), 1);
+    assert_eq!(
+        approving[0].path,
+        format!("/api/v2/contacts/{ULLA}/preferences/acceptsEmail")
+    );
+    assert_eq!(approving[0].body, json!({"value": true}));
+    assert_eq!(stored["preferences"]["acceptsEmail"], true);
+}
+
+#[tokio::test]
+async fn add_of_an_approved_member_makes_no_approving_call() {
+    let h = Harness::start().await;
+    let body = json!({"email": "erik.ecom@example.com", "name_first": "Erik"});
+    let a = h.send(Method::POST, "/customers", &body).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(h.seen("POST", "/preferences/").is_empty());
 }
 
 #[tokio::test]

@@ -2,11 +2,13 @@
 //!
 //! Everything is validated before Voyado is called. Then the contact type's key is looked up: an
 //! existing approved contact of the market's type is `customer_exists`; an unapproved one, or one of
-//! a promotable type (e.g. an e-commerce `Contact`), is updated with the POS fields and promoted in
-//! place; otherwise a contact is created. An unclear create result is settled by looking the key up.
+//! a promotable type (e.g. an e-commerce `Contact`), is updated with the POS fields and adopted in
+//! place through the documented calls only (contract §4.3): v3 `updateContactType` to change its
+//! type, a preferences call to approve it. Otherwise a contact is created. An unclear create result
+//! is settled by looking the key up.
 
 use bytes::Bytes;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::card::fetch_card;
 use super::search::{Read, find_contact};
@@ -56,7 +58,7 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Bytes, P
             if own && plan.is_approved(&contact) {
                 return Err(exists());
             }
-            return promote(market, &id, &contact, body, &policy).await;
+            return adopt(market, &id, &contact, body, &policy, !own).await;
         }
     }
     let id = create(market, request, key_spec, &key, new_contact).await?;
@@ -70,38 +72,66 @@ fn exists() -> ProxyError {
     )
 }
 
-/// Updates an existing contact with the POS fields, then makes it the market's type. In that
-/// order, so that a failure half-way leaves a contact the next attempt promotes again.
-async fn promote(
+/// The preference re-sent (with the contact's own value) to approve an unapproved contact:
+/// Voyado documents that a preferences call "will also approve an unapproved contact".
+const APPROVING_PREFERENCE: &str = "acceptsEmail";
+
+/// Updates an existing contact with the POS fields, makes it the market's type when it is another
+/// (`promote`), and approves it when it is not approved. In that order, so that a failure half-way
+/// leaves a contact the next attempt finds and adopts again.
+async fn adopt(
     market: &Market,
     id: &str,
     contact: &Value,
     body: &Value,
     policy: &WritePolicy<'_>,
+    promote: bool,
 ) -> Result<Bytes, ProxyError> {
     let plan = &market.plan;
+    let voyado = &market.voyado;
+    let fail = upstream(market, CUSTOMER);
     let changes =
         plan.contact_changes(body, contact, policy, &market.view(jiff::Timestamp::now()))?;
-    if !changes.is_empty() {
-        let update = Value::Object(plan.voyado_body(changes));
-        market
-            .voyado
+    let update = Value::Object(plan.voyado_body(changes));
+    if update.as_object().is_some_and(|u| !u.is_empty()) {
+        voyado
             .send(Endpoint::UpdateContact, &[id], &[], &[], Some(&update))
             .await
-            .map_err(upstream(market, CUSTOMER))?;
+            .map_err(&fail)?;
     }
-    market
-        .voyado
-        .send(
-            Endpoint::UpdateContactType,
-            &[id],
-            &[("contactTypeId", &market.settings.contact_type)],
-            &[("source", &market.settings.source)],
-            None,
-        )
-        .await
-        .map_err(upstream(market, CUSTOMER))?;
-    tracing::info!(customer_id = id, "existing contact promoted in place");
+    if promote {
+        voyado
+            .send(
+                Endpoint::UpdateContactType,
+                &[id],
+                &[("contactTypeId", &market.settings.contact_type)],
+                &[("source", &market.settings.source)],
+                None,
+            )
+            .await
+            .map_err(&fail)?;
+        tracing::info!(customer_id = id, "existing contact promoted in place");
+    }
+    if !plan.is_approved(contact) {
+        // The value the contact has now (the update above may have just written it), so
+        // approving changes nothing else; a contact without one gets Voyado's default, `false`.
+        let pointer = format!("/preferences/{APPROVING_PREFERENCE}");
+        let value = [&update, contact]
+            .iter()
+            .find_map(|v| v.pointer(&pointer).and_then(Value::as_bool))
+            .unwrap_or(false);
+        voyado
+            .send(
+                Endpoint::Preference,
+                &[id, APPROVING_PREFERENCE],
+                &[],
+                &[],
+                Some(&json!({ "value": value })),
+            )
+            .await
+            .map_err(&fail)?;
+        tracing::info!(customer_id = id, "unapproved contact approved");
+    }
     fetch_card(market, id).await
 }
 

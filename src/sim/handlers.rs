@@ -1,4 +1,4 @@
-//! The simulator's Voyado v2 endpoints, with Voyado's documented status and error codes:
+//! The simulator's Voyado endpoints (v2, and v3 where the proxy uses it), with Voyado's documented status and error codes:
 //! 400 `Invalid*`, 404 `*NotFound`, 409 `MultipleMatches` / `*AlreadyRedeemed`, 406 on reactivate,
 //! 422 `ValidationError`, 500 without `Content-Type: application/json`.
 
@@ -159,8 +159,18 @@ pub(super) fn handle(
         },
         (&Method::POST, ["api", "v2", "contacts"]) => create(tenant, headers, body),
         (&Method::POST, ["api", "v2", "contacts", id]) => update(tenant, id, body),
-        (&Method::POST, ["api", "v2", "contacts", id, "updateContactType"]) => {
-            change_type(tenant, id, query)
+        (
+            &Method::POST,
+            [
+                "api",
+                version @ ("v2" | "v3"),
+                "contacts",
+                id,
+                "updateContactType",
+            ],
+        ) => change_type(tenant, id, query, version),
+        (&Method::POST, ["api", "v2", "contacts", id, "preferences", name]) => {
+            set_preference(tenant, id, name, &body)
         }
         (&Method::GET, ["api", "v2", "contacts", id, "promotions"]) => match tenant.find(id) {
             Ok(_) => {
@@ -467,7 +477,15 @@ fn update(tenant: &mut Tenant, id: &str, body: Value) -> Outcome {
     wrote(200, tenant.contacts[index].clone())
 }
 
-fn change_type(tenant: &mut Tenant, id: &str, query: &HashMap<String, String>) -> Outcome {
+/// Voyado's v2 page: "if you try to update to Member using this endpoint, it will not work"; the
+/// v3 call is "the only way to update a contact's contactType". Neither is documented to approve
+/// anyone, so neither does here.
+fn change_type(
+    tenant: &mut Tenant,
+    id: &str,
+    query: &HashMap<String, String>,
+    version: &str,
+) -> Outcome {
     let index = match tenant.find(id) {
         Ok(i) => i,
         Err((status, code)) => return fail(status, code),
@@ -478,6 +496,9 @@ fn change_type(tenant: &mut Tenant, id: &str, query: &HashMap<String, String>) -
     else {
         return fail(400, "InvalidContactType");
     };
+    if version == "v2" && kind == "Member" {
+        return fail(400, "InvalidContactType");
+    }
     let kind = kind.clone();
     let needs_number =
         kind == "Member" && tenant.contacts[index]["attributes"]["memberNumber"].is_null();
@@ -488,6 +509,24 @@ fn change_type(tenant: &mut Tenant, id: &str, query: &HashMap<String, String>) -
     }
     let contact = &mut tenant.contacts[index];
     contact["meta"]["contactType"] = json!(kind);
+    wrote(200, contact.clone())
+}
+
+/// `POST /api/v2/contacts/{id}/preferences/{acceptsEmail|acceptsSms|acceptsPostal}` with
+/// `{"value": bool}`: "This will also approve an unapproved contact".
+fn set_preference(tenant: &mut Tenant, id: &str, name: &str, body: &Value) -> Outcome {
+    let index = match tenant.find(id) {
+        Ok(i) => i,
+        Err((status, code)) => return fail(status, code),
+    };
+    if !["acceptsEmail", "acceptsSms", "acceptsPostal"].contains(&name) {
+        return fail(404, "NotFound");
+    }
+    let Some(value) = body["value"].as_bool() else {
+        return fail(400, "NoData");
+    };
+    let contact = &mut tenant.contacts[index];
+    contact["preferences"][name] = json!(value);
     contact["meta"]["approved"] = json!(true);
     wrote(200, contact.clone())
 }

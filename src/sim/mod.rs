@@ -1,4 +1,4 @@
-//! The built-in Voyado Engage simulator: an in-memory HTTP server with every v2 endpoint the proxy
+//! The built-in Voyado Engage simulator: an in-memory HTTP server with every Voyado endpoint the proxy
 //! calls, Voyado's status and error codes, and Voyado-like validation. The demo, the tests and the
 //! benches run the proxy against it over a real socket.
 //!

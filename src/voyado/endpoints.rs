@@ -1,4 +1,4 @@
-//! Every Voyado v2 call the proxy makes, in one table: method, path template, and the name that
+//! Every Voyado call the proxy makes (v2, and v3 where only v3 is documented to work), in one table: method, path template, and the name that
 //! appears in logs (the template, never the filled-in URL).
 
 use http::Method;
@@ -15,6 +15,7 @@ pub enum Endpoint {
     CreateContact,
     UpdateContact,
     UpdateContactType,
+    Preference,
     Promotions,
     RedeemPromotion,
     BonusChecks,
@@ -39,7 +40,10 @@ impl Endpoint {
             Contact => (Method::GET, "/api/v2/contacts/{}"),
             CreateContact => (Method::POST, "/api/v2/contacts"),
             UpdateContact => (Method::POST, "/api/v2/contacts/{}"),
-            UpdateContactType => (Method::POST, "/api/v2/contacts/{}/updateContactType"),
+            // v2's page says this does not work for `Member`; v3's makes it the only way.
+            UpdateContactType => (Method::POST, "/api/v3/contacts/{}/updateContactType"),
+            // `{}` is acceptsEmail, acceptsSms or acceptsPostal; it also approves the contact.
+            Preference => (Method::POST, "/api/v2/contacts/{}/preferences/{}"),
             Promotions => (Method::GET, "/api/v2/contacts/{}/promotions"),
             RedeemPromotion => (Method::POST, "/api/v2/contacts/{}/promotions/{}/redeem"),
             BonusChecks => (Method::GET, "/api/v2/contacts/{}/bonuschecks"),
@@ -66,14 +70,19 @@ impl Endpoint {
     /// cached answer is about).
     pub fn names_contact(self) -> bool {
         // `/contacts/{type}/bykey` names a contact type, not a contact.
-        self != Endpoint::ContactByKey && self.route().1.starts_with("/api/v2/contacts/{}")
+        let path = self.route().1;
+        self != Endpoint::ContactByKey
+            && (path.starts_with("/api/v2/contacts/{}") || path.starts_with("/api/v3/contacts/{}"))
     }
 
     /// Writes after which a key (email, mobile, ...) may point at another contact, or at one
     /// where there was none.
     pub fn may_move_keys(self) -> bool {
         use Endpoint::*;
-        matches!(self, CreateContact | UpdateContact | UpdateContactType)
+        matches!(
+            self,
+            CreateContact | UpdateContact | UpdateContactType | Preference
+        )
     }
 
     /// The path with `segments` filled in, each percent-encoded so no `/`, `?` or `#` survives.
