@@ -237,6 +237,9 @@ pub struct Limits {
     pub voyado_reply_max_bytes: usize,
     /// The most items one redeem or undo may name (`400` above).
     pub redeem_max_items: usize,
+    /// The most items read from one paged Voyado list (bonus checks, point accounts), page by
+    /// page; a longer list is cut there and the cut is logged.
+    pub voyado_list_max_items: usize,
     /// How long shutdown waits for open requests and detached writes, together.
     pub shutdown_grace_ms: u64,
     /// After SIGTERM, how long the proxy keeps accepting while `/readyz` answers `503`, so a load
@@ -253,6 +256,7 @@ impl Default for Limits {
             body_drain_max_bytes: 8 * 1024 * 1024,
             voyado_reply_max_bytes: 4 * 1024 * 1024,
             redeem_max_items: 20,
+            voyado_list_max_items: 1000,
             shutdown_grace_ms: 20_000,
             shutdown_delay_ms: 0,
         }
@@ -307,6 +311,8 @@ struct MarketFile {
     lookup_enabled: bool,
     request_timeout_ms: Option<u64>,
     voyado_timeout_ms: Option<u64>,
+    redeem_timeout_ms: Option<u64>,
+    redeem_window_ms: Option<u64>,
     undo_promotion: Option<UndoPromotion>,
     #[serde(default)]
     errors: BTreeMap<Reason, ErrorRow>,
@@ -350,6 +356,12 @@ pub struct MarketConfig {
     pub lookup_enabled: bool,
     pub request_timeout: Duration,
     pub voyado_timeout: Duration,
+    /// A voucher or promotion redeem's own call timeout: Voyado keeps working on one for up to
+    /// 4.5 s and asks clients not to give up early (contract §6.4).
+    pub redeem_timeout: Duration,
+    /// How long after a redeem was sent Voyado may still be landing it: an unclear redeem is read
+    /// back only once this has passed.
+    pub redeem_window: Duration,
     pub undo_promotion: UndoPromotion,
     pub errors: BTreeMap<Reason, ErrorRow>,
     /// The global cache TTLs with this market's overrides.
@@ -581,6 +593,7 @@ fn check_limits(limits: &Limits, errors: &mut Vec<String>) {
             limits.voyado_reply_max_bytes,
         ),
         ("limits.redeem_max_items", limits.redeem_max_items),
+        ("limits.voyado_list_max_items", limits.voyado_list_max_items),
     ] {
         if value == 0 {
             errors.push(format!("{key}: must be above 0"));
@@ -592,6 +605,10 @@ fn check_limits(limits: &Limits, errors: &mut Vec<String>) {
 /// stand-in, so later checks still see the market (the config as a whole is refused).
 /// The longest a cache TTL may be: the record of a contact's last write outlives every entry.
 pub const CACHE_TTL_MAX_MS: u64 = 3_600_000;
+
+/// Voyado recommends a client timeout of no less than 60 s for a redeem; longer than that a
+/// till's cashier is long gone.
+const MAX_REDEEM_WAIT: Duration = Duration::from_secs(60);
 
 fn check_ttls(at: &str, ttls: &CacheTtlsMs, errors: &mut Vec<String>) {
     for (key, value) in [
@@ -735,6 +752,17 @@ fn market_config(
             "must be above 0 and at most request_timeout_ms".into(),
         );
     }
+    let redeem_timeout = Duration::from_millis(m.redeem_timeout_ms.unwrap_or(6_000));
+    if redeem_timeout.is_zero() || redeem_timeout > MAX_REDEEM_WAIT {
+        err(
+            "redeem_timeout_ms",
+            "must be above 0 and at most 60000".into(),
+        );
+    }
+    let redeem_window = Duration::from_millis(m.redeem_window_ms.unwrap_or(4_500));
+    if redeem_window > MAX_REDEEM_WAIT {
+        err("redeem_window_ms", "must be at most 60000".into());
+    }
     let contact_type = m.contact_type.unwrap_or_else(|| "Member".into());
     let search_contact_types = m
         .search_contact_types
@@ -791,6 +819,8 @@ fn market_config(
         lookup_enabled: m.lookup_enabled,
         request_timeout,
         voyado_timeout,
+        redeem_timeout,
+        redeem_window,
         undo_promotion: m.undo_promotion.unwrap_or(UndoPromotion::Refuse),
         errors: m.errors,
         cache: m.cache.over(cache),

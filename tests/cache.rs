@@ -127,20 +127,6 @@ fn retry_after(a: &Answer) -> u64 {
         .unwrap()
 }
 
-/// One sample of `/metrics` whose labels include `labels`.
-async fn metric(h: &Harness, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let text = h.metrics_text().await;
-    text.lines().find_map(|line| {
-        let (series, value) = line.rsplit_once(' ')?;
-        let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
-        let wanted = metric == name
-            && labels
-                .iter()
-                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
-        wanted.then(|| value.parse().ok()).flatten()
-    })
-}
-
 /// How metrics name a Voyado tenant: its URL and the first 8 bytes of its API key's SHA-256.
 fn tenant_label(url: &str, key: &str) -> String {
     use sha2::{Digest, Sha256};
@@ -925,14 +911,15 @@ async fn a_compensated_redeem_leaves_no_stale_card() {
 /// compensation still reach Voyado, so the check is not left redeemed behind an error.
 #[tokio::test]
 async fn the_breaker_never_stands_between_a_redeem_and_its_settling() {
-    let h = Harness::with_top(
+    let h = Harness::with_top_and(
         "[voyado]\nbreaker_failures = 1\nbreaker_cool_off_ms = 60000",
+        "redeem_timeout_ms = 400\nredeem_window_ms = 600",
         "",
     )
     .await;
     let card = format!("/customers/{ANNA}");
     assert!(check_ids(&h.get(&card).await.body).contains(&CHECK_100));
-    // Voyado redeems it, then does not answer within the 400 ms call timeout.
+    // Voyado redeems it, then does not answer within the 400 ms redeem timeout.
     h.sim.inject(fault(
         Method::POST,
         "/redeem",

@@ -1,7 +1,7 @@
 //! Get customer (the Customer Card), also the answer of search, add and update.
 //!
-//! Two Voyado rounds: the contact, promotions, available bonus checks and point accounts together;
-//! then the member status by the contact's member number. Only the calls the mapping reads are made.
+//! Two Voyado rounds: the contact, promotions, available bonus checks and point accounts (every
+//! page of each paged list) together; then the member status by the contact's member number. Only the calls the mapping reads are made.
 //! The rendered card is kept (as bytes) for as long as the shortest-lived answer in it, so a warm
 //! card costs no Voyado call and no JSON work; a write to the contact drops it.
 
@@ -13,7 +13,7 @@ use super::{CUSTOMER, OpRequest, upstream};
 use crate::app::Market;
 use crate::mapping;
 use crate::spi::ProxyError;
-use crate::voyado::{Endpoint, VoyadoError};
+use crate::voyado::{Endpoint, Read, VoyadoError};
 
 pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Bytes, ProxyError> {
     fetch_card(market, &request.customer_id()?).await
@@ -64,6 +64,7 @@ async fn render_card(market: &Market, id: &str) -> Result<(Value, Instant), Prox
     let voyado = &market.voyado;
     let segments = [id];
     let by_contact = [("contactId", id)];
+    let max = market.limits.voyado_list_max_items;
     let (contact, promotions, bonus_checks, points) = tokio::join!(
         voyado.get_until(Endpoint::Contact, &segments, &[]),
         when(
@@ -72,11 +73,17 @@ async fn render_card(market: &Market, id: &str) -> Result<(Value, Instant), Prox
         ),
         when(
             needs.bonus_checks,
-            voyado.get_until(Endpoint::AvailableBonusChecks, &segments, &[])
+            voyado.get_pages(
+                Read::Cached,
+                Endpoint::AvailableBonusChecks,
+                &segments,
+                &[],
+                max
+            )
         ),
         when(
             needs.points,
-            voyado.get_until(Endpoint::PointAccounts, &[], &by_contact)
+            voyado.get_pages(Read::Cached, Endpoint::PointAccounts, &[], &by_contact, max)
         ),
     );
     let fail = upstream(market, CUSTOMER);

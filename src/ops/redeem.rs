@@ -1,10 +1,14 @@
 //! Redeem and undo: all or nothing, never duplicated.
 //!
-//! Redeem checks every item against the customer's full lists before any write, then redeems bonus
-//! checks (reversible) before promotions (irreversible); if a later item fails, the bonus checks
-//! redeemed in this request are reactivated. An unclear write result is settled by reading Voyado's
-//! redeemed state, never by a blind retry. Undo reactivates only this customer's redeemed bonus
-//! checks; a promotion redemption cannot be reverted in Voyado, so undoing one is refused.
+//! Redeem checks every item against the customer's full lists (every page) before any write. A
+//! promotion Voyado does not list is asked about by redeeming it, first; then bonus checks
+//! (reversible), then the listed promotions (irreversible). If a later item fails, the bonus checks
+//! whose redeem Voyado answered in this request are reactivated. A redeem has its own timeout,
+//! longer than other calls' (Voyado works on one for up to 4.5 s); an unclear result is settled by
+//! reading Voyado's state once that window has passed, never by a blind retry, and one only read
+//! back as redeemed is never reactivated (contract §6.4). Undo reactivates only this customer's
+//! redeemed bonus checks; a promotion redemption cannot be reverted in Voyado, so undoing one is
+//! refused.
 
 use serde_json::{Map, Value, json};
 
@@ -14,8 +18,9 @@ use crate::config::UndoPromotion;
 use crate::keys;
 use crate::mapping::RedeemNames;
 use crate::spi::{ProxyError, Reason};
-use crate::telemetry::Event;
-use crate::voyado::{Endpoint, VoyadoError};
+use crate::telemetry::{Event, UnclearRedeem};
+use crate::voyado::{Call, Endpoint, Read, VoyadoError};
+use tokio::time::Instant;
 
 const BONUS_CHECK: &str = "bonus check";
 const PROMOTION: &str = "promotion";
@@ -132,32 +137,33 @@ impl Items {
     }
 }
 
-/// Fetches a list only when there is something to check against it.
-async fn list_if(
+/// A list of the customer's, every page of it; `Null` when nothing is to be checked against it.
+/// Money is decided on what Voyado says now (`Read::Fresh`), never on a remembered list.
+async fn list(
     market: &Market,
     needed: bool,
+    read: Read,
     endpoint: Endpoint,
-    id: &str,
+    customer: &str,
 ) -> Result<Value, ProxyError> {
     if !needed {
         return Ok(Value::Null);
     }
-    // Money is decided on what Voyado says now, never on a remembered list.
-    market
-        .voyado
-        .get_fresh(endpoint, &[id], &[])
-        .await
-        .map_err(upstream(market, super::CUSTOMER))
-}
-
-/// Reads a list to settle a write whose result was unclear: fresh, and even while the tenant's
-/// Voyado is cooling off (the breaker must not stand between a redeem and the check of it).
-async fn settling_list(market: &Market, endpoint: Endpoint, id: &str) -> Result<Value, ProxyError> {
-    market
-        .voyado
-        .get_settling(endpoint, &[id], &[])
-        .await
-        .map_err(upstream(market, super::CUSTOMER))
+    let voyado = &market.voyado;
+    let max = market.limits.voyado_list_max_items;
+    let answer = if endpoint == Endpoint::Promotions {
+        // Voyado answers this one as a bare array, not a paged list.
+        match read {
+            Read::Settling => voyado.get_settling(endpoint, &[customer], &[]).await,
+            _ => voyado.get_fresh(endpoint, &[customer], &[]).await,
+        }
+    } else {
+        voyado
+            .get_pages(read, endpoint, &[customer], &[], max)
+            .await
+            .map(|(list, _)| list)
+    };
+    answer.map_err(upstream(market, super::CUSTOMER))
 }
 
 /// A write the request asked for, or one that puts money back after a failure (which the
@@ -166,6 +172,18 @@ async fn settling_list(market: &Market, endpoint: Endpoint, id: &str) -> Result<
 enum Write {
     Asked,
     Compensating,
+}
+
+/// How a redeem is known to have happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Landed {
+    /// Voyado answered it with a 2xx: this request's own redeem, reactivated if a later item
+    /// fails.
+    Answered,
+    /// Its answer was unclear, and Voyado's state read after its window shows the item redeemed:
+    /// by this request or by another till, which cannot be told apart, so it is never
+    /// reactivated (contract §6.4).
+    ReadBack,
 }
 
 fn find<'a>(market: &Market, list: &'a Value, id: &str) -> Option<&'a Value> {
@@ -181,15 +199,17 @@ pub(super) async fn redeem(market: &Market, request: &OpRequest) -> Result<Value
     let names = market.plan.redeem();
     let items = Items::from_body(names, request.body()?, market.limits.redeem_max_items)?;
     let (checks, promotions) = tokio::join!(
-        list_if(
+        list(
             market,
             !items.bonus_checks.is_empty(),
+            Read::Fresh,
             Endpoint::BonusChecks,
             &customer
         ),
-        list_if(
+        list(
             market,
             !items.promotions.is_empty(),
+            Read::Fresh,
             Endpoint::Promotions,
             &customer
         ),
@@ -219,7 +239,12 @@ pub(super) async fn redeem(market: &Market, request: &OpRequest) -> Result<Value
         refuse(item, BONUS_CHECK)?;
     }
     for id in &items.promotions {
-        let item = find(market, &promotions, id).ok_or_else(|| ProxyError::not_found(PROMOTION))?;
+        // Voyado lists the promotions available; whether a redeemed one stays in that list is
+        // not documented. One that is not there is asked for by redeeming it: Voyado's answer
+        // (`PromotionAlreadyRedeemed`, not found, ...) decides.
+        let Some(item) = find(market, &promotions, id) else {
+            continue;
+        };
         refuse(item, PROMOTION)?;
         if !plan.has_pos_channel(item) {
             return Err(ProxyError::new(
@@ -229,36 +254,76 @@ pub(super) async fn redeem(market: &Market, request: &OpRequest) -> Result<Value
         }
     }
 
-    let mut redeemed_checks = Vec::with_capacity(items.bonus_checks.len());
+    // A promotion Voyado did not list goes first: it is the likeliest item to be refused
+    // (redeemed elsewhere, or not this customer's), and refused first it costs nothing — no bonus
+    // check redeemed and reactivated for it. The listed ones go last: they cannot be reverted.
+    let (listed, unlisted): (Vec<String>, Vec<String>) = items
+        .promotions
+        .into_iter()
+        .partition(|id| find(market, &promotions, id).is_some());
+    let mut redeemed = Redeemed::default();
+    for id in unlisted {
+        redeem_promotion(market, &customer, &id).await?;
+        redeemed.promotions.push(id);
+    }
     for id in items.bonus_checks {
-        if let Err(e) = redeem_bonus_check(market, &customer, &id, Write::Asked).await {
-            // A failure Voyado may have half-done (timeout, 5xx) might still have redeemed it:
-            // reactivating an active check is harmless, losing a redeemed one is not.
-            if may_have_landed(&e) {
-                redeemed_checks.push(id);
-            }
-            reactivate_all(market, &customer, &redeemed_checks).await;
-            return Err(e);
+        match redeem_bonus_check(market, &customer, &id, Write::Asked).await {
+            Ok(Landed::Answered) => redeemed.own_checks.push(id.clone()),
+            Ok(Landed::ReadBack) => {}
+            Err(e) => return Err(redeemed.put_back(market, &customer, e).await),
         }
-        redeemed_checks.push(id);
+        redeemed.checks.push(id);
     }
-    let mut redeemed_promotions = Vec::with_capacity(items.promotions.len());
-    for id in items.promotions {
+    for id in listed {
         if let Err(e) = redeem_promotion(market, &customer, &id).await {
-            reactivate_all(market, &customer, &redeemed_checks).await;
-            if !redeemed_promotions.is_empty() {
-                market.metrics.count(Event::PromotionsRedeemedBeforeFailure);
-                tracing::error!(
-                    customer_id = %customer,
-                    promotions = ?redeemed_promotions,
-                    "promotions redeemed before a failure cannot be reverted; staff must re-issue them"
-                );
-            }
-            return Err(e);
+            return Err(redeemed.put_back(market, &customer, e).await);
         }
-        redeemed_promotions.push(id);
+        redeemed.promotions.push(id);
     }
-    Ok(Items::answer(names, redeemed_checks, redeemed_promotions))
+    Ok(Items::answer(names, redeemed.checks, redeemed.promotions))
+}
+
+/// What one redeem request has redeemed so far.
+#[derive(Debug, Default)]
+struct Redeemed {
+    checks: Vec<String>,
+    /// The bonus checks whose redeem Voyado answered: the only ones ever reactivated.
+    own_checks: Vec<String>,
+    promotions: Vec<String>,
+}
+
+impl Redeemed {
+    /// After a later item failed with `e`: the bonus checks whose redeem Voyado answered are
+    /// reactivated; those only read back as redeemed are left as they are (another till may
+    /// have used one), and redeemed promotions cannot be reverted; both are logged and counted
+    /// for staff. Answers `e`.
+    async fn put_back(self, market: &Market, customer: &str, e: ProxyError) -> ProxyError {
+        reactivate_all(market, customer, &self.own_checks).await;
+        let unclear: Vec<&String> = self
+            .checks
+            .iter()
+            .filter(|id| !self.own_checks.contains(id))
+            .collect();
+        if !unclear.is_empty() {
+            market
+                .metrics
+                .redeem_unclear_by(UnclearRedeem::LeftRedeemed, unclear.len() as u64);
+            tracing::error!(
+                customer_id = %customer,
+                bonus_checks = ?unclear,
+                "bonus checks read back as redeemed after an unclear answer are not reactivated after a later failure; staff must check them"
+            );
+        }
+        if !self.promotions.is_empty() {
+            market.metrics.count(Event::PromotionsRedeemedBeforeFailure);
+            tracing::error!(
+                customer_id = %customer,
+                promotions = ?self.promotions,
+                "promotions redeemed before a failure cannot be reverted; staff must re-issue them"
+            );
+        }
+        e
+    }
 }
 
 async fn redeem_bonus_check(
@@ -266,77 +331,91 @@ async fn redeem_bonus_check(
     customer: &str,
     id: &str,
     write: Write,
-) -> Result<(), ProxyError> {
+) -> Result<Landed, ProxyError> {
     let segments = [customer, id];
+    let call = Call::new(Endpoint::RedeemBonusCheck, &segments, &[])
+        .with_timeout(market.settings.redeem_timeout);
+    let sent = Instant::now();
     let result = match write {
-        Write::Asked => {
-            market
-                .voyado
-                .send(Endpoint::RedeemBonusCheck, &segments, &[], &[], None)
-                .await
-        }
-        Write::Compensating => {
-            market
-                .voyado
-                .send_compensating(Endpoint::RedeemBonusCheck, &segments)
-                .await
-        }
+        Write::Asked => market.voyado.send_call(call).await,
+        Write::Compensating => market.voyado.send_compensating(call).await,
     };
-    settle(market, result.map(drop), BONUS_CHECK, || async {
-        let list = settling_list(market, Endpoint::RedeemedBonusChecks, customer).await?;
+    settle(market, sent, result.map(drop), BONUS_CHECK, || async {
+        let list = list(
+            market,
+            true,
+            Read::Settling,
+            Endpoint::RedeemedBonusChecks,
+            customer,
+        )
+        .await?;
         Ok(find(market, &list, id).is_some())
     })
     .await
 }
 
-async fn redeem_promotion(market: &Market, customer: &str, id: &str) -> Result<(), ProxyError> {
+async fn redeem_promotion(market: &Market, customer: &str, id: &str) -> Result<Landed, ProxyError> {
     let body = json!({ "redemptionChannel": market.plan.redeem().channel });
-    let result = market
-        .voyado
-        .send(
-            Endpoint::RedeemPromotion,
-            &[customer, id],
-            &[],
-            &[],
-            Some(&body),
-        )
-        .await;
-    settle(market, result.map(drop), PROMOTION, || async {
-        let list = settling_list(market, Endpoint::Promotions, customer).await?;
-        Ok(find(market, &list, id).is_some_and(|p| market.plan.item_redeemed(p)))
+    let segments = [customer, id];
+    let call = Call::new(Endpoint::RedeemPromotion, &segments, &[])
+        .with_body(Some(&body))
+        .with_timeout(market.settings.redeem_timeout);
+    let sent = Instant::now();
+    let result = market.voyado.send_call(call).await;
+    settle(market, sent, result.map(drop), PROMOTION, || async {
+        let list = list(market, true, Read::Settling, Endpoint::Promotions, customer).await?;
+        if let Some(item) = find(market, &list, id) {
+            return Ok(market.plan.item_redeemed(item));
+        }
+        // Gone from the list: redeemed, or the list leaves redeemed ones out. Asking again is
+        // safe (Voyado never redeems one twice) and its answer decides.
+        match market.voyado.send_compensating(call).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.code() == Some("PromotionAlreadyRedeemed") => Ok(true),
+            Err(e) => Err(upstream(market, PROMOTION)(e)),
+        }
     })
     .await
 }
 
-/// Whether a failed write may still have happened in Voyado: no clear answer, or a server error
-/// other than "unavailable" (which Voyado answers before doing anything).
-fn may_have_landed(e: &ProxyError) -> bool {
-    matches!(e, ProxyError::Voyado { error, .. }
-        if error.unclear() || error.status().is_some_and(|s| s >= 500 && s != 503))
+/// Whether a failed write may still have happened, or still be happening, in Voyado: no clear
+/// answer (a timeout, a reset), or a server error other than "unavailable" (which Voyado answers
+/// before doing anything) — 504 `GatewayTimeout` included: Voyado gave up waiting, not working.
+fn unclear(e: &VoyadoError) -> bool {
+    e.unclear() || e.status().is_some_and(|s| s >= 500 && s != 503)
 }
 
-/// A write whose result is unclear (timeout, reset) is settled by reading Voyado's state.
+/// A write whose result is unclear is settled by reading Voyado's state — only once Voyado's
+/// redeem window after `sent` has passed, so a redeem still landing is seen as landed.
 async fn settle<F, Fut>(
     market: &Market,
+    sent: Instant,
     result: Result<(), VoyadoError>,
     what: &'static str,
     happened: F,
-) -> Result<(), ProxyError>
+) -> Result<Landed, ProxyError>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<bool, ProxyError>>,
 {
-    match result {
-        Ok(()) => Ok(()),
-        Err(e) if e.unclear() => {
-            tracing::warn!(%e, "redeem result unclear; reading it back");
-            match happened().await {
-                Ok(true) => Ok(()),
-                _ => Err(upstream(market, what)(e)),
-            }
+    let e = match result {
+        Ok(()) => return Ok(Landed::Answered),
+        Err(e) if unclear(&e) => e,
+        Err(e) => return Err(upstream(market, what)(e)),
+    };
+    tracing::warn!(%e, "{what} redeem result unclear; reading it back after Voyado's window");
+    tokio::time::sleep_until(sent + market.settings.redeem_window).await;
+    let (outcome, answer) = match happened().await {
+        Ok(true) => (UnclearRedeem::Landed, Ok(Landed::ReadBack)),
+        Ok(false) => (UnclearRedeem::NotLanded, Err(upstream(market, what)(e))),
+        Err(read) => {
+            tracing::error!(%read, "{what} redeem still unclear: its read-back failed too; staff must check it");
+            (UnclearRedeem::Unknown, Err(upstream(market, what)(e)))
         }
-        Err(e) => Err(upstream(market, what)(e)),
-    }
+    };
+    market.metrics.redeem_unclear_by(outcome, 1);
+    tracing::info!(outcome = outcome.label(), "{what} redeem read back");
+    answer
 }
 
 /// Compensation after a failed redeem. A failure here is logged with the ids so staff can act.
@@ -356,17 +435,11 @@ async fn reactivate(
     write: Write,
 ) -> Result<(), VoyadoError> {
     let voyado = &market.voyado;
+    let segments = [id];
+    let call = Call::new(Endpoint::ReactivateVoucher, &segments, &[]);
     let result = match write {
-        Write::Asked => {
-            voyado
-                .send(Endpoint::ReactivateVoucher, &[id], &[], &[], None)
-                .await
-        }
-        Write::Compensating => {
-            voyado
-                .send_compensating(Endpoint::ReactivateVoucher, &[id])
-                .await
-        }
+        Write::Asked => voyado.send_call(call).await,
+        Write::Compensating => voyado.send_compensating(call).await,
     };
     // The path names the voucher, not the contact: its card is forgotten here, whatever the
     // answer (a reactivation that failed may still have landed).
@@ -401,7 +474,14 @@ pub(super) async fn undo(market: &Market, request: &OpRequest) -> Result<Value, 
             }
         }
     }
-    let redeemed = list_if(market, true, Endpoint::RedeemedBonusChecks, &customer).await?;
+    let redeemed = list(
+        market,
+        true,
+        Read::Fresh,
+        Endpoint::RedeemedBonusChecks,
+        &customer,
+    )
+    .await?;
     for id in &items.bonus_checks {
         if find(market, &redeemed, id).is_none() {
             return Err(ProxyError::not_found(BONUS_CHECK));

@@ -97,10 +97,12 @@ fn paged(items: Vec<Value>, query: &HashMap<String, String>) -> Value {
         .get("offset")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
+    // Voyado's default page; a larger count is not documented to be honoured, so it is not.
     let count: usize = query
         .get("count")
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100);
+        .unwrap_or(100)
+        .min(100);
     let total = items.len();
     let page: Vec<Value> = items.into_iter().skip(offset).take(count).collect();
     json!({"items": page, "totalCount": total, "offset": offset, "count": count})
@@ -174,7 +176,16 @@ pub(super) fn handle(
         }
         (&Method::GET, ["api", "v2", "contacts", id, "promotions"]) => match tenant.find(id) {
             Ok(_) => {
-                let list = tenant.promotions.get(*id).cloned().unwrap_or_default();
+                // "All available promotions": whether redeemed ones stay listed is not
+                // documented, so they do not here (a redeem must not depend on finding them).
+                let list: Vec<Value> = tenant
+                    .promotions
+                    .get(*id)
+                    .into_iter()
+                    .flatten()
+                    .filter(|p| p["redeemed"] != true)
+                    .cloned()
+                    .collect();
                 let list = match query.get("redemptionChannelType") {
                     Some(channel) => list
                         .into_iter()

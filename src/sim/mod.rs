@@ -1,12 +1,15 @@
-//! The built-in Voyado Engage simulator: an in-memory HTTP server with every Voyado endpoint the proxy
-//! calls, Voyado's status and error codes, and Voyado-like validation. The demo, the tests and the
-//! benches run the proxy against it over a real socket.
+//! The built-in Voyado Engage simulator: an in-memory HTTP server with every Voyado endpoint the
+//! proxy calls, Voyado's status and error codes, and Voyado-like validation as Voyado's documents
+//! describe it (not as the proxy assumes: v2 `updateContactType` to `Member` is refused, only a
+//! preferences call approves, lists page at 100, redeemed promotions are not listed). The demo,
+//! the tests and the benches run the proxy against it over a real socket.
 //!
 //! Each tenant's data sits behind its own API key (seeded from `fixtures/voyado.json`). Tests can
 //! count writes, read the request log (with each call's arrival time, on tokio's clock), set a
 //! latency per endpoint, and inject faults (an error status, a 429 with or without `Retry-After`,
-//! a delay, a write whose answer never comes). Faults matching the same request are used in the
-//! order they were injected, so a failure sequence is a list of faults.
+//! a delay, a write whose answer never comes, a redeem Voyado gives up on that lands later).
+//! Faults matching the same request are used in the order they were injected, so a failure
+//! sequence is a list of faults.
 
 mod handlers;
 
@@ -118,6 +121,9 @@ pub enum FaultAction {
     Answer(u16, &'static str),
     /// Answer `429 TooManyRequests`, with `Retry-After` in seconds when given.
     RateLimited(Option<u64>),
+    /// Answer `504 GatewayTimeout` at once, as Voyado does when it stops waiting for a redeem,
+    /// and let the write land this much later all the same.
+    GiveUpThenLand(Duration),
 }
 
 #[derive(Debug, Clone)]
@@ -242,6 +248,18 @@ impl Simulator {
         checks.iter().find(|c| c["id"] == id).cloned()
     }
 
+    /// Gives a contact more bonus checks (a long-time member's history).
+    pub fn add_bonus_checks(&self, api_key: &str, contact: &str, checks: Vec<Value>) {
+        let mut state = self.state.lock();
+        if let Some(tenant) = state.tenants.get_mut(api_key) {
+            tenant
+                .bonus_checks
+                .entry(contact.to_owned())
+                .or_default()
+                .extend(checks);
+        }
+    }
+
     /// A promotion as the simulator holds it now.
     pub fn promotion(&self, api_key: &str, contact: &str, id: &str) -> Option<Value> {
         let state = self.state.lock();
@@ -300,6 +318,7 @@ async fn serve(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Response
         tokio::time::sleep(latency).await;
     }
     let mut hang_after = None;
+    let mut late = None;
     match take_fault(&state, &parts.method, &path) {
         Some(FaultAction::Status(status, code)) => {
             let body = match code {
@@ -317,6 +336,7 @@ async fn serve(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Response
         }
         Some(FaultAction::Delay(d)) => tokio::time::sleep(d).await,
         Some(FaultAction::ApplyThenHang(d)) => hang_after = Some(d),
+        Some(FaultAction::GiveUpThenLand(d)) => late = Some(d),
         Some(FaultAction::Answer(status, body)) => {
             let body = serde_json::from_str(body).unwrap_or(Value::Null);
             return handlers::reply(status, &body);
@@ -338,6 +358,25 @@ async fn serve(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Response
     let query: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
+    if let Some(land) = late {
+        let state = state.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(land).await;
+            let mut state = state.lock();
+            let outcome = handlers::handle(
+                &mut state,
+                &parts.method,
+                &path,
+                &query,
+                &parts.headers,
+                &body,
+            );
+            if outcome.wrote {
+                state.writes += 1;
+            }
+        });
+        return handlers::reply(504, &handlers::error_body("GatewayTimeout"));
+    }
     let response = {
         let mut state = state.lock();
         let outcome = handlers::handle(

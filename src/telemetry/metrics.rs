@@ -45,7 +45,6 @@ struct VoyadoLabels {
     outcome: &'static str,
 }
 
-/// What the admission gate turned away.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CacheLabels {
     what: &'static str,
@@ -59,6 +58,12 @@ struct TenantLabels {
     voyado: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+/// What the admission gate turned away.
 #[derive(Clone, Copy, Debug)]
 pub enum Shed {
     Requests,
@@ -72,6 +77,39 @@ impl Shed {
         match self {
             Shed::Requests => "requests",
             Shed::Connections => "connections",
+        }
+    }
+}
+
+/// What became of a redeem whose Voyado answer was unclear (a timeout, a reset, a 5xx), read
+/// back after Voyado's redeem window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnclearRedeem {
+    /// It had landed: the request went on as if answered.
+    Landed,
+    /// It had not: the item failed.
+    NotLanded,
+    /// The read-back failed too: its state is unknown; staff must check it.
+    Unknown,
+    /// Read back as redeemed, then a later item failed: not reactivated, since another till may
+    /// have used it; staff must check it.
+    LeftRedeemed,
+}
+
+impl UnclearRedeem {
+    const ALL: [UnclearRedeem; 4] = [
+        UnclearRedeem::Landed,
+        UnclearRedeem::NotLanded,
+        UnclearRedeem::Unknown,
+        UnclearRedeem::LeftRedeemed,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            UnclearRedeem::Landed => "landed",
+            UnclearRedeem::NotLanded => "not_landed",
+            UnclearRedeem::Unknown => "unknown",
+            UnclearRedeem::LeftRedeemed => "left_redeemed",
         }
     }
 }
@@ -102,6 +140,7 @@ pub struct Metrics {
     breaker_state: Family<TenantLabels, Gauge>,
     throttled: Family<TenantLabels, Counter>,
     redeem_replayed: Counter,
+    redeem_unclear: Family<OutcomeLabels, Counter>,
     promotion_undo_refused: Counter,
     promotions_redeemed_before_failure: Counter,
     redeem_rollback_failed: Counter,
@@ -224,6 +263,19 @@ impl Metrics {
              failed redeem or undo failed too (the log names them)",
             redeem_rollback_failed.clone(),
         );
+        let redeem_unclear: Family<OutcomeLabels, Counter> = Family::default();
+        registry.register(
+            "svp_redeem_unclear",
+            "Bonus-check or promotion redeems whose Voyado answer was unclear, by what reading \
+             Voyado's state after its redeem window showed (unknown and left_redeemed need staff; \
+             the log names the items)",
+            redeem_unclear.clone(),
+        );
+        for outcome in UnclearRedeem::ALL {
+            redeem_unclear.get_or_create_owned(&OutcomeLabels {
+                outcome: outcome.label(),
+            });
+        }
         let write_tasks_abandoned = Counter::default();
         registry.register(
             "svp_write_tasks_abandoned",
@@ -244,6 +296,7 @@ impl Metrics {
             breaker_state,
             throttled,
             redeem_replayed,
+            redeem_unclear,
             promotion_undo_refused,
             promotions_redeemed_before_failure,
             redeem_rollback_failed,
@@ -323,6 +376,15 @@ impl Metrics {
             Event::RedeemReplayed => &self.redeem_replayed,
         };
         counter.inc_by(n);
+    }
+
+    /// `n` redeems whose answer was unclear ended as `outcome`.
+    pub fn redeem_unclear_by(&self, outcome: UnclearRedeem, n: u64) {
+        self.redeem_unclear
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.label(),
+            })
+            .inc_by(n);
     }
 
     /// OpenMetrics text for `GET /metrics`, served with [`Metrics::CONTENT_TYPE`].

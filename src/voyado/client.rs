@@ -27,7 +27,8 @@ pub struct Reply {
 }
 
 /// One Voyado call: the endpoint, its path segments and query, extra headers (e.g. `source` on
-/// a create) and the JSON body.
+/// a create), the JSON body, and a timeout of its own where the market's usual one is too short
+/// (a redeem).
 #[derive(Debug, Clone, Copy)]
 pub struct Call<'a> {
     pub endpoint: Endpoint,
@@ -35,6 +36,7 @@ pub struct Call<'a> {
     pub query: &'a [(&'a str, &'a str)],
     pub headers: &'a [(&'static str, &'a str)],
     pub body: Option<&'a Value>,
+    pub timeout: Option<Duration>,
 }
 
 impl<'a> Call<'a> {
@@ -50,6 +52,20 @@ impl<'a> Call<'a> {
             query,
             headers: &[],
             body: None,
+            timeout: None,
+        }
+    }
+
+    /// The same call with this body.
+    pub fn with_body(self, body: Option<&'a Value>) -> Call<'a> {
+        Call { body, ..self }
+    }
+
+    /// The same call with its own timeout.
+    pub fn with_timeout(self, timeout: Duration) -> Call<'a> {
+        Call {
+            timeout: Some(timeout),
+            ..self
         }
     }
 }
@@ -126,6 +142,7 @@ impl Transport {
             query,
             headers,
             body,
+            timeout,
         } = call;
         let (method, _) = endpoint.route();
         let mut url = self.base.clone();
@@ -141,7 +158,7 @@ impl Transport {
             .http
             .request(method.clone(), url)
             .headers(self.headers.clone())
-            .timeout(self.timeout);
+            .timeout(timeout.unwrap_or(self.timeout));
         for (name, value) in headers {
             if let Ok(v) = HeaderValue::from_str(value) {
                 request = request.header(*name, v);

@@ -32,8 +32,9 @@ pub use error::VoyadoError;
 pub use limiter::{Budget, KeyLimiter};
 pub use trace::TraceContext;
 
+pub use client::Call;
+
 use cache::{CardEntry, Entry, Key, Remembered};
-use client::Call;
 use limiter::Priority;
 
 use crate::telemetry::Metrics;
@@ -224,6 +225,69 @@ impl VoyadoClient {
             .map(|reply| reply.body)
     }
 
+    /// Every page of one of Voyado's paged lists (`PagedResultOf<T>`: `items` and `totalCount`,
+    /// asked for by `offset` and `count`, at most [`PAGE`] a page), read the way `read` says, up to
+    /// `max_items` — as one page holding them all, so a mapping reads it like any page. The first
+    /// page tells how many there are; the rest are asked for together. A list longer than
+    /// `max_items` is cut there, and the cut is logged.
+    pub async fn get_pages(
+        &self,
+        read: Read,
+        endpoint: Endpoint,
+        segments: &[&str],
+        query: &[(&str, &str)],
+        max_items: usize,
+    ) -> Result<(Value, Instant), VoyadoError> {
+        let page = |offset: usize| async move {
+            let (offset, count) = (offset.to_string(), PAGE.to_string());
+            let mut query = query.to_vec();
+            query.push(("offset", &offset));
+            query.push(("count", &count));
+            let (page, until) = match read {
+                Read::Cached => self.get_until(endpoint, segments, &query).await?,
+                Read::Fresh => (
+                    self.get_fresh(endpoint, segments, &query).await?,
+                    Instant::now(),
+                ),
+                Read::Settling => (
+                    self.get_settling(endpoint, segments, &query).await?,
+                    Instant::now(),
+                ),
+            };
+            let total = page.get("totalCount").and_then(Value::as_u64);
+            match page {
+                Value::Object(mut page) => match page.remove("items") {
+                    Some(Value::Array(items)) => Ok((items, total.unwrap_or(0), until)),
+                    _ => Err(VoyadoError::Malformed),
+                },
+                _ => Err(VoyadoError::Malformed),
+            }
+        };
+        let (mut items, total, mut fresh_until) = page(0).await?;
+        let total = usize::try_from(total).unwrap_or(usize::MAX);
+        let wanted = total.min(max_items);
+        if !items.is_empty() && items.len() < wanted {
+            let rest = (items.len()..wanted).step_by(items.len()).map(page);
+            for (more, _, until) in futures_util::future::try_join_all(rest).await? {
+                items.extend(more);
+                fresh_until = fresh_until.min(until);
+            }
+        }
+        if total > max_items {
+            items.truncate(max_items);
+            tracing::warn!(
+                ?endpoint,
+                total,
+                max_items,
+                "a Voyado list is longer than limits.voyado_list_max_items; the rest is not read"
+            );
+        }
+        let count = items.len();
+        let all =
+            serde_json::json!({"items": items, "totalCount": total, "offset": 0, "count": count});
+        Ok((all, fresh_until))
+    }
+
     /// A GET that settles a write whose result was unclear (did the redeem land?). It goes
     /// through even while the tenant is cooling off: the breaker must never stand between a
     /// redeem and the check of it.
@@ -240,15 +304,10 @@ impl VoyadoClient {
     }
 
     /// A compensating write (a bonus check reactivated after a failed redeem, or redeemed again
-    /// after a failed undo): like [`VoyadoClient::send`], but never refused by the breaker —
+    /// after a failed undo): like [`VoyadoClient::send_call`], but never refused by the breaker —
     /// money must not stay in the wrong state because other calls failed.
-    pub async fn send_compensating(
-        &self,
-        endpoint: Endpoint,
-        segments: &[&str],
-    ) -> Result<Reply, VoyadoError> {
-        self.write(endpoint, segments, &[], &[], None, Gate::Bypass)
-            .await
+    pub async fn send_compensating(&self, call: Call<'_>) -> Result<Reply, VoyadoError> {
+        self.write(call, Gate::Bypass).await
     }
 
     /// A write, never retried. Before it returns, whatever it changed is dropped from memory:
@@ -262,26 +321,26 @@ impl VoyadoClient {
         headers: &[(&'static str, &str)],
         body: Option<&Value>,
     ) -> Result<Reply, VoyadoError> {
-        self.write(endpoint, segments, query, headers, body, Gate::Breaker)
-            .await
-    }
-
-    async fn write(
-        &self,
-        endpoint: Endpoint,
-        segments: &[&str],
-        query: &[(&str, &str)],
-        headers: &[(&'static str, &str)],
-        body: Option<&Value>,
-        gate: Gate,
-    ) -> Result<Reply, VoyadoError> {
         let call = Call {
             endpoint,
             segments,
             query,
             headers,
             body,
+            timeout: None,
         };
+        self.send_call(call).await
+    }
+
+    /// [`VoyadoClient::send`] of a call built by the caller (one with its own timeout).
+    pub async fn send_call(&self, call: Call<'_>) -> Result<Reply, VoyadoError> {
+        self.write(call, Gate::Breaker).await
+    }
+
+    async fn write(&self, call: Call<'_>, gate: Gate) -> Result<Reply, VoyadoError> {
+        let Call {
+            endpoint, segments, ..
+        } = call;
         let result = self
             .exchange(Priority::UnderWay, trace().as_ref(), call, gate)
             .await;
@@ -462,6 +521,18 @@ impl VoyadoClient {
         }
         result
     }
+}
+
+/// Items a page of a paged Voyado list holds (Voyado's default `count`).
+pub const PAGE: usize = 100;
+
+/// How a list is read: through the answer cache, straight from Voyado (what money is decided
+/// on), or settling an unclear write (past the breaker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    Cached,
+    Fresh,
+    Settling,
 }
 
 /// Whether a call asks the breaker first.

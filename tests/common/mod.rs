@@ -155,13 +155,18 @@ impl Harness {
     /// tables (`{voyado}` is the simulator's URL), after the usual ones. demo/SE's deadline is
     /// 1500 ms.
     pub async fn with_top(top: &str, markets: &str) -> Harness {
+        Harness::with_top_and(top, "", markets).await
+    }
+
+    /// [`Harness::with_top`] with `extra` keys for the demo/SE market too.
+    pub async fn with_top_and(top: &str, extra: &str, markets: &str) -> Harness {
         let sim = Simulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), FIXTURE)
             .await
             .unwrap();
         let text = format!("{CONFIG}\n{markets}")
             .replacen("\n[[market]]", &format!("\n{top}\n\n[[market]]"), 1)
             .replace("{voyado}", &sim.url())
-            .replace("{extra}", "")
+            .replace("{extra}", extra)
             .replace("{no_extra}", "")
             .replace("{deadline}", "1500");
         Harness::serve(sim, &text).await
@@ -290,6 +295,20 @@ impl Harness {
             .filter(|r| r.method.as_str() == method && r.path.contains(part))
             .collect()
     }
+}
+
+/// One sample of `/metrics` whose labels include `labels`.
+pub async fn metric(h: &Harness, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let text = h.metrics_text().await;
+    text.lines().find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric, rest) = series.split_once('{').unwrap_or((series, ""));
+        let wanted = metric == name
+            && labels
+                .iter()
+                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+        wanted.then(|| value.parse().ok()).flatten()
+    })
 }
 
 /// A simulator fault on the next `times` requests of `method` whose path contains `path`.
