@@ -727,3 +727,135 @@ async fn a_422_naming_no_known_field_passes_no_voyado_text_on() {
     assert!(!a.body.to_string().contains("Svensson"), "{}", a.body);
     assert!(!a.body.to_string().contains("reserved"), "{}", a.body);
 }
+
+/// A long-time member's 150 bonus checks: Voyado pages at 100, so the 150th is on the second
+/// page of every list the proxy reads — the card's available checks and redeem's full list.
+#[tokio::test]
+async fn a_member_with_150_bonus_checks_can_redeem_the_150th() {
+    let h = Harness::start().await;
+    let older: Vec<serde_json::Value> = (1..=150u128)
+        .map(|n| {
+            json!({
+                "id": uuid::Uuid::from_u128(0x8f0c1d2e_4000_4000_8000_000000000000 + n).to_string(),
+                "checkNumber": format!("OLD{n:04}"), "name": "50 kr",
+                "expiresOn": "2099-12-31T22:59:59Z", "redeemed": false, "redeemedOn": null,
+                "value": {"amount": 50, "currency": "SEK"}, "localValues": [], "bonusPoints": 0
+            })
+        })
+        .collect();
+    let last = older.last().unwrap()["id"].as_str().unwrap().to_owned();
+    h.sim.add_bonus_checks(DEMO_KEY, ANNA, older);
+
+    let card = h.get(&format!("/customers/{ANNA}")).await;
+    let shown: Vec<&str> = card.body["bonus_checks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["bonus_check_id"].as_str())
+        .collect();
+    assert!(shown.len() > 150, "every page of the available checks");
+    assert!(shown.contains(&last.as_str()));
+    let a = h
+        .send(
+            Method::POST,
+            &format!("/customers/{ANNA}/redeem"),
+            &json!({"bonus_checks": [last]}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(h.check_redeemed(ANNA, &last), true);
+    let full_list = h.seen("GET", "/bonuschecks");
+    assert!(
+        full_list
+            .iter()
+            .any(|r| r.path.ends_with("/bonuschecks") && r.query.contains("offset=100")),
+        "redeem read the second page: {:?}",
+        full_list.iter().map(|r| &r.query).collect::<Vec<_>>()
+    );
+}
+
+/// The list is cut at `limits.voyado_list_max_items`, so a runaway list cannot fill memory.
+#[tokio::test]
+async fn a_list_is_read_up_to_its_cap() {
+    let h = Harness::with_top("[limits]\nvoyado_list_max_items = 120", "").await;
+    let checks: Vec<serde_json::Value> = (1..=300u128)
+        .map(|n| {
+            json!({
+                "id": uuid::Uuid::from_u128(0x8f0c1d2e_4000_4000_8000_000000000000 + n).to_string(),
+                "name": "50 kr", "expiresOn": "2099-12-31T22:59:59Z", "redeemed": false,
+                "value": {"amount": 50, "currency": "SEK"}, "localValues": []
+            })
+        })
+        .collect();
+    h.sim.add_bonus_checks(DEMO_KEY, NORA, checks);
+    let card = h.get(&format!("/customers/{NORA}")).await;
+    assert_eq!(card.status, 200, "{}", card.body);
+    // Nora's own check, in another currency, is among the 120 read and left out of the card.
+    let shown = card.body["bonus_checks"].as_array().map_or(0, Vec::len);
+    assert!((119..=120).contains(&shown), "{shown}");
+    assert_eq!(
+        h.seen("GET", "/bonuschecks/available").len(),
+        2,
+        "pages past the cap are not asked for"
+    );
+}
+
+/// Voyado lists the available promotions; one redeemed at another till is not there. The proxy
+/// does not answer "not found" on that: it asks Voyado by redeeming it, and Voyado's
+/// `PromotionAlreadyRedeemed` decides — before any bonus check of the same request is touched.
+#[tokio::test]
+async fn a_promotion_redeemed_elsewhere_is_already_redeemed() {
+    let h = Harness::start().await;
+    let listed = h.get(&format!("/customers/{ANNA}")).await.body["promotions"].to_string();
+    assert!(!listed.contains(PROMO_REDEEMED), "not listed: {listed}");
+    let body = json!({"bonus_checks": [CHECK_100], "promotions": [PROMO_REDEEMED]});
+    let a = h
+        .send(Method::POST, &format!("/customers/{ANNA}/redeem"), &body)
+        .await;
+    a.assert_error(400, "already_redeemed");
+    let asked = h.seen("POST", "/promotions/");
+    assert_eq!(asked.len(), 1, "Voyado was asked");
+    assert!(asked[0].path.contains(PROMO_REDEEMED));
+    assert!(h.seen("POST", "/bonuschecks/").is_empty(), "asked first");
+    assert_eq!(h.sim.writes(), 0);
+
+    let unknown = json!({"promotions": [UNKNOWN_ID]});
+    let a = h
+        .send(Method::POST, &format!("/customers/{ANNA}/redeem"), &unknown)
+        .await;
+    a.assert_error(404, "not_found");
+}
+
+/// The simulator holds Voyado to its documents, so the proxy's calls cannot pass on an assumption:
+/// v2 `updateContactType` to `Member` does not work, v3 does, and neither approves anyone.
+#[tokio::test]
+async fn the_simulator_refuses_the_undocumented_promote_and_approve() {
+    let sim = Simulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), FIXTURE)
+        .await
+        .unwrap();
+    let client = reqwest::Client::new();
+    let post = |path: String| {
+        client
+            .post(format!("{}{path}", sim.url()))
+            .header("apikey", DEMO_KEY)
+            .header("User-Agent", "test/1")
+            .header("Content-Type", "application/json")
+            .send()
+    };
+    let v2 = post(format!(
+        "/api/v2/contacts/{ERIK}/updateContactType?contactTypeId=Member"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(v2.status(), 400);
+    let v3 = post(format!(
+        "/api/v3/contacts/{ULLA}/updateContactType?contactTypeId=Member"
+    ))
+    .await
+    .unwrap();
+    assert_eq!(v3.status(), 200);
+    assert_eq!(
+        sim.contact(DEMO_KEY, ULLA).unwrap()["meta"]["approved"],
+        false
+    );
+}
