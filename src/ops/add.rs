@@ -11,12 +11,12 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::card::fetch_card;
-use super::search::{Read, find_contact};
+use super::search::find_contact;
 use super::{CUSTOMER, OpRequest, upstream};
 use crate::app::Market;
 use crate::mapping::{KeySpec, WritePolicy};
 use crate::spi::{ProxyError, Reason};
-use crate::voyado::{Endpoint, VoyadoError};
+use crate::voyado::{Endpoint, Read, VoyadoError};
 
 pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Bytes, ProxyError> {
     let body = request.body()?;

@@ -153,10 +153,7 @@ async fn list(
     let max = market.limits.voyado_list_max_items;
     let answer = if endpoint == Endpoint::Promotions {
         // Voyado answers this one as a bare array, not a paged list.
-        match read {
-            Read::Settling => voyado.get_settling(endpoint, &[customer], &[]).await,
-            _ => voyado.get_fresh(endpoint, &[customer], &[]).await,
-        }
+        voyado.read(read, endpoint, &[customer], &[]).await
     } else {
         voyado
             .get_pages(read, endpoint, &[customer], &[], max)

@@ -5,7 +5,6 @@
 //! matches are never resolved by picking one.
 
 use bytes::{Bytes, BytesMut};
-use serde_json::Value;
 
 use super::card::fetch_card;
 use super::{CUSTOMER, OpRequest, upstream};
@@ -14,7 +13,7 @@ use crate::config::MemberNumberLookup;
 use crate::keys;
 use crate::mapping::KeySpec;
 use crate::spi::ProxyError;
-use crate::voyado::{Endpoint, VoyadoError};
+use crate::voyado::{Endpoint, Read, VoyadoError};
 
 pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Bytes, ProxyError> {
     let key_type = request.required_param("key_type")?;
@@ -42,13 +41,6 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Bytes, P
     }
 }
 
-/// Whether a read may come from memory: a search may; a decision to create may not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Read {
-    Cached,
-    Fresh,
-}
-
 /// The id of the contact with this (normalised) key among `types`, first type first.
 pub(super) async fn find_contact(
     market: &Market,
@@ -61,25 +53,27 @@ pub(super) async fn find_contact(
         let found = if spec.member_number
             && market.settings.member_number_lookup == MemberNumberLookup::ByKey
         {
-            get(
-                market,
-                read,
-                Endpoint::ContactByKey,
-                &[contact_type],
-                &[("keyValue", value)],
-            )
-            .await
-            .map(|contact| market.plan.item_id(&contact).map(str::to_owned))
+            market
+                .voyado
+                .read(
+                    read,
+                    Endpoint::ContactByKey,
+                    &[contact_type],
+                    &[("keyValue", value)],
+                )
+                .await
+                .map(|contact| market.plan.item_id(&contact).map(str::to_owned))
         } else {
-            get(
-                market,
-                read,
-                Endpoint::ContactId,
-                &[],
-                &[(spec.param.as_str(), value), ("contactType", contact_type)],
-            )
-            .await
-            .map(|id| id.as_str().map(str::to_owned))
+            market
+                .voyado
+                .read(
+                    read,
+                    Endpoint::ContactId,
+                    &[],
+                    &[(spec.param.as_str(), value), ("contactType", contact_type)],
+                )
+                .await
+                .map(|id| id.as_str().map(str::to_owned))
         };
         match found {
             Ok(Some(id)) => {
@@ -101,17 +95,4 @@ pub(super) async fn find_contact(
         }
     }
     Ok(None)
-}
-
-async fn get(
-    market: &Market,
-    read: Read,
-    endpoint: Endpoint,
-    segments: &[&str],
-    query: &[(&str, &str)],
-) -> Result<Value, VoyadoError> {
-    match read {
-        Read::Cached => market.voyado.get(endpoint, segments, query).await,
-        Read::Fresh => market.voyado.get_fresh(endpoint, segments, query).await,
-    }
 }

@@ -225,6 +225,22 @@ impl VoyadoClient {
             .map(|reply| reply.body)
     }
 
+    /// A GET the way `read` says: [`VoyadoClient::get`], [`VoyadoClient::get_fresh`] or
+    /// [`VoyadoClient::get_settling`].
+    pub async fn read(
+        &self,
+        read: Read,
+        endpoint: Endpoint,
+        segments: &[&str],
+        query: &[(&str, &str)],
+    ) -> Result<Value, VoyadoError> {
+        match read {
+            Read::Cached => self.get(endpoint, segments, query).await,
+            Read::Fresh => self.get_fresh(endpoint, segments, query).await,
+            Read::Settling => self.get_settling(endpoint, segments, query).await,
+        }
+    }
+
     /// Every page of one of Voyado's paged lists (`PagedResultOf<T>`: `items` and `totalCount`,
     /// asked for by `offset` and `count`, at most [`PAGE`] a page), read the way `read` says, up to
     /// `max_items` — as one page holding them all, so a mapping reads it like any page. The first
@@ -245,12 +261,8 @@ impl VoyadoClient {
             query.push(("count", &count));
             let (page, until) = match read {
                 Read::Cached => self.get_until(endpoint, segments, &query).await?,
-                Read::Fresh => (
-                    self.get_fresh(endpoint, segments, &query).await?,
-                    Instant::now(),
-                ),
-                Read::Settling => (
-                    self.get_settling(endpoint, segments, &query).await?,
+                _ => (
+                    self.read(read, endpoint, segments, &query).await?,
                     Instant::now(),
                 ),
             };
