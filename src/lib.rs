@@ -14,6 +14,7 @@ pub mod demo;
 pub mod keys;
 pub mod mapping;
 pub mod ops;
+pub mod probe;
 pub mod server;
 #[cfg(feature = "simulator")]
 pub mod sim;

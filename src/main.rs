@@ -1,6 +1,8 @@
 //! The command line: no arguments runs the demo; `serve --config FILE` runs in production;
 //! `check --config FILE` validates a config and its mappings (no network) and exits non-zero with
-//! every error. `--log-format json` (or `LOG_FORMAT=json`) writes one JSON object per log line.
+//! every error; `probe` tours one market's Voyado read-only and exits non-zero on any answer whose
+//! shape the proxy cannot read. `--log-format json` (or `LOG_FORMAT=json`) writes one JSON object
+//! per log line.
 
 #[cfg(feature = "simulator")]
 use std::net::SocketAddr;
@@ -22,6 +24,10 @@ usage:
   sitoo-voyado-proxy demo [--listen ADDR]   the demo on another address
   sitoo-voyado-proxy serve --config FILE    production
   sitoo-voyado-proxy check --config FILE    validate config and mappings, then exit
+  sitoo-voyado-proxy probe --config FILE --market TENANT/MARKET [--contact ID]
+                                            read-only tour of that market's Voyado: every call
+                                            the proxy makes (with a test contact's id), its
+                                            answer's shape and paging; exits 1 on a mismatch
 options:
   --log-format text|json                    log lines as text (default) or JSON; also LOG_FORMAT
 ";
@@ -31,6 +37,37 @@ enum Command {
     Demo(SocketAddr),
     Serve(PathBuf),
     Check(PathBuf),
+    Probe {
+        config: PathBuf,
+        market: String,
+        contact: Option<String>,
+    },
+}
+
+/// `--name value` pairs, each of the `known` names at most once.
+fn flags<'a>(args: &'a [String], known: &[&str]) -> Result<Vec<(&'a str, &'a str)>, String> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for pair in args.chunks(2) {
+        let [name, value] = pair else {
+            return Err(format!("{} takes a value", pair[0]));
+        };
+        if !known.contains(&name.as_str()) || out.iter().any(|(n, _)| n == name) {
+            return Err(format!("unexpected {name}"));
+        }
+        out.push((name, value));
+    }
+    Ok(out)
+}
+
+fn probe_command(args: &[String]) -> Result<Command, String> {
+    let given = flags(args, &["--config", "--market", "--contact"])?;
+    let value = |name: &str| given.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+    let required = |name: &str| value(name).ok_or_else(|| format!("probe needs {name}"));
+    Ok(Command::Probe {
+        config: required("--config")?.into(),
+        market: required("--market")?.to_owned(),
+        contact: value("--contact").map(str::to_owned),
+    })
 }
 
 /// Takes `--log-format VALUE` out of `args`, wherever it stands.
@@ -69,6 +106,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
         None | Some("demo") => Err("this build has no demo (built without the simulator)".into()),
         Some("serve") => Ok(Command::Serve(flag("--config")?.into())),
         Some("check") => Ok(Command::Check(flag("--config")?.into())),
+        Some("probe") => probe_command(&args[1..]),
         Some(other) => Err(format!("unknown command '{other}'")),
     }
 }
@@ -130,6 +168,11 @@ async fn run(command: Command) -> ExitCode {
     type Keep = Option<Box<dyn std::any::Any + Send>>;
     let loaded: Result<(Config, Keep), _> = match command {
         Command::Check(_) => return ExitCode::FAILURE,
+        Command::Probe {
+            config,
+            market,
+            contact,
+        } => return probe(&config, &market, contact.as_deref()).await,
         Command::Serve(file) => Config::load(&file).map(|c| (c, None)),
         #[cfg(feature = "simulator")]
         Command::Demo(listen) => demo::start(listen).await.map(|(sim, config)| {
@@ -194,6 +237,35 @@ async fn run(command: Command) -> ExitCode {
             eprintln!("{e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Probes one market's Voyado (read-only) and prints what it found; 1 on any mismatch.
+async fn probe(file: &std::path::Path, market: &str, contact: Option<&str>) -> ExitCode {
+    let app = match Config::load(file)
+        .map_err(|e| e.to_string())
+        .and_then(|config| App::build(&config).map_err(|e| e.to_string()))
+    {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Some(found) = app.markets.iter().find(|m| &*m.key == market) else {
+        eprintln!("{}: no market {market} (TENANT/MARKET)", file.display());
+        return ExitCode::from(2);
+    };
+    println!(
+        "probing {market} at {} (read-only)\n",
+        found.settings.voyado_url
+    );
+    let report = sitoo_voyado_proxy::probe::run(found, contact).await;
+    print!("{}", report.render());
+    if report.mismatches() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -444,6 +444,14 @@ impl Plan {
             .map(|f| f.spi.as_str())
     }
 
+    /// The contact fields the profile maps: each SPI name and the Voyado keys it reads, from
+    /// the contact (`["attributes", "firstName"]`).
+    pub fn contact_fields(&self) -> impl Iterator<Item = (&str, &[String])> {
+        self.fields
+            .iter()
+            .map(|f| (f.spi.as_str(), f.voyado_keys.as_slice()))
+    }
+
     /// Whether `name` is an SPI customer field of this profile (config validation uses it).
     pub fn has_field(&self, name: &str) -> bool {
         self.fields.iter().any(|f| f.spi == name)
@@ -460,7 +468,12 @@ impl Plan {
 
     /// A contact is approved unless Voyado says `false`.
     pub fn is_approved(&self, contact: &Value) -> bool {
-        self.read_path(&self.approved, contact) != Some(&Value::Bool(false))
+        self.approval(contact) != Some(false)
+    }
+
+    /// What the contact says about its approval, if anything (the field is not documented).
+    pub fn approval(&self, contact: &Value) -> Option<bool> {
+        self.read_path(&self.approved, contact)?.as_bool()
     }
 
     pub fn member_number(&self, contact: &Value) -> Option<String> {
