@@ -31,6 +31,32 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
+    /// Every call the proxy makes, in the order `docs/VOYADO.md` lists them.
+    pub const ALL: [Endpoint; 19] = {
+        use Endpoint::*;
+        [
+            ContactId,
+            ContactByKey,
+            Contact,
+            CreateContact,
+            UpdateContact,
+            UpdateContactType,
+            Preference,
+            Promotions,
+            RedeemPromotion,
+            BonusChecks,
+            AvailableBonusChecks,
+            RedeemedBonusChecks,
+            RedeemBonusCheck,
+            ReactivateVoucher,
+            PointAccounts,
+            MemberStatus,
+            Transactions,
+            Consents,
+            PersonLookup,
+        ]
+    };
+
     /// Method and path template; each `{}` is filled with one percent-encoded segment.
     pub const fn route(self) -> (Method, &'static str) {
         use Endpoint::*;
@@ -107,6 +133,21 @@ impl Endpoint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The reviewer's table lists every call, with its method, in the code's order.
+    #[test]
+    fn docs_voyado_md_lists_every_call() {
+        let doc = include_str!("../../docs/VOYADO.md");
+        let rows: Vec<&str> = doc.lines().filter(|l| l.starts_with("| `")).collect();
+        assert_eq!(rows.len(), Endpoint::ALL.len(), "one row per call");
+        for (endpoint, row) in Endpoint::ALL.iter().zip(rows) {
+            let (method, path) = endpoint.route();
+            assert!(
+                row.starts_with(&format!("| `{method}` | `{path}` |")),
+                "{endpoint:?}: {row}"
+            );
+        }
+    }
 
     #[test]
     fn segments_are_encoded_into_the_template() {
