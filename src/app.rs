@@ -4,12 +4,19 @@
 //!
 //! [`compile`] is the half `check` runs: every file read and compiled, every cross-reference
 //! checked, no client built and no network touched. [`App::build`] adds the clients.
+//!
+//! What requests are served with — the markets with their plans and error tables, the route
+//! table — is one [`Served`] set behind an atomic pointer. [`App::reload`] compiles the mappings
+//! directory afresh and swaps the whole set at once, keeping each market's Voyado client (its
+//! caches, limiter and breaker); a set that does not compile is refused and the last good one
+//! keeps serving. A request holds the set it started with until it ends.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use tokio_util::task::TaskTracker;
 
@@ -38,8 +45,38 @@ pub struct Market {
     pub metrics: Arc<Metrics>,
     /// `tenant/market`, as the card cache names it.
     pub key: Arc<str>,
-    /// The mapping plan's generation: rendered cards of another generation are never served.
+    /// The generation of the mapping set the plan came from: rendered cards of another
+    /// generation are never served.
     pub generation: u64,
+}
+
+/// The mappings a request is served with, compiled together: replaced whole on a reload.
+#[derive(Debug)]
+pub struct Served {
+    pub markets: Vec<Arc<Market>>,
+    pub routes: RouteTable,
+    /// The table used before a market is known (401, 404 on unknown paths, 503 when shedding).
+    pub errors: ErrorTable,
+    /// 0 at start, one more for each reload that was applied.
+    pub generation: u64,
+    /// A digest of the mapping files the set was compiled from (see `MappingSource::digest`).
+    pub digest: String,
+}
+
+impl Served {
+    /// The configured market for these path segments, if any.
+    pub fn market(&self, tenant: &str, market: &str) -> Option<&Arc<Market>> {
+        self.markets
+            .iter()
+            .find(|m| m.settings.tenant == tenant && m.settings.market == market)
+    }
+}
+
+/// A reload that was applied: its generation and digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    pub generation: u64,
+    pub digest: String,
 }
 
 impl Market {
@@ -225,10 +262,13 @@ fn breaker_settings(b: &VoyadoBudget) -> BreakerSettings {
 
 /// The running proxy: markets, shared tables, metrics and the detached writes in flight.
 pub struct App {
-    pub markets: Vec<Arc<Market>>,
-    pub routes: RouteTable,
-    /// The table used before a market is known (401, 404 on unknown paths, 503 when shedding).
-    pub errors: ErrorTable,
+    served: ArcSwap<Served>,
+    /// What a reload compiles against: the config as loaded (markets and the mappings source).
+    config: Config,
+    /// The last generation handed out; reloads are numbered in the order they were applied.
+    generation: AtomicU64,
+    /// One reload at a time (the poller and SIGHUP may ask together).
+    reloading: tokio::sync::Mutex<()>,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
     /// Write sequences (create + re-lookup, redeem + compensation) that outlive their request's
@@ -245,11 +285,12 @@ pub struct App {
 impl App {
     /// Compiles the config and builds a Voyado client per market (one connection pool for all).
     pub fn build(config: &Config) -> Result<Arc<App>, ConfigError> {
+        let digest = config.mappings.digest();
         let compiled = compile(config)?;
-        Ok(App::from_compiled(compiled, config))
+        Ok(App::from_compiled(compiled, config, digest))
     }
 
-    fn from_compiled(compiled: Compiled, config: &Config) -> Arc<App> {
+    fn from_compiled(compiled: Compiled, config: &Config, digest: String) -> Arc<App> {
         // The first phone parse loads the metadata (about a second in a debug build): not on a
         // cashier's request.
         crate::keys::warm_up_phone_metadata();
@@ -304,10 +345,19 @@ impl App {
                 })
             })
             .collect();
+        metrics.mappings_in_service(0, &digest);
+        tracing::info!(generation = 0, mappings = %digest, "mappings loaded");
         Arc::new(App {
-            markets,
-            routes: compiled.routes,
-            errors: compiled.errors,
+            served: ArcSwap::from_pointee(Served {
+                markets,
+                routes: compiled.routes,
+                errors: compiled.errors,
+                generation: 0,
+                digest,
+            }),
+            config: config.clone(),
+            generation: AtomicU64::new(0),
+            reloading: tokio::sync::Mutex::new(()),
             limits,
             metrics,
             writes: TaskTracker::new(),
@@ -317,11 +367,66 @@ impl App {
         })
     }
 
-    /// The configured market for these path segments, if any.
-    pub fn market(&self, tenant: &str, market: &str) -> Option<&Arc<Market>> {
-        self.markets
-            .iter()
-            .find(|m| m.settings.tenant == tenant && m.settings.market == market)
+    /// The digest of the mapping files as they are on disk now.
+    pub fn mappings_digest(&self) -> String {
+        self.config.mappings.digest()
+    }
+
+    /// The set requests are served with now; a request keeps the one it took.
+    pub fn served(&self) -> Arc<Served> {
+        self.served.load_full()
+    }
+
+    /// Reads and compiles the mappings again and, when they changed and compile, serves them
+    /// from now on: `Ok(None)` when nothing changed. A set with a problem is refused with every
+    /// problem (the set in service stays). Each market keeps its Voyado client; its cards are
+    /// keyed by the new generation, so none rendered by the old mappings is served again.
+    pub async fn reload(&self) -> Result<Option<Reloaded>, ConfigError> {
+        let _one_at_a_time = self.reloading.lock().await;
+        let source = &self.config.mappings;
+        let digest = source.digest();
+        let current = self.served();
+        if digest == current.digest {
+            return Ok(None);
+        }
+        let compiled = compile(&self.config).inspect_err(|e| {
+            self.metrics.mappings_reload(false);
+            tracing::error!(
+                mappings = %digest,
+                problems = %e,
+                "mapping reload refused; the mappings in service stay"
+            );
+        })?;
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        let markets = compiled
+            .markets
+            .into_iter()
+            .filter_map(|m| {
+                let old = current.market(&m.settings.tenant, &m.settings.market)?;
+                Some(Arc::new(Market {
+                    settings: m.settings,
+                    contact_key: m.contact_key,
+                    plan: m.plan,
+                    errors: m.errors,
+                    voyado: old.voyado.clone(),
+                    limits: old.limits,
+                    metrics: old.metrics.clone(),
+                    key: old.key.clone(),
+                    generation,
+                }))
+            })
+            .collect();
+        self.served.store(Arc::new(Served {
+            markets,
+            routes: compiled.routes,
+            errors: compiled.errors,
+            generation,
+            digest: digest.clone(),
+        }));
+        self.metrics.mappings_reload(true);
+        self.metrics.mappings_in_service(generation, &digest);
+        tracing::info!(generation, mappings = %digest, "mappings reloaded");
+        Ok(Some(Reloaded { generation, digest }))
     }
 
     /// From now on readiness answers 503; with `limits.shutdown_delay_ms` the listener stays open

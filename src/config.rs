@@ -86,6 +86,7 @@ struct ConfigFile {
     listen: Option<String>,
     admin_listen: Option<String>,
     mappings: Option<String>,
+    mappings_poll_ms: Option<u64>,
     #[serde(default)]
     limits: Limits,
     #[serde(default)]
@@ -368,12 +369,15 @@ pub struct MarketConfig {
     pub cache: CacheTtlsMs,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
     /// Health and metrics also on this address, if set.
     pub admin_listen: Option<SocketAddr>,
     pub mappings: MappingSource,
+    /// How often the mappings directory is read for changes (its files' digest); zero: only
+    /// on SIGHUP.
+    pub mappings_poll: Duration,
     pub limits: Limits,
     pub cache: CacheConfig,
     pub voyado: VoyadoBudget,
@@ -382,7 +386,7 @@ pub struct Config {
     text: ConfigText,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct ConfigText {
     name: String,
     text: String,
@@ -401,6 +405,41 @@ const BUILT_IN_ERRORS: &str = include_str!("../mappings/errors.toml");
 const BUILT_IN_ROUTES: &str = include_str!("../mappings/routes.toml");
 
 impl MappingSource {
+    /// A digest of every `.toml` file the source holds (by name and content, in name order): what
+    /// a reload compares to see whether anything changed, and how the active set is named in the
+    /// log and `/metrics`. A file that cannot be read counts by its name and the error's kind.
+    pub fn digest(&self) -> String {
+        let mut hasher = Sha256::new();
+        match self {
+            MappingSource::Dir(dir) => {
+                let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Result::ok)
+                    .map(|entry| entry.path())
+                    .filter(|path| path.extension().is_some_and(|e| e == "toml"))
+                    .collect();
+                names.sort();
+                for path in names {
+                    hasher.update(path.file_name().unwrap_or_default().as_encoded_bytes());
+                    match std::fs::read(&path) {
+                        Ok(bytes) => hasher.update(&bytes),
+                        Err(e) => hasher.update(format!("{:?}", e.kind())),
+                    }
+                }
+            }
+            MappingSource::BuiltIn => {
+                for text in [BUILT_IN_DEFAULT, BUILT_IN_ERRORS, BUILT_IN_ROUTES] {
+                    hasher.update(text);
+                }
+            }
+        }
+        hasher.finalize()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// The text of mapping file `name` and the name to report it by.
     pub fn read(&self, name: &str) -> Result<(String, String), String> {
         match self {
@@ -535,6 +574,7 @@ impl Config {
             listen,
             admin_listen,
             mappings: mappings(file.mappings.as_deref().unwrap_or("mappings")),
+            mappings_poll: Duration::from_millis(file.mappings_poll_ms.unwrap_or(2_000)),
             limits: file.limits,
             cache: file.cache,
             voyado: file.voyado,

@@ -15,6 +15,7 @@ pub mod keys;
 pub mod mapping;
 pub mod ops;
 pub mod probe;
+pub mod reload;
 pub mod server;
 #[cfg(feature = "simulator")]
 pub mod sim;

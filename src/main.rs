@@ -14,8 +14,8 @@ use sitoo_voyado_proxy::app::{self, App};
 use sitoo_voyado_proxy::config::Config;
 #[cfg(feature = "simulator")]
 use sitoo_voyado_proxy::demo;
-use sitoo_voyado_proxy::server;
 use sitoo_voyado_proxy::telemetry::logging::{self, LogFormat};
+use sitoo_voyado_proxy::{reload, server};
 use tokio::net::TcpListener;
 
 const USAGE: &str = "\
@@ -223,7 +223,11 @@ async fn run(command: Command) -> ExitCode {
             }
         }
     }
-    tracing::info!(listen = %config.listen, markets = app.markets.len(), "sitoo-voyado-proxy ready");
+    tokio::spawn(reload::on_sighup(app.clone()));
+    if !config.mappings_poll.is_zero() {
+        tokio::spawn(reload::watch(app.clone(), config.mappings_poll));
+    }
+    tracing::info!(listen = %config.listen, markets = app.served().markets.len(), "sitoo-voyado-proxy ready");
     let shutdown = async move {
         wait_for_signal().await;
         let _ = stop.send(true);
@@ -252,7 +256,8 @@ async fn probe(file: &std::path::Path, market: &str, contact: Option<&str>) -> E
             return ExitCode::FAILURE;
         }
     };
-    let Some(found) = app.markets.iter().find(|m| &*m.key == market) else {
+    let served = app.served();
+    let Some(found) = served.markets.iter().find(|m| &*m.key == market) else {
         eprintln!("{}: no market {market} (TENANT/MARKET)", file.display());
         return ExitCode::from(2);
     };

@@ -313,3 +313,73 @@ fn text_logs_off_a_terminal_have_no_colour_and_name_the_request_id() {
     assert!(done[0].contains("status=200"), "{}", done[0]);
     assert!(done[0].contains("route=\"/customers\""), "{}", done[0]);
 }
+
+/// `serve` with its mappings in a directory: an edited file is served after SIGHUP (polling is
+/// off here), and the log names the new generation and the files' digest.
+#[test]
+fn sighup_reloads_the_mappings() {
+    let dir = scratch("sighup");
+    let copy = dir.join("mappings");
+    std::fs::create_dir_all(&copy).unwrap();
+    for file in ["default.toml", "errors.toml", "routes.toml"] {
+        std::fs::copy(format!("{}/{file}", mappings()), copy.join(file)).unwrap();
+    }
+    let address = free_address();
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"{address}\"\nmappings = \"mappings\"\nmappings_poll_ms = 0\n\
+             [[market]]\ntenant = \"t\"\nmarket = \"SE\"\ncrm_api_keys = [\"k\"]\n\
+             voyado_url = \"http://127.0.0.1:9\"\nvoyado_api_key = \"k\"\ndefault_country = \"SE\"\n"
+        ),
+    )
+    .unwrap();
+    let log = dir.join("stderr.log");
+    let mut serve = Demo(
+        Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env_remove("LOG_FORMAT")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    // Another process: polled in real time, at most 1000 x 10 ms each.
+    let wait_for = |what: &str, serve: &mut Demo| {
+        for _ in 0..1000 {
+            if let Some(status) = serve.0.try_wait().unwrap() {
+                panic!("serve exited: {status}\n{}", read_log());
+            }
+            if read_log().contains(what) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("no '{what}' in 10 s\n{}", read_log());
+    };
+    wait_for("sitoo-voyado-proxy ready", &mut serve);
+    let default = copy.join("default.toml");
+    let text = std::fs::read_to_string(&default).unwrap();
+    std::fs::write(&default, text.replace("Bonus Points", "Points")).unwrap();
+    let pid = serve.0.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_for("mappings reloaded", &mut serve);
+    let line = read_log()
+        .lines()
+        .find(|l| l.contains("mappings reloaded"))
+        .unwrap()
+        .to_owned();
+    assert!(line.contains("generation=1"), "{line}");
+    assert!(line.contains("mappings="), "{line}");
+}

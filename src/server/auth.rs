@@ -15,7 +15,7 @@ use tower::Service;
 use super::BoxFuture;
 use super::context::RequestContext;
 use super::route::PathScope;
-use crate::app::Market;
+use crate::app::{Market, Served};
 use crate::config::CrmKeyDigest;
 use crate::spi::{ProxyError, Reason};
 
@@ -36,10 +36,15 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let served = request
+            .extensions()
+            .get::<Arc<Served>>()
+            .cloned()
+            .unwrap_or_else(|| self.app.served());
         let found = request
             .extensions()
             .get::<PathScope>()
-            .and_then(|scope| self.app.market(&scope.tenant, &scope.market))
+            .and_then(|scope| served.market(&scope.tenant, &scope.market))
             .cloned();
         match authenticate(&self.app.decoy_key, found.as_ref(), request.headers()) {
             Ok(market) => {

@@ -266,7 +266,7 @@ async fn refuse_connection(stream: TcpStream, app: Arc<App>) {
             app.limits.body_drain_max_bytes,
         ));
         let id = request_id::fresh();
-        let mut answer = rescue(ProxyError::overloaded(), &app.errors, &id);
+        let mut answer = rescue(ProxyError::overloaded(), &app.served().errors, &id);
         if let Ok(v) = http::HeaderValue::from_str(&id) {
             answer.headers_mut().insert(request_id::HEADER, v);
         }

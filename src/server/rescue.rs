@@ -56,7 +56,14 @@ where
                 // The panic hook has logged where it happened.
                 Err(_) => ProxyError::internal(),
             };
-            let table = context.market().map_or(&app.errors, |m| &m.errors);
+            let served;
+            let table = match context.market() {
+                Some(market) => &market.errors,
+                None => {
+                    served = app.served();
+                    &served.errors
+                }
+            };
             Ok(rescue(error, table, &context.request_id))
         })
     }

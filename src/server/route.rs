@@ -52,10 +52,12 @@ where
         let tenant = segments.next().unwrap_or("").to_owned();
         let market = segments.next().unwrap_or("").to_owned();
         let rest: Vec<&str> = segments.collect();
+        // The set this request is served with, to its end, whatever a reload does meanwhile.
+        let served = self.app.served();
         let found = if rest.is_empty() {
             Err(RouteError::NotFound)
         } else {
-            self.app.routes.find(request.method(), &rest)
+            served.routes.find(request.method(), &rest)
         };
         let matched = match found {
             Ok(m) => m,
@@ -70,6 +72,7 @@ where
         request
             .extensions_mut()
             .insert(PathScope { tenant, market });
+        request.extensions_mut().insert(served);
         let future = self.inner.call(request);
         Box::pin(async move { future.await.map_err(Into::into) })
     }

@@ -59,6 +59,16 @@ struct TenantLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DigestLabels {
+    digest: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
@@ -141,6 +151,9 @@ pub struct Metrics {
     throttled: Family<TenantLabels, Counter>,
     redeem_replayed: Counter,
     redeem_unclear: Family<OutcomeLabels, Counter>,
+    mappings_generation: Gauge,
+    mappings_in_service: Family<DigestLabels, Gauge>,
+    mappings_reloads: Family<ResultLabels, Counter>,
     promotion_undo_refused: Counter,
     promotions_redeemed_before_failure: Counter,
     redeem_rollback_failed: Counter,
@@ -276,6 +289,30 @@ impl Metrics {
                 outcome: outcome.label(),
             });
         }
+        let mappings_generation = Gauge::default();
+        registry.register(
+            "svp_mappings_generation",
+            "The generation of the mapping set in service: 0 at start, one more for each live \
+             reload applied (the log line of each names the set's digest)",
+            mappings_generation.clone(),
+        );
+        let mappings_in_service: Family<DigestLabels, Gauge> = Family::default();
+        registry.register(
+            "svp_mappings_in_service",
+            "1 for the digest of the mapping files in service (replicas that agree show one series)",
+            mappings_in_service.clone(),
+        );
+        let mappings_reloads: Family<ResultLabels, Counter> = Family::default();
+        registry.register(
+            "svp_mappings_reloads",
+            "Live reloads of the mappings directory, by result: applied, or refused because the \
+             new files do not compile (the last good mappings keep serving; the log has every \
+             problem)",
+            mappings_reloads.clone(),
+        );
+        for result in ["applied", "refused"] {
+            mappings_reloads.get_or_create_owned(&ResultLabels { result });
+        }
         let write_tasks_abandoned = Counter::default();
         registry.register(
             "svp_write_tasks_abandoned",
@@ -297,6 +334,9 @@ impl Metrics {
             throttled,
             redeem_replayed,
             redeem_unclear,
+            mappings_generation,
+            mappings_in_service,
+            mappings_reloads,
             promotion_undo_refused,
             promotions_redeemed_before_failure,
             redeem_rollback_failed,
@@ -376,6 +416,26 @@ impl Metrics {
             Event::RedeemReplayed => &self.redeem_replayed,
         };
         counter.inc_by(n);
+    }
+
+    /// The mapping set now in service: its generation and the digest of its files.
+    pub fn mappings_in_service(&self, generation: u64, digest: &str) {
+        self.mappings_generation
+            .set(i64::try_from(generation).unwrap_or(i64::MAX));
+        self.mappings_in_service.clear();
+        self.mappings_in_service
+            .get_or_create(&DigestLabels {
+                digest: digest.to_owned(),
+            })
+            .set(1);
+    }
+
+    /// A live reload, applied or refused.
+    pub fn mappings_reload(&self, applied: bool) {
+        let result = if applied { "applied" } else { "refused" };
+        self.mappings_reloads
+            .get_or_create(&ResultLabels { result })
+            .inc();
     }
 
     /// `n` redeems whose answer was unclear ended as `outcome`.

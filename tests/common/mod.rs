@@ -135,6 +135,19 @@ impl Harness {
         Harness::with("").await
     }
 
+    /// The usual markets with `extra` keys for demo/SE, mappings from `mappings`.
+    pub async fn with_mappings(extra: &str, mappings: MappingSource) -> Harness {
+        let sim = Simulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), FIXTURE)
+            .await
+            .unwrap();
+        let text = CONFIG
+            .replace("{voyado}", &sim.url())
+            .replace("{extra}", extra)
+            .replace("{no_extra}", "")
+            .replace("{deadline}", "1500");
+        Harness::serve_from(sim, &text, mappings).await
+    }
+
     /// Starts with extra config keys for the demo/SE market.
     pub async fn with(extra: &str) -> Harness {
         Harness::configured(extra, "", 1500).await
@@ -185,13 +198,12 @@ impl Harness {
     }
 
     pub async fn serve(sim: Simulator, config_text: &str) -> Harness {
-        let config = Config::parse(
-            config_text,
-            "test config",
-            |_| MappingSource::BuiltIn,
-            |_| None,
-        )
-        .unwrap();
+        Harness::serve_from(sim, config_text, MappingSource::BuiltIn).await
+    }
+
+    /// Serves `config_text` with the mappings from `mappings`.
+    pub async fn serve_from(sim: Simulator, config_text: &str, mappings: MappingSource) -> Harness {
+        let config = Config::parse(config_text, "test config", |_| mappings, |_| None).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
