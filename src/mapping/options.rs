@@ -168,7 +168,7 @@ impl OptionRule {
     }
 
     /// The write that brings the attribute to `wanted` (none means clear), if it is a change.
-    /// A `multi` list keeps the values the table does not know: the POS never saw them.
+    /// A `multi` list keeps the choices (strings) the table does not know: the POS never saw them.
     fn change(&self, now: Option<&Value>, wanted: &[&str], clearable: bool) -> Option<Value> {
         if wanted.is_empty() && !clearable {
             return None;
@@ -178,7 +178,7 @@ impl OptionRule {
             Kind::Single => Vec::new(),
             Kind::Multi => held
                 .iter()
-                .filter(|v| !self.knows(v))
+                .filter(|v| v.is_string() && !self.knows(v))
                 .map(|v| (*v).clone())
                 .collect(),
         };
@@ -449,6 +449,13 @@ mod tests {
             write(&p, tennis, kept, &[], &[]),
             Ok(json!({"attributes": {"sports": ["Curling", "Tennis"]}}))
         );
+        // Only choices are kept: what is not a string goes.
+        let junk = json!({"sports": [3, "Curling", {"a": "Hockey"}]});
+        let tennis = json!([{"id": "sports", "enum_values": ["tennis"]}]);
+        assert_eq!(
+            write(&p, tennis, junk, &[], &[]),
+            Ok(json!({"attributes": {"sports": ["Curling", "Tennis"]}}))
+        );
         // Left out, without enum_values, "" or read-only for edits: unchanged.
         for options in [
             json!([]),
@@ -717,6 +724,9 @@ mod tests {
                 m.values().map(|v| v.as_object().map_or(1, Map::len)).sum::<usize>()
             });
             prop_assert_eq!(count(&changes), touched, "only option attributes: {}", changes);
+            // Once written, the same body asks nothing more.
+            let again = write(&p, options.clone(), after["attributes"].clone(), allowed, &[]);
+            prop_assert_eq!(again, Ok(json!({})), "after {}", changes);
 
             let shown = |contact: &Value, id: &str| {
                 let source = json!({"contact": contact});
