@@ -30,7 +30,7 @@ impl Table {
             .map(|(_, v)| v.as_str())
     }
 
-    fn to_spi(&self, voyado: &str) -> Option<&str> {
+    pub(crate) fn to_spi(&self, voyado: &str) -> Option<&str> {
         self.pairs
             .iter()
             .find(|(_, v)| v == voyado)

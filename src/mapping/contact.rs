@@ -3,13 +3,13 @@
 //! Changes are computed against the current contact (an empty one for a create): absent fields and
 //! empty strings never change anything, `null` clears only clearable fields, unchanged values are not
 //! sent, and consents and channel flags are written as changes only — a consent never returns to
-//! "not set".
+//! "not set". Additional options follow the same rules (see `options`).
 
 use serde_json::{Map, Value};
 
 use super::codec::Codec;
 use super::path::{get_keys, set};
-use super::{FieldRule, MarketView, Plan};
+use super::{FieldRule, MarketView, Plan, options};
 use crate::keys::{Normalizer, parse_date};
 
 /// A field the POS sent that cannot be written; the message never carries the value.
@@ -20,7 +20,7 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    fn new(field: &str, message: impl Into<String>) -> FieldError {
+    pub(super) fn new(field: &str, message: impl Into<String>) -> FieldError {
         FieldError {
             field: field.to_owned(),
             message: message.into(),
@@ -57,9 +57,9 @@ impl Plan {
         policy: &WritePolicy<'_>,
         market: &MarketView<'_>,
     ) -> Result<Map<String, Value>, FieldError> {
-        if !body.is_object() {
+        let Some(object) = body.as_object() else {
             return Err(FieldError::new("body", "must be a JSON object"));
-        }
+        };
         let mut changes = Map::new();
         for field in self.fields.iter().filter(|f| f.write) {
             if policy.ignored.contains(&field.spi) {
@@ -97,6 +97,7 @@ impl Plan {
                 }
             }
         }
+        options::changes(&self.options, object, current, policy, &mut changes)?;
         Ok(changes)
     }
 

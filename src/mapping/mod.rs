@@ -2,10 +2,12 @@
 //!
 //! A profile file is compiled once into a [`Plan`]; operations gather Voyado answers into one source
 //! document and the plan turns it into the SPI answer (and an SPI body into Voyado changes). The module
-//! is pure: no I/O once loaded, no HTTP, no field names in code — every name lives in the profile.
+//! is pure: no I/O once loaded, no HTTP, no field names in code — every name lives in the profile
+//! (but for the SPI's fixed shape of `additional_options` items, see `options`).
 
 mod codec;
 mod contact;
+mod options;
 pub(crate) mod path;
 mod rules;
 
@@ -18,6 +20,7 @@ use serde_json::{Map, Value};
 
 use crate::keys::Normalizer;
 use codec::{ConsentFields, MoneyFields, ReadContext, Table};
+use options::{OptionRule, OptionSpec};
 use path::{Path, Scope};
 use rules::{Compiler, Omitted, Rule, RuleSpec};
 
@@ -172,6 +175,8 @@ struct ProfileSpec {
     lookup: BTreeMap<String, KeySpec>,
     field: Vec<FieldSpec>,
     #[serde(default)]
+    option: Vec<OptionSpec>,
+    #[serde(default)]
     card: Vec<RuleSpec>,
     #[serde(default)]
     transaction: Vec<RuleSpec>,
@@ -208,6 +213,7 @@ pub struct Plan {
     money: MoneyFields,
     consent: ConsentFields,
     fields: Vec<FieldRule>,
+    options: Vec<OptionRule>,
     card: Vec<Rule>,
     card_needs: CardNeeds,
     transaction: Vec<Rule>,
@@ -289,6 +295,13 @@ impl Plan {
         let transaction_sort = path(&spec.transactions.sort, "transactions.sort");
 
         let fields = compile_fields(&spec.field, &tables, &mut errors);
+        let options = options::compile(
+            &spec.option,
+            &tables,
+            &fields,
+            &spec.voyado.write_flatten,
+            &mut errors,
+        );
         if !fields.iter().any(|f| f.spi == spec.add.key) {
             errors.push(format!(
                 "add.key: no [[field]] has spi = \"{}\"",
@@ -342,6 +355,19 @@ impl Plan {
                 ));
             }
         }
+        let under_options = |to: &str| {
+            to.strip_prefix(options::FIELD)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
+        };
+        if !options.is_empty() {
+            for to in spi_targets
+                .into_iter()
+                .chain(spec.card.iter().map(|r| r.to.as_str()))
+                .filter(|to| under_options(to))
+            {
+                errors.push(format!("\"{to}\": already written by the [[option]] rules"));
+            }
+        }
         if !errors.is_empty() {
             return Err(fail(errors));
         }
@@ -350,6 +376,7 @@ impl Plan {
             money: spec.money,
             consent: spec.consent,
             fields,
+            options,
             card,
             card_needs,
             transaction,
@@ -395,9 +422,16 @@ impl Plan {
     }
 
     /// The SPI customer from `{contact, promotions, bonus_checks, points, status, market}`, with
-    /// the number of items left out (e.g. a bonus check with no amount in the market currency).
+    /// the number of items left out (e.g. a bonus check with no amount in the market currency, or
+    /// an option value the profile's table does not know).
     pub fn customer(&self, source: &Value, market: &MarketView<'_>) -> (Value, usize) {
-        self.map(&self.card, source, market)
+        let (mut customer, omitted) = self.map(&self.card, source, market);
+        let contact = source.get(CONTACT).unwrap_or(&Value::Null);
+        let (additional, left_out) = options::read(&self.options, contact);
+        if let (Some(additional), Value::Object(map)) = (additional, &mut customer) {
+            map.insert(options::FIELD.to_owned(), additional);
+        }
+        (customer, omitted + left_out)
     }
 
     pub fn card_needs(&self) -> CardNeeds {
@@ -432,16 +466,21 @@ impl Plan {
         &self.default_key
     }
 
-    /// The SPI name of a Voyado contact field (`firstName` → `name_first`), to name the field
-    /// in Voyado's validation errors.
+    /// The SPI name of a Voyado contact field (`firstName` → `name_first`, an option's attribute
+    /// → `additional_options`), to name the field in Voyado's validation errors.
     pub fn spi_field_for(&self, voyado: &str) -> Option<&str> {
+        let names =
+            |keys: &[String]| keys.join(".") == voyado || keys.last().is_some_and(|k| k == voyado);
         self.fields
             .iter()
-            .find(|f| {
-                f.voyado_keys.join(".") == voyado
-                    || f.voyado_keys.last().is_some_and(|k| k == voyado)
-            })
+            .find(|f| names(&f.voyado_keys))
             .map(|f| f.spi.as_str())
+            .or_else(|| {
+                self.options
+                    .iter()
+                    .any(|o| names(&o.voyado_keys))
+                    .then_some(options::FIELD)
+            })
     }
 
     /// The contact fields the profile maps: each SPI name and the Voyado keys it reads, from
@@ -452,9 +491,11 @@ impl Plan {
             .map(|f| (f.spi.as_str(), f.voyado_keys.as_slice()))
     }
 
-    /// Whether `name` is an SPI customer field of this profile (config validation uses it).
+    /// Whether `name` is an SPI customer field of this profile (config validation uses it);
+    /// `additional_options` is one when the profile maps an option.
     pub fn has_field(&self, name: &str) -> bool {
         self.fields.iter().any(|f| f.spi == name)
+            || (name == options::FIELD && !self.options.is_empty())
     }
 
     /// A compiled path read from one Voyado object (contact, promotion, transaction).
