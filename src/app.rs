@@ -82,16 +82,20 @@ pub struct Reloaded {
 impl Market {
     /// The market facts the mapping needs, with the request's clock reading.
     pub fn view(&self, now: jiff::Timestamp) -> MarketView<'_> {
-        let s = &self.settings;
-        MarketView {
-            currency: &s.currency,
-            timezone: &s.timezone,
-            locale: &s.locale,
-            region: &s.region,
-            personal_id_region: &s.personal_id_region,
-            consent_map: &s.consent_map,
-            now,
-        }
+        view(&self.settings, now)
+    }
+}
+
+/// The market facts the mapping needs, from a market's settings and a clock reading.
+pub fn view(s: &MarketConfig, now: jiff::Timestamp) -> MarketView<'_> {
+    MarketView {
+        currency: &s.currency,
+        timezone: &s.timezone,
+        locale: &s.locale,
+        region: &s.region,
+        personal_id_region: &s.personal_id_region,
+        consent_map: &s.consent_map,
+        now,
     }
 }
 
@@ -113,6 +117,14 @@ pub struct Compiled {
 impl Compiled {
     pub fn market_count(&self) -> usize {
         self.markets.len()
+    }
+
+    /// A market by `tenant/market`: its settings and compiled plan (what `map` runs).
+    pub fn market(&self, key: &str) -> Option<(&MarketConfig, &Plan)> {
+        self.markets
+            .iter()
+            .find(|m| format!("{}/{}", m.settings.tenant, m.settings.market) == key)
+            .map(|m| (&m.settings, &*m.plan))
     }
 }
 

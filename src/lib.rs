@@ -11,6 +11,7 @@ pub mod app;
 pub mod config;
 #[cfg(feature = "simulator")]
 pub mod demo;
+pub mod dryrun;
 pub mod keys;
 pub mod mapping;
 pub mod ops;

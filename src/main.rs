@@ -1,6 +1,7 @@
 //! The command line: no arguments runs the demo; `serve --config FILE` runs in production;
 //! `check --config FILE` validates a config and its mappings (no network) and exits non-zero with
-//! every error; `probe` tours one market's Voyado read-only and exits non-zero on any answer whose
+//! every error; `map` shows what a market's mapping makes of a Voyado contact or an SPI body
+//! (no network); `probe` tours one market's Voyado read-only and exits non-zero on any answer whose
 //! shape the proxy cannot read. `--log-format json` (or `LOG_FORMAT=json`) writes one JSON object
 //! per log line.
 
@@ -15,7 +16,7 @@ use sitoo_voyado_proxy::config::Config;
 #[cfg(feature = "simulator")]
 use sitoo_voyado_proxy::demo;
 use sitoo_voyado_proxy::telemetry::logging::{self, LogFormat};
-use sitoo_voyado_proxy::{reload, server};
+use sitoo_voyado_proxy::{dryrun, reload, server};
 use tokio::net::TcpListener;
 
 const USAGE: &str = "\
@@ -24,6 +25,11 @@ usage:
   sitoo-voyado-proxy demo [--listen ADDR]   the demo on another address
   sitoo-voyado-proxy serve --config FILE    production
   sitoo-voyado-proxy check --config FILE    validate config and mappings, then exit
+  sitoo-voyado-proxy map --config FILE --market TENANT/MARKET --voyado CONTACT.json
+                                            the SPI customer the till would see
+  sitoo-voyado-proxy map --config FILE --market TENANT/MARKET --spi BODY.json [--current CONTACT.json]
+                                            the Voyado write an edit (or, without --current, a
+                                            create) would send
   sitoo-voyado-proxy probe --config FILE --market TENANT/MARKET [--contact ID]
                                             read-only tour of that market's Voyado: every call
                                             the proxy makes (with a test contact's id), its
@@ -37,6 +43,13 @@ enum Command {
     Demo(SocketAddr),
     Serve(PathBuf),
     Check(PathBuf),
+    Map {
+        config: PathBuf,
+        market: String,
+        voyado: Option<PathBuf>,
+        spi: Option<PathBuf>,
+        current: Option<PathBuf>,
+    },
     Probe {
         config: PathBuf,
         market: String,
@@ -57,6 +70,27 @@ fn flags<'a>(args: &'a [String], known: &[&str]) -> Result<Vec<(&'a str, &'a str
         out.push((name, value));
     }
     Ok(out)
+}
+
+fn map_command(args: &[String]) -> Result<Command, String> {
+    let given = flags(
+        args,
+        &["--config", "--market", "--voyado", "--spi", "--current"],
+    )?;
+    let value = |name: &str| given.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
+    let required = |name: &str| value(name).ok_or_else(|| format!("map needs {name}"));
+    let (voyado, spi, current) = (value("--voyado"), value("--spi"), value("--current"));
+    match (voyado, spi, current) {
+        (Some(_), None, None) | (None, Some(_), _) => {}
+        _ => return Err("map takes --voyado FILE, or --spi FILE [--current FILE]".into()),
+    }
+    Ok(Command::Map {
+        config: required("--config")?.into(),
+        market: required("--market")?.to_owned(),
+        voyado: voyado.map(PathBuf::from),
+        spi: spi.map(PathBuf::from),
+        current: current.map(PathBuf::from),
+    })
 }
 
 fn probe_command(args: &[String]) -> Result<Command, String> {
@@ -106,6 +140,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
         None | Some("demo") => Err("this build has no demo (built without the simulator)".into()),
         Some("serve") => Ok(Command::Serve(flag("--config")?.into())),
         Some("check") => Ok(Command::Check(flag("--config")?.into())),
+        Some("map") => map_command(&args[1..]),
         Some("probe") => probe_command(&args[1..]),
         Some(other) => Err(format!("unknown command '{other}'")),
     }
@@ -129,8 +164,24 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Command::Check(file) = &command {
-        return check(file);
+    match &command {
+        Command::Check(file) => return check(file),
+        Command::Map {
+            config,
+            market,
+            voyado,
+            spi,
+            current,
+        } => {
+            return map(
+                config,
+                market,
+                voyado.as_deref(),
+                spi.as_deref(),
+                current.as_deref(),
+            );
+        }
+        _ => {}
     }
     // Kept until exit: dropping it flushes the log lines still buffered.
     let _log_guard = logging::init(format);
@@ -163,11 +214,57 @@ fn check(file: &std::path::Path) -> ExitCode {
     }
 }
 
+/// Reads a JSON file for `map`.
+fn json_file(file: &std::path::Path) -> Result<serde_json::Value, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", file.display()))
+}
+
+/// `map`: compiles the config's mappings (no client, no network) and prints what the market's
+/// mapping makes of the input.
+fn map(
+    config: &std::path::Path,
+    market: &str,
+    voyado: Option<&std::path::Path>,
+    spi: Option<&std::path::Path>,
+    current: Option<&std::path::Path>,
+) -> ExitCode {
+    let input = match (voyado, spi) {
+        (Some(file), _) => json_file(file).map(dryrun::Input::Voyado),
+        (None, Some(file)) => json_file(file).and_then(|body| {
+            let current = current.map(json_file).transpose()?;
+            Ok(dryrun::Input::Spi { body, current })
+        }),
+        (None, None) => Err("map takes --voyado FILE, or --spi FILE".into()),
+    };
+    let mapped = input.and_then(|input| {
+        let compiled = app::check(config).map_err(|e| e.to_string())?;
+        dryrun::run(&compiled, market, input, jiff::Timestamp::now())
+    });
+    match mapped {
+        Ok(mapped) => {
+            for note in &mapped.notes {
+                eprintln!("{note}");
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&mapped.document).unwrap_or_default()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn run(command: Command) -> ExitCode {
     // The demo's simulator lives as long as the proxy serves.
     type Keep = Option<Box<dyn std::any::Any + Send>>;
     let loaded: Result<(Config, Keep), _> = match command {
-        Command::Check(_) => return ExitCode::FAILURE,
+        Command::Check(_) | Command::Map { .. } => return ExitCode::FAILURE,
         Command::Probe {
             config,
             market,

@@ -383,3 +383,105 @@ fn sighup_reloads_the_mappings() {
     assert!(line.contains("generation=1"), "{line}");
     assert!(line.contains("mappings="), "{line}");
 }
+
+/// A config for one market on the repository's mappings, in a scratch directory.
+fn one_market_config(name: &str) -> PathBuf {
+    let config = scratch(name).join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "mappings = \"{}\"\n[[market]]\ntenant = \"t\"\nmarket = \"SE\"\n\
+             crm_api_keys = [\"k\"]\nvoyado_url = \"http://127.0.0.1:9\"\n\
+             voyado_api_key = \"k\"\ndefault_country = \"SE\"\n",
+            mappings()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn run_map(config: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .args(["map", "--config"])
+        .arg(config)
+        .args(["--market", "t/SE"])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn map_prints_the_customer_a_till_would_see_for_a_fixture() {
+    let config = one_market_config("map-card");
+    let fixtures = format!("{}/fixtures/mapping", env!("CARGO_MANIFEST_DIR"));
+    let out = run_map(
+        &config,
+        &["--voyado", &format!("{fixtures}/card-source.json")],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{fixtures}/card-expected.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(printed, expected);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 item(s) left out"));
+}
+
+#[test]
+fn map_prints_the_voyado_write_of_an_edit_and_refuses_a_bad_body() {
+    let dir = scratch("map-write");
+    let config = one_market_config("map-write");
+    let current = dir.join("contact.json");
+    std::fs::write(
+        &current,
+        r#"{"id": "8f0c1d2e-0000-4000-8000-000000000001",
+            "attributes": {"firstName": "Anna", "lastName": "Andersson", "email": "anna@example.com"},
+            "preferences": {"acceptsEmail": false, "acceptsSms": false, "acceptsPostal": false},
+            "consents": []}"#,
+    )
+    .unwrap();
+    let body = dir.join("body.json");
+    std::fs::write(
+        &body,
+        r#"{"name_first": "Anna", "name_last": "Berg", "mobile": "0701112233", "email": ""}"#,
+    )
+    .unwrap();
+    let out = run_map(
+        &config,
+        &[
+            "--spi",
+            body.to_str().unwrap(),
+            "--current",
+            current.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let write: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        write,
+        serde_json::json!({"lastName": "Berg", "mobilePhone": "+46701112233"}),
+        "only what changed, as Voyado takes it"
+    );
+
+    let create = run_map(&config, &["--spi", body.to_str().unwrap()]);
+    assert!(create.status.success());
+    let create: Value = serde_json::from_slice(&create.stdout).unwrap();
+    assert_eq!(create["contactType"], "Member");
+    assert_eq!(create["firstName"], "Anna");
+
+    std::fs::write(&body, r#"{"mobile": "not a phone"}"#).unwrap();
+    let bad = run_map(&config, &["--spi", body.to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&bad.stderr);
+    assert!(message.contains("400 invalid_input: mobile"), "{message}");
+    assert!(!message.contains("not a phone"), "{message}");
+}

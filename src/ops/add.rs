@@ -14,7 +14,8 @@ use super::card::fetch_card;
 use super::search::find_contact;
 use super::{CUSTOMER, OpRequest, upstream};
 use crate::app::Market;
-use crate::mapping::{KeySpec, WritePolicy};
+use crate::config::MarketConfig;
+use crate::mapping::{KeySpec, Plan, WritePolicy};
 use crate::spi::{ProxyError, Reason};
 use crate::voyado::{Endpoint, Read, VoyadoError};
 
@@ -135,6 +136,24 @@ async fn adopt(
     fetch_card(market, id).await
 }
 
+/// The body of a create: the POS fields as Voyado writes them, the market's `create_defaults`
+/// where the body has no value, and the market's contact type.
+pub fn create_body(
+    plan: &Plan,
+    settings: &MarketConfig,
+    new_contact: Map<String, Value>,
+) -> Map<String, Value> {
+    let mut body = plan.voyado_body(new_contact);
+    for (k, v) in &settings.create_defaults {
+        body.entry(k.clone()).or_insert_with(|| v.clone());
+    }
+    body.insert(
+        plan.create_type_field().to_owned(),
+        Value::String(settings.contact_type.clone()),
+    );
+    body
+}
+
 /// Creates the contact and returns its id.
 async fn create(
     market: &Market,
@@ -143,15 +162,7 @@ async fn create(
     key: &str,
     new_contact: Map<String, Value>,
 ) -> Result<String, ProxyError> {
-    let plan = &market.plan;
-    let mut body = plan.voyado_body(new_contact);
-    for (k, v) in &market.settings.create_defaults {
-        body.entry(k.clone()).or_insert_with(|| v.clone());
-    }
-    body.insert(
-        plan.create_type_field().to_owned(),
-        Value::String(market.settings.contact_type.clone()),
-    );
+    let body = create_body(&market.plan, &market.settings, new_contact);
     let mut headers = vec![("source", market.settings.source.as_str())];
     if let Some(store) = &request.store_id {
         headers.push(("storeExternalId", store));
@@ -173,7 +184,7 @@ async fn create(
     match reply {
         // Voyado's v2 create may answer 200 with the id of a contact that already had the key.
         Ok(reply) if reply.body.is_string() => Err(exists()),
-        Ok(reply) => match plan.item_id(&reply.body) {
+        Ok(reply) => match market.plan.item_id(&reply.body) {
             Some(id) => Ok(id.to_owned()),
             None => Err(upstream(market, CUSTOMER)(VoyadoError::Malformed)),
         },

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use super::{CUSTOMER, OpRequest, upstream};
 use crate::app::Market;
+use crate::config::MarketConfig;
 use crate::mapping;
 use crate::spi::ProxyError;
 use crate::voyado::{Endpoint, Read, VoyadoError};
@@ -38,6 +39,25 @@ pub(super) async fn fetch_card(market: &Market, id: &str) -> Result<Bytes, Proxy
             .await;
     }
     Ok(card)
+}
+
+/// The document a card is mapped from: Voyado's contact, promotions, bonus checks, point
+/// accounts and member status, in that order, under the mapping's root names, and the market.
+pub fn card_source(
+    settings: &MarketConfig,
+    [contact, promotions, bonus_checks, points, status]: [Value; 5],
+) -> Value {
+    let mut source = Map::with_capacity(6);
+    source.insert(mapping::CONTACT.into(), contact);
+    source.insert(mapping::PROMOTIONS.into(), promotions);
+    source.insert(mapping::BONUS_CHECKS.into(), bonus_checks);
+    source.insert(mapping::POINTS.into(), points);
+    source.insert(mapping::STATUS.into(), status);
+    source.insert(
+        mapping::MARKET.into(),
+        json!({ "currency": settings.currency }),
+    );
+    Value::Object(source)
 }
 
 /// Runs `call` only when `needed`; otherwise an absent root, which limits nothing.
@@ -116,19 +136,13 @@ async fn render_card(market: &Market, id: &str) -> Result<(Value, Instant), Prox
         _ => Value::Null,
     };
 
-    let mut source = Map::with_capacity(6);
-    source.insert(mapping::CONTACT.into(), contact);
-    source.insert(mapping::PROMOTIONS.into(), promotions);
-    source.insert(mapping::BONUS_CHECKS.into(), bonus_checks);
-    source.insert(mapping::POINTS.into(), points);
-    source.insert(mapping::STATUS.into(), status);
-    source.insert(
-        mapping::MARKET.into(),
-        json!({ "currency": market.settings.currency }),
+    let source = card_source(
+        &market.settings,
+        [contact, promotions, bonus_checks, points, status],
     );
     let (customer, omitted) = market
         .plan
-        .customer(&Value::Object(source), &market.view(jiff::Timestamp::now()));
+        .customer(&source, &market.view(jiff::Timestamp::now()));
     if omitted > 0 {
         tracing::info!(
             omitted,

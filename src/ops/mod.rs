@@ -10,6 +10,9 @@ mod search;
 mod transactions;
 mod update;
 
+pub use add::create_body;
+pub use card::card_source;
+
 use std::sync::Arc;
 
 use bytes::Bytes;

@@ -1,0 +1,109 @@
+//! `map`: what a market's mapping does, without a proxy or a network. For whoever edits a mapping:
+//! the SPI customer the till would see for a Voyado contact (or a whole card source), and the
+//! Voyado write an SPI body would send — an edit's against a current contact, else a create's.
+
+use serde_json::{Map, Value};
+
+use crate::app::{self, Compiled};
+use crate::mapping::{self, WritePolicy};
+use crate::ops;
+
+/// What to map.
+#[derive(Debug)]
+pub enum Input {
+    /// A Voyado contact, or a card source with the roots `contact`, `promotions`,
+    /// `bonus_checks`, `points` and `status` (a missing root is empty).
+    Voyado(Value),
+    /// An SPI customer body, and the Voyado contact it edits (none: a create).
+    Spi { body: Value, current: Option<Value> },
+}
+
+/// What the mapping made of it.
+#[derive(Debug, PartialEq)]
+pub struct Mapped {
+    pub document: Value,
+    /// What the reader should know besides (items left out of a card).
+    pub notes: Vec<String>,
+}
+
+/// Maps `input` for `market` (`TENANT/MARKET`) with the clock at `now`. `Err` names what is
+/// wrong: an unknown market, or the field the proxy would refuse with `400`.
+pub fn run(
+    compiled: &Compiled,
+    market: &str,
+    input: Input,
+    now: jiff::Timestamp,
+) -> Result<Mapped, String> {
+    let (settings, plan) = compiled
+        .market(market)
+        .ok_or_else(|| format!("no market {market} (TENANT/MARKET)"))?;
+    let view = app::view(settings, now);
+    match input {
+        Input::Voyado(voyado) => {
+            let roots = [
+                mapping::CONTACT,
+                mapping::PROMOTIONS,
+                mapping::BONUS_CHECKS,
+                mapping::POINTS,
+                mapping::STATUS,
+            ];
+            let parts = match voyado {
+                Value::Object(mut source) if source.contains_key(mapping::CONTACT) => {
+                    roots.map(|root| source.remove(root).unwrap_or(Value::Null))
+                }
+                contact => [contact, Value::Null, Value::Null, Value::Null, Value::Null],
+            };
+            let source = ops::card_source(settings, parts);
+            let (document, omitted) = plan.customer(&source, &view);
+            let notes = (omitted > 0)
+                .then(|| {
+                    format!(
+                        "{omitted} item(s) left out: no value in the market currency, or an unmapped type"
+                    )
+                })
+                .into_iter()
+                .collect();
+            Ok(Mapped { document, notes })
+        }
+        Input::Spi { body, current } => {
+            let now = now.to_string();
+            let editing = current.is_some();
+            let policy = WritePolicy {
+                clearable: if editing {
+                    &settings.clearable_fields
+                } else {
+                    &[]
+                },
+                ignored: if editing {
+                    &settings.read_only_fields
+                } else {
+                    &[]
+                },
+                source: &settings.source,
+                now: &now,
+            };
+            let changes = plan
+                .contact_changes(
+                    &body,
+                    current.as_ref().unwrap_or(&Value::Null),
+                    &policy,
+                    &view,
+                )
+                .map_err(|e| format!("400 invalid_input: {} {}", e.field, e.message))?;
+            let document = match current {
+                Some(_) if changes.is_empty() => Value::Object(Map::new()),
+                Some(_) => Value::Object(plan.voyado_body(changes)),
+                None => Value::Object(ops::create_body(plan, settings, changes)),
+            };
+            let notes = if editing {
+                vec![
+                    "the edit's update body (POST /api/v2/contacts/{id}); empty: nothing is sent"
+                        .into(),
+                ]
+            } else {
+                vec!["the create body (POST /api/v2/contacts)".into()]
+            };
+            Ok(Mapped { document, notes })
+        }
+    }
+}
