@@ -24,6 +24,7 @@ use crate::config::{
     CacheTtlsMs, Config, ConfigError, CrmKeyDigest, Limits, MarketConfig, VoyadoBudget,
 };
 use crate::mapping::{MarketView, Plan};
+use crate::sitoo::SitooClient;
 use crate::spi::ErrorTable;
 use crate::spi::routes::RouteTable;
 use crate::telemetry::Metrics;
@@ -48,6 +49,30 @@ pub struct Market {
     /// The generation of the mapping set the plan came from: rendered cards of another
     /// generation are never served.
     pub generation: u64,
+    /// Sitoo's REST API, for order events; none when the market takes no events.
+    pub sitoo: Option<SitooClient>,
+    /// Held while an order's customer is resolved, so concurrent imports of one new customer
+    /// create one contact.
+    pub identities: Arc<IdentityLocks>,
+}
+
+/// Striped locks by customer identity (an email or a phone): a fixed set, so nothing grows.
+#[derive(Debug)]
+pub struct IdentityLocks(Vec<tokio::sync::Mutex<()>>);
+
+impl Default for IdentityLocks {
+    fn default() -> IdentityLocks {
+        IdentityLocks((0..64).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+}
+
+impl IdentityLocks {
+    /// The lock of this identity's stripe.
+    pub async fn lock(&self, identity: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        let digest = Sha256::digest(identity.as_bytes());
+        let stripe = usize::from(digest[0]) % self.0.len();
+        self.0[stripe].lock().await
+    }
 }
 
 /// The mappings a request is served with, compiled together: replaced whole on a reload.
@@ -344,9 +369,16 @@ impl App {
                     breaker,
                     metrics: metrics.clone(),
                 });
+                let sitoo = m
+                    .settings
+                    .sitoo
+                    .as_ref()
+                    .map(|settings| SitooClient::new(http.clone(), settings));
                 Arc::new(Market {
                     key: format!("{}/{}", m.settings.tenant, m.settings.market).into(),
                     generation: 0,
+                    sitoo,
+                    identities: Arc::default(),
                     settings: m.settings,
                     contact_key: m.contact_key,
                     plan: m.plan,
@@ -425,6 +457,8 @@ impl App {
                     metrics: old.metrics.clone(),
                     key: old.key.clone(),
                     generation,
+                    sitoo: old.sitoo.clone(),
+                    identities: old.identities.clone(),
                 }))
             })
             .collect();

@@ -312,6 +312,13 @@ struct MarketFile {
     lookup_enabled: bool,
     request_timeout_ms: Option<u64>,
     voyado_timeout_ms: Option<u64>,
+    sitoo_api_url: Option<String>,
+    sitoo_account_id: Option<u64>,
+    sitoo_api_user: Option<String>,
+    sitoo_api_password: Option<Secret>,
+    sitoo_timeout_ms: Option<u64>,
+    #[serde(default)]
+    order_customer_create: bool,
     redeem_timeout_ms: Option<u64>,
     redeem_window_ms: Option<u64>,
     undo_promotion: Option<UndoPromotion>,
@@ -319,6 +326,16 @@ struct MarketFile {
     errors: BTreeMap<Reason, ErrorRow>,
     #[serde(default)]
     cache: CacheTtlOverrides,
+}
+
+/// A market's access to Sitoo's REST API (order events).
+#[derive(Debug, Clone)]
+pub struct SitooSettings {
+    pub url: Url,
+    pub account_id: u64,
+    pub user: String,
+    pub password: Secret,
+    pub timeout: Duration,
 }
 
 /// One (tenant, market) as the operator wrote it, validated. The mapping-dependent parts
@@ -364,6 +381,10 @@ pub struct MarketConfig {
     /// back only once this has passed.
     pub redeem_window: Duration,
     pub undo_promotion: UndoPromotion,
+    /// Sitoo's REST API, where order events' orders are read; none: this market takes no events.
+    pub sitoo: Option<SitooSettings>,
+    /// Whether an order whose customer matches no contact creates one (source `order-import`).
+    pub order_customer_create: bool,
     pub errors: BTreeMap<Reason, ErrorRow>,
     /// The global cache TTLs with this market's overrides.
     pub cache: CacheTtlsMs,
@@ -641,6 +662,68 @@ fn check_limits(limits: &Limits, errors: &mut Vec<String>) {
     }
 }
 
+/// An upstream's base URL: http(s) with a host, and nothing that metrics (which name a tenant by
+/// its URL) or logs could leak — no user, password, query or fragment.
+fn base_url(text: &str) -> Result<Url, &'static str> {
+    match Url::parse(text) {
+        Ok(url)
+            if !url.username().is_empty()
+                || url.password().is_some()
+                || url.query().is_some()
+                || url.fragment().is_some() =>
+        {
+            Err("must have no user, password, query or fragment")
+        }
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Ok(url),
+        Ok(_) => Err("must be an http(s) URL with a host"),
+        Err(_) => Err("is not a URL"),
+    }
+}
+
+/// Stands in for a URL with a problem, so later checks still see the market.
+fn placeholder_url() -> Url {
+    Url::from_directory_path("/").expect("'/' is an absolute directory")
+}
+
+/// The market's Sitoo REST API access, for order events: all four keys, or none.
+fn sitoo_settings(m: &MarketFile, err: &mut impl FnMut(&str, String)) -> Option<SitooSettings> {
+    let given = [
+        m.sitoo_api_url.is_some(),
+        m.sitoo_account_id.is_some(),
+        m.sitoo_api_user.is_some(),
+        m.sitoo_api_password.is_some(),
+    ];
+    if given.iter().all(|g| !g) {
+        return None;
+    }
+    if given.iter().any(|g| !g) {
+        err(
+            "sitoo_api_url",
+            "sitoo_api_url, sitoo_account_id, sitoo_api_user and sitoo_api_password go together"
+                .into(),
+        );
+        return None;
+    }
+    let url = base_url(m.sitoo_api_url.as_deref().unwrap_or_default())
+        .map_err(|problem| err("sitoo_api_url", problem.into()))
+        .ok()?;
+    let timeout = Duration::from_millis(m.sitoo_timeout_ms.unwrap_or(5_000));
+    if timeout.is_zero() || timeout > Duration::from_secs(14) {
+        // Sitoo waits 15 s for an events answer.
+        err(
+            "sitoo_timeout_ms",
+            "must be above 0 and at most 14000".into(),
+        );
+    }
+    Some(SitooSettings {
+        url,
+        account_id: m.sitoo_account_id.unwrap_or_default(),
+        user: m.sitoo_api_user.clone().unwrap_or_default(),
+        password: m.sitoo_api_password.clone()?,
+        timeout,
+    })
+}
+
 /// A market's settings; each value with a problem is reported and replaced by a harmless
 /// stand-in, so later checks still see the market (the config as a whole is refused).
 /// The longest a cache TTL may be: the record of a contact's last write outlives every entry.
@@ -708,31 +791,10 @@ fn market_config(
     } else if http::HeaderValue::from_str(m.voyado_api_key.expose()).is_err() {
         err("voyado_api_key", "is not a valid header value".into());
     }
-    let voyado_url = match Url::parse(&m.voyado_url) {
-        // Metrics name the tenant by its URL: no credentials, query or fragment may hide there.
-        Ok(url)
-            if !url.username().is_empty()
-                || url.password().is_some()
-                || url.query().is_some()
-                || url.fragment().is_some() =>
-        {
-            err(
-                "voyado_url",
-                "must have no user, password, query or fragment".into(),
-            );
-            None
-        }
-        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Some(url),
-        Ok(_) => {
-            err("voyado_url", "must be an http(s) URL with a host".into());
-            None
-        }
-        Err(e) => {
-            err("voyado_url", format!("not a URL: {e}"));
-            None
-        }
-    }
-    .unwrap_or_else(|| Url::from_directory_path("/").expect("'/' is an absolute directory"));
+    let voyado_url = base_url(&m.voyado_url)
+        .map_err(|problem| err("voyado_url", problem.into()))
+        .unwrap_or_else(|()| placeholder_url());
+    let sitoo = sitoo_settings(&m, &mut err);
     let region = match keys::country_code(&m.default_country) {
         Ok(c) => c,
         Err(e) => {
@@ -862,6 +924,8 @@ fn market_config(
         redeem_timeout,
         redeem_window,
         undo_promotion: m.undo_promotion.unwrap_or(UndoPromotion::Refuse),
+        sitoo,
+        order_customer_create: m.order_customer_create,
         errors: m.errors,
         cache: m.cache.over(cache),
         at,

@@ -1,10 +1,11 @@
-//! The demo: the built-in Voyado simulator seeded from `fixtures/`, and the proxy in front of it
-//! with tenant `demo`, markets `SE` and `NO`, and CRM key `demo-key`. No files needed.
+//! The demo: the built-in Voyado simulator and the Sitoo REST simulator seeded from `fixtures/`,
+//! and the proxy in front of them with tenant `demo`, markets `SE` and `NO`, and CRM key
+//! `demo-key`; demo/SE also takes Sitoo's order events. No files needed.
 
 use std::net::SocketAddr;
 
 use crate::config::{Config, ConfigError, MappingSource};
-use crate::sim::{FIXTURE, Simulator};
+use crate::sim::{FIXTURE, SITOO_FIXTURE, Simulator, SitooSimulator};
 
 pub const TENANT: &str = "demo";
 pub const CRM_KEY: &str = "demo-key";
@@ -24,6 +25,11 @@ lookup_enabled = true
 clearable_fields = ["name_last", "invoice_address.address", "birth_date"]
 required_fields = ["name_first"]
 consent_defaults = { consent_personal_offers = false, memberTerms = false }
+sitoo_api_url = "{sitoo}"
+sitoo_account_id = 1500
+sitoo_api_user = "sitoo-api"
+sitoo_api_password = "sitoo-secret"
+order_customer_create = true
 
 [[market]]
 tenant = "demo"
@@ -34,16 +40,28 @@ voyado_api_key = "sim-demo-key"
 default_country = "NO"
 "#;
 
-/// Starts the simulator on a free loopback port and returns it with the demo config.
-pub async fn start(listen: SocketAddr) -> Result<(Simulator, Config), ConfigError> {
-    let sim = Simulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), FIXTURE)
+/// The demo's simulators; they stop when this is dropped.
+pub struct Simulators {
+    pub voyado: Simulator,
+    pub sitoo: SitooSimulator,
+}
+
+/// Starts both simulators on free loopback ports and returns them with the demo config.
+pub async fn start(listen: SocketAddr) -> Result<(Simulators, Config), ConfigError> {
+    let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
+    let failed = |what: &str, e: std::io::Error| ConfigError {
+        errors: vec![format!("{what} simulator: {e}")],
+    };
+    let voyado = Simulator::start(any_port, FIXTURE)
         .await
-        .map_err(|e| ConfigError {
-            errors: vec![format!("simulator: {e}")],
-        })?;
+        .map_err(|e| failed("Voyado", e))?;
+    let sitoo = SitooSimulator::start(any_port, SITOO_FIXTURE)
+        .await
+        .map_err(|e| failed("Sitoo", e))?;
     let text = CONFIG
-        .replace("{voyado}", &sim.url())
+        .replace("{voyado}", &voyado.url())
+        .replace("{sitoo}", &sitoo.url())
         .replace("{listen}", &listen.to_string());
     let config = Config::parse(&text, "demo config", |_| MappingSource::BuiltIn, |_| None)?;
-    Ok((sim, config))
+    Ok((Simulators { voyado, sitoo }, config))
 }

@@ -20,6 +20,7 @@ pub mod reload;
 pub mod server;
 #[cfg(feature = "simulator")]
 pub mod sim;
+pub mod sitoo;
 pub mod spi;
 pub mod telemetry;
 pub mod voyado;

@@ -273,7 +273,7 @@ async fn run(command: Command) -> ExitCode {
         Command::Serve(file) => Config::load(&file).map(|c| (c, None)),
         #[cfg(feature = "simulator")]
         Command::Demo(listen) => demo::start(listen).await.map(|(sim, config)| {
-            tracing::info!(voyado = %sim.url(), "demo: Voyado simulator started");
+            tracing::info!(voyado = %sim.voyado.url(), sitoo = %sim.sitoo.url(), "demo: Voyado and Sitoo simulators started");
             tracing::info!(
                 "demo: try  curl -u pos:{} 'http://{}/{}/SE/customers?key_type=member_number&key=10012'",
                 demo::CRM_KEY,

@@ -677,6 +677,29 @@ async fn run_every_route(contract: &mut Contract) {
     assert_eq!(a.status, 200, "{}", a.body);
     contract.check(&Method::PATCH, "/customers/{customer_id}", &a);
 
+    // The customer of an order, and an events batch with nothing to export.
+    let order_customer = json!({"email": "bo.berg@example.com", "name_first": "Bo"});
+    contract.check_request(&Method::POST, "/orders/customer", &order_customer);
+    let a = call(
+        &h,
+        Method::POST,
+        "/orders/customer",
+        Some(&order_customer),
+        &[],
+    )
+    .await;
+    assert_eq!(a.body["matched_by"], "email", "{}", a.body);
+    contract.check(&Method::POST, "/orders/customer", &a);
+    let events = json!([{"event_id": "e1", "event_type": "z-report", "event_date": 1,
+                         "account_id": 1500, "data": {}},
+                        {"event_id": "e2", "event_type": "order", "event_date": 1,
+                         "account_id": 1500, "data": {"eshop_id": 1, "order_id": 7,
+                         "order_event_type": "add", "order_state_changed": "open"}}]);
+    contract.check_request(&Method::POST, "/events", &events);
+    let a = call(&h, Method::POST, "/events", Some(&events), &[]).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    contract.check(&Method::POST, "/events", &a);
+
     // Purchase history.
     let a = call(
         &h,

@@ -184,6 +184,8 @@ struct ProfileSpec {
     consent_definition: Vec<RuleSpec>,
     #[serde(default)]
     person: Vec<RuleSpec>,
+    #[serde(default)]
+    receipt: Vec<RuleSpec>,
 }
 
 /// One contact field, both directions.
@@ -219,6 +221,7 @@ pub struct Plan {
     transaction: Vec<Rule>,
     consent_definition: Vec<Rule>,
     person: Vec<Rule>,
+    receipt: Vec<Rule>,
     search: BTreeMap<String, KeySpec>,
     lookup: BTreeMap<String, KeySpec>,
     approved: Path,
@@ -245,6 +248,8 @@ pub const TRANSACTION: &str = "transaction";
 pub const DEFINITION: &str = "definition";
 pub const DEFAULT: &str = "default";
 pub const PERSON: &str = "person";
+pub const ORDER: &str = "order";
+pub const RECEIPT: &str = "receipt";
 
 /// Every problem found while loading a profile, with the file it came from.
 #[derive(Debug, thiserror::Error)]
@@ -340,6 +345,7 @@ impl Plan {
         let consent_definition =
             compiler.rules(&spec.consent_definition, "consent_definition", false);
         let person = compiler.rules(&spec.person, "person", false);
+        let receipt = compiler.rules(&spec.receipt, "receipt", false);
         let card_needs = CardNeeds {
             promotions: card_roots.iter().any(|r| r == PROMOTIONS),
             bonus_checks: card_roots.iter().any(|r| r == BONUS_CHECKS),
@@ -382,6 +388,7 @@ impl Plan {
             transaction,
             consent_definition,
             person,
+            receipt,
             search: spec.search,
             lookup: spec.lookup,
             approved,
@@ -444,6 +451,12 @@ impl Plan {
 
     pub fn consent_definition(&self, source: &Value, market: &MarketView<'_>) -> Value {
         self.map(&self.consent_definition, source, market).0
+    }
+
+    /// The Voyado receipt from `{order, receipt, contact}`: the Sitoo order as read, the facts the
+    /// proxy derived from it (see `ops::events`), and the resolved contact.
+    pub fn receipt(&self, source: &Value, market: &MarketView<'_>) -> Value {
+        self.map(&self.receipt, source, market).0
     }
 
     pub fn person(&self, source: &Value, market: &MarketView<'_>) -> Value {

@@ -62,7 +62,9 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Bytes, P
             return adopt(market, &id, &contact, body, &policy, !own).await;
         }
     }
-    let id = create(market, request, key_spec, &key, new_contact).await?;
+    let store = request.store_id.as_deref();
+    let source = &market.settings.source;
+    let id = create(market, store, source, key_spec, &key, new_contact).await?;
     fetch_card(market, &id).await
 }
 
@@ -154,17 +156,18 @@ pub fn create_body(
     body
 }
 
-/// Creates the contact and returns its id.
-async fn create(
+/// Creates the contact (`source` and `storeExternalId` as Voyado headers) and returns its id.
+pub(super) async fn create(
     market: &Market,
-    request: &OpRequest,
+    store: Option<&str>,
+    source: &str,
     key_spec: &KeySpec,
     key: &str,
     new_contact: Map<String, Value>,
 ) -> Result<String, ProxyError> {
     let body = create_body(&market.plan, &market.settings, new_contact);
-    let mut headers = vec![("source", market.settings.source.as_str())];
-    if let Some(store) = &request.store_id {
+    let mut headers = vec![("source", source)];
+    if let Some(store) = store {
         headers.push(("storeExternalId", store));
     }
     if market.settings.create_as_unapproved {

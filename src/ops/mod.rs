@@ -1,11 +1,14 @@
-//! The nine SPI operations, one file each: what each asks Voyado, in what order, and how the
+//! The SPI operations (and Sitoo's order events with the customer resolution behind them), one
+//! file each: what each asks Voyado, in what order, and how the
 //! answers become the SPI document through the market's mapping plan.
 
 mod add;
 mod card;
 mod consents;
+mod events;
 mod lookup;
 mod redeem;
+mod resolve;
 mod search;
 mod transactions;
 mod update;
@@ -99,6 +102,8 @@ pub async fn run(
         Operation::UndoRedeem => redeem::undo(&market, &request).await.map(json),
         Operation::Consents => consents::run(&market).await.map(json),
         Operation::Lookup => lookup::run(&market, &request).await.map(json),
+        Operation::Events => events::run(&market, &request).await.map(json),
+        Operation::ResolveCustomer => resolve::run(&market, &request).await.map(json),
     }
 }
 
@@ -124,12 +129,52 @@ fn upstream<'a>(market: &'a Market, what: &'static str) -> impl Fn(VoyadoError) 
 const CUSTOMER: &str = "customer";
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use proptest::prelude::*;
     use proptest::sample::select;
 
     use super::*;
     use crate::spi::Reason;
+
+    /// Any JSON, with keys an operation reads among the random ones, nested a few levels deep.
+    pub(crate) fn json_values() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u32>().prop_map(Value::from),
+            "\\PC{0,12}".prop_map(Value::String),
+            Just(Value::String("order".into())),
+        ];
+        let keys = prop_oneof![
+            select(
+                &[
+                    "event_id",
+                    "event_type",
+                    "account_id",
+                    "data",
+                    "eshop_id",
+                    "order_id",
+                    "order_state_changed",
+                    "customer_id",
+                    "member_number",
+                    "email",
+                    "mobile",
+                    "name_first",
+                    "name_last",
+                ][..]
+            )
+            .prop_map(str::to_owned),
+            "[a-z_]{0,8}",
+        ];
+        leaf.prop_recursive(3, 32, 8, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..12).prop_map(Value::Array),
+                proptest::collection::btree_map(keys.clone(), inner, 0..8)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
 
     /// Stands for personal data in caller text: no refusal message may repeat it.
     const MARKER: &str = "Q7X2Z9K4";

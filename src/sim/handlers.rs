@@ -265,6 +265,7 @@ pub(super) fn handle(
             )),
             Err((status, code)) => fail(status, code),
         },
+        (&Method::POST, ["api", "v2", "receipts"]) => receipt(tenant, body),
         (&Method::GET, ["api", "v2", "consents"]) => ok(Value::Array(tenant.consents.clone())),
         (&Method::GET, ["api", "v2", "personlookup", "getpersonlookup"]) => person(tenant, query),
         _ => Outcome {
@@ -460,6 +461,7 @@ fn create(tenant: &mut Tenant, headers: &HeaderMap, body: Value) -> Outcome {
         tenant.next_member_number += 1;
     }
     tenant.contacts.push(contact.clone());
+    tenant.created += 1;
     wrote(201, contact)
 }
 
@@ -622,6 +624,64 @@ fn reactivate(tenant: &mut Tenant, bid: &str) -> Outcome {
     check["redeemedOn"] = Value::Null;
     tenant.reactivations.insert(bid.to_owned(), used + 1);
     wrote(200, json!("Reactivated"))
+}
+
+/// `POST /api/v2/receipts`: the documented required fields, the contact by `contactId`. The same
+/// `uniqueReceiptId` again is refused with 409 (what Voyado answers to a duplicate is not
+/// documented). An imported receipt shows in the contact's transactions at once (Voyado imports
+/// them in batches, about hourly).
+fn receipt(tenant: &mut Tenant, body: Value) -> Outcome {
+    let required = [
+        "/contact/matchKey",
+        "/contact/matchKeyType",
+        "/uniqueReceiptId",
+        "/receiptNumber",
+        "/createdDate",
+        "/storeExternalId",
+        "/currency",
+        "/totalGrossPrice",
+        "/items",
+        "/paymentMethods",
+    ];
+    if required
+        .iter()
+        .any(|p| body.pointer(p).is_none_or(Value::is_null))
+    {
+        return fail(422, "ValidationError");
+    }
+    if body["contact"]["matchKeyType"] != "contactId" {
+        return fail(400, "InvalidMatchKeyType");
+    }
+    let contact = body["contact"]["matchKey"].as_str().unwrap_or_default();
+    if let Err((status, code)) = tenant.find(contact) {
+        return fail(status, code);
+    }
+    let unique = &body["uniqueReceiptId"];
+    if tenant
+        .receipts
+        .iter()
+        .any(|r| &r["uniqueReceiptId"] == unique)
+    {
+        return fail(409, "ReceiptAlreadyExists");
+    }
+    let items = body["items"].as_array().map_or(0, Vec::len);
+    let transaction = json!({
+        "id": uuid::Uuid::new_v4().to_string(),
+        "transactionNumber": body["receiptNumber"],
+        "externalId": unique,
+        "createdDate": body["createdDate"],
+        "storeName": body["storeExternalId"],
+        "numberOfItems": items,
+        "localNetPriceSum": body["totalGrossPrice"],
+        "localCurrency": body["currency"],
+    });
+    tenant
+        .transactions
+        .entry(contact.to_owned())
+        .or_default()
+        .push(transaction);
+    tenant.receipts.push(body);
+    wrote(200, Value::Null)
 }
 
 fn person(tenant: &Tenant, query: &HashMap<String, String>) -> Outcome {

@@ -12,6 +12,9 @@
 //! sequence is a list of faults.
 
 mod handlers;
+mod sitoo;
+
+pub use sitoo::{SITOO_FIXTURE, SitooSimulator};
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -63,6 +66,9 @@ pub(crate) struct Tenant {
     transactions: HashMap<String, Vec<Value>>,
     consents: Vec<Value>,
     persons: Vec<Value>,
+    /// Receipts imported (`POST /api/v2/receipts`), in arrival order.
+    receipts: Vec<Value>,
+    created: usize,
 }
 
 impl Tenant {
@@ -258,6 +264,22 @@ impl Simulator {
                 .or_default()
                 .extend(checks);
         }
+    }
+
+    /// The receipts imported so far, oldest first.
+    pub fn receipts(&self, api_key: &str) -> Vec<Value> {
+        let state = self.state.lock();
+        state
+            .tenants
+            .get(api_key)
+            .map(|t| t.receipts.clone())
+            .unwrap_or_default()
+    }
+
+    /// How many contacts were created (`POST /api/v2/contacts` that made one).
+    pub fn contacts_created(&self, api_key: &str) -> usize {
+        let state = self.state.lock();
+        state.tenants.get(api_key).map_or(0, |t| t.created)
     }
 
     /// A promotion as the simulator holds it now.

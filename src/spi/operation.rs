@@ -1,4 +1,5 @@
-//! The nine SPI operations by name: what the route table points at and what logs and metrics
+//! The SPI operations (the nine of the CRM SPI, Sitoo's order events and the order-import
+//! customer resolution) by name: what the route table points at and what logs and metrics
 //! call them. What each one does lives in `ops/`.
 
 use serde::Deserialize;
@@ -15,6 +16,10 @@ pub enum Operation {
     UndoRedeem,
     Consents,
     Lookup,
+    /// Sitoo's Events SPI: a batch of events; closed orders become Voyado receipts.
+    Events,
+    /// An order's customer found, or created, in Voyado (for an order-import system).
+    ResolveCustomer,
 }
 
 impl Operation {
@@ -29,6 +34,8 @@ impl Operation {
             Operation::UndoRedeem => "undo_redeem",
             Operation::Consents => "consents",
             Operation::Lookup => "lookup",
+            Operation::Events => "events",
+            Operation::ResolveCustomer => "resolve_customer",
         }
     }
 
@@ -40,6 +47,8 @@ impl Operation {
                 | Operation::UpdateCustomer
                 | Operation::Redeem
                 | Operation::UndoRedeem
+                | Operation::Events
+                | Operation::ResolveCustomer
         )
     }
 

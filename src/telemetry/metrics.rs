@@ -124,6 +124,36 @@ impl UnclearRedeem {
     }
 }
 
+/// What became of a Sitoo event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventResult {
+    Received,
+    Processed,
+    Duplicate,
+    Skipped,
+    Failed,
+}
+
+impl EventResult {
+    const ALL: [EventResult; 5] = [
+        EventResult::Received,
+        EventResult::Processed,
+        EventResult::Duplicate,
+        EventResult::Skipped,
+        EventResult::Failed,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            EventResult::Received => "received",
+            EventResult::Processed => "processed",
+            EventResult::Duplicate => "duplicate",
+            EventResult::Skipped => "skipped",
+            EventResult::Failed => "failed",
+        }
+    }
+}
+
 /// Rare events an operator must act on; each is its own counter so an alert can name it.
 #[derive(Clone, Copy, Debug)]
 pub enum Event {
@@ -154,6 +184,8 @@ pub struct Metrics {
     mappings_generation: Gauge,
     mappings_in_service: Family<DigestLabels, Gauge>,
     mappings_reloads: Family<ResultLabels, Counter>,
+    events: Family<ResultLabels, Counter>,
+    receipts_exported: Counter,
     promotion_undo_refused: Counter,
     promotions_redeemed_before_failure: Counter,
     redeem_rollback_failed: Counter,
@@ -313,6 +345,25 @@ impl Metrics {
         for result in ["applied", "refused"] {
             mappings_reloads.get_or_create_owned(&ResultLabels { result });
         }
+        let events: Family<ResultLabels, Counter> = Family::default();
+        registry.register(
+            "svp_events",
+            "Sitoo events, by result: received; processed (a receipt exported); duplicate (its \
+             receipt was already in Voyado); skipped (not a closed order, or no customer); failed \
+             (refused for good; the log names the order)",
+            events.clone(),
+        );
+        for result in EventResult::ALL {
+            events.get_or_create_owned(&ResultLabels {
+                result: result.label(),
+            });
+        }
+        let receipts_exported = Counter::default();
+        registry.register(
+            "svp_receipts_exported",
+            "Receipts Voyado accepted from Sitoo orders",
+            receipts_exported.clone(),
+        );
         let write_tasks_abandoned = Counter::default();
         registry.register(
             "svp_write_tasks_abandoned",
@@ -337,6 +388,8 @@ impl Metrics {
             mappings_generation,
             mappings_in_service,
             mappings_reloads,
+            events,
+            receipts_exported,
             promotion_undo_refused,
             promotions_redeemed_before_failure,
             redeem_rollback_failed,
@@ -428,6 +481,18 @@ impl Metrics {
                 digest: digest.to_owned(),
             })
             .set(1);
+    }
+
+    /// `n` Sitoo events that ended as `result`.
+    pub fn events(&self, result: EventResult, n: u64) {
+        self.events
+            .get_or_create(&ResultLabels {
+                result: result.label(),
+            })
+            .inc_by(n);
+        if result == EventResult::Processed {
+            self.receipts_exported.inc_by(n);
+        }
     }
 
     /// A live reload, applied or refused.

@@ -4,4 +4,4 @@
 pub mod logging;
 pub mod metrics;
 
-pub use metrics::{Event, InFlight, Metrics, Shed, UnclearRedeem};
+pub use metrics::{Event, EventResult, InFlight, Metrics, Shed, UnclearRedeem};

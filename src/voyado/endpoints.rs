@@ -28,11 +28,12 @@ pub enum Endpoint {
     Transactions,
     Consents,
     PersonLookup,
+    Receipts,
 }
 
 impl Endpoint {
     /// Every call the proxy makes, in the order `docs/VOYADO.md` lists them.
-    pub const ALL: [Endpoint; 19] = {
+    pub const ALL: [Endpoint; 20] = {
         use Endpoint::*;
         [
             ContactId,
@@ -54,6 +55,7 @@ impl Endpoint {
             Transactions,
             Consents,
             PersonLookup,
+            Receipts,
         ]
     };
 
@@ -85,6 +87,7 @@ impl Endpoint {
             Transactions => (Method::GET, "/api/v2/contacts/{}/transactions"),
             Consents => (Method::GET, "/api/v2/consents"),
             PersonLookup => (Method::GET, "/api/v2/personlookup/getpersonlookup"),
+            Receipts => (Method::POST, "/api/v2/receipts"),
         }
     }
 

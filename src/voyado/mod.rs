@@ -29,13 +29,12 @@ pub use cache::{CacheTtls, Caches, CardKey};
 pub use client::{Reply, Transport, build_http_client};
 pub use endpoints::Endpoint;
 pub use error::VoyadoError;
-pub use limiter::{Budget, KeyLimiter};
+pub use limiter::{Budget, KeyLimiter, Priority};
 pub use trace::TraceContext;
 
 pub use client::Call;
 
 use cache::{CardEntry, Entry, Key, Remembered};
-use limiter::Priority;
 
 use crate::telemetry::Metrics;
 

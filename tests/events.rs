@@ -1,0 +1,286 @@
+//! Purchases reach Voyado: Sitoo's order events over a socket, the order read from the Sitoo REST
+//! simulator, the customer resolved and the receipt imported into the Voyado simulator.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::*;
+use reqwest::Method;
+use serde_json::{Value, json};
+use sitoo_voyado_proxy::sim::{FaultAction, SITOO_FIXTURE, SitooSimulator};
+
+const ACCOUNT: u64 = 1500;
+
+/// The proxy with demo/SE taking events from a Sitoo simulator (kept alive beside it).
+async fn start(extra: &str) -> (Harness, SitooSimulator) {
+    let sitoo = SitooSimulator::start(SocketAddr::from(([127, 0, 0, 1], 0)), SITOO_FIXTURE)
+        .await
+        .unwrap();
+    let keys = format!(
+        "sitoo_api_url = \"{}\"\nsitoo_account_id = {ACCOUNT}\nsitoo_api_user = \"sitoo-api\"\n\
+         sitoo_api_password = \"sitoo-secret\"\n{extra}",
+        sitoo.url()
+    );
+    (Harness::with(&keys).await, sitoo)
+}
+
+/// One order event per order id, as Sitoo sends them.
+fn batch(orders: &[u64], state: &str) -> Value {
+    Value::Array(
+        orders
+            .iter()
+            .map(|id| {
+                json!({"event_id": format!("ev-{id}"), "event_type": "order",
+                       "event_date": 1_795_000_000, "account_id": ACCOUNT,
+                       "data": {"eshop_id": 1, "order_id": id, "order_event_type": "update",
+                                "order_state_changed": state}})
+            })
+            .collect(),
+    )
+}
+
+fn receipts(h: &Harness) -> Vec<Value> {
+    h.sim.receipts(DEMO_KEY)
+}
+
+#[tokio::test]
+async fn a_closed_order_becomes_exactly_one_receipt() {
+    let (h, _sitoo) = start("").await;
+    let a = h
+        .send(Method::POST, "/events", &batch(&[1001], "closed"))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let all = receipts(&h);
+    assert_eq!(all.len(), 1);
+    let r = &all[0];
+    assert_eq!(
+        r["contact"],
+        json!({"matchKey": ANNA, "matchKeyType": "contactId"})
+    );
+    assert_eq!(r["uniqueReceiptId"], "sitoo-1500-1001");
+    assert_eq!(r["receiptNumber"], "200-1001");
+    assert_eq!(r["storeExternalId"], "200");
+    assert_eq!(r["currency"], "SEK");
+    assert_eq!(r["totalGrossPrice"], json!(700));
+    // 1 795 001 001 s is 2026-11-18 11:23:21 UTC; in November Stockholm is at +01:00.
+    assert_eq!(r["createdDate"], "2026-11-18T12:23:21+01:00");
+    let items = r["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    assert_eq!(
+        items[0],
+        json!({"type": "PURCHASE", "sku": "TSHIRT-M", "articleNumber": "TSHIRT-M",
+               "articleName": "T-shirt", "quantity": 2.0, "grossPaidPrice": 400, "taxAmount": 80,
+               "taxPercent": 25, "discounts": [{"value": 20, "type": "DISCOUNT"}]})
+    );
+    assert_eq!(r["usedBonusChecks"], json!([{"checkNumber": "BC000001"}]));
+    assert_eq!(r["usedPromotions"], json!([{"promotionId": PROMO_10}]));
+    assert_eq!(
+        r["paymentMethods"],
+        json!([{"type": "card", "value": 600, "description": "Card"},
+               {"type": "bonuscheck", "value": 100, "description": "Bonus check"}])
+    );
+    // The customer's history shows it (the simulator imports at once; Voyado in batches).
+    let history = h.get(&format!("/customers/{ANNA}/transactions")).await;
+    assert!(
+        history.body.to_string().contains("sitoo-1500-1001"),
+        "{}",
+        history.body
+    );
+    assert_eq!(
+        metric(&h, "svp_receipts_exported_total", &[]).await,
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn a_refund_becomes_return_items() {
+    let (h, _sitoo) = start("").await;
+    let a = h
+        .send(Method::POST, "/events", &batch(&[1002], "closed"))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let r = &receipts(&h)[0];
+    assert_eq!(r["items"][0]["type"], "RETURN");
+    assert_eq!(r["items"][0]["quantity"], json!(1.0));
+    assert_eq!(r["items"][0]["grossPaidPrice"], json!(200));
+    assert_eq!(r["totalGrossPrice"], json!(200));
+}
+
+#[tokio::test]
+async fn a_duplicate_batch_is_200_and_no_second_receipt() {
+    let (h, _sitoo) = start("").await;
+    for _ in 0..2 {
+        let a = h
+            .send(Method::POST, "/events", &batch(&[1001], "closed"))
+            .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    assert_eq!(receipts(&h).len(), 1);
+    assert_eq!(
+        metric(&h, "svp_events_total", &[("result", "duplicate")]).await,
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn voyado_down_is_503_and_the_retried_batch_loses_nothing() {
+    let (h, _sitoo) = start("").await;
+    h.sim.inject(fault(
+        Method::POST,
+        "/api/v2/receipts",
+        FaultAction::Status(503, None),
+        1,
+    ));
+    let a = h
+        .send(Method::POST, "/events", &batch(&[1003, 1001], "closed"))
+        .await;
+    a.assert_error(503, "upstream_unavailable");
+    assert!(a.headers.contains_key("retry-after"));
+    assert!(receipts(&h).is_empty());
+    let again = h
+        .send(Method::POST, "/events", &batch(&[1003, 1001], "closed"))
+        .await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    let ids: Vec<Value> = receipts(&h)
+        .iter()
+        .map(|r| r["uniqueReceiptId"].clone())
+        .collect();
+    assert_eq!(ids, [json!("sitoo-1500-1003"), json!("sitoo-1500-1001")]);
+}
+
+#[tokio::test]
+async fn sitoo_down_is_503() {
+    let (h, sitoo) = start("").await;
+    sitoo.fail_next(503, 1);
+    let a = h
+        .send(Method::POST, "/events", &batch(&[1001], "closed"))
+        .await;
+    a.assert_error(503, "upstream_unavailable");
+    assert!(receipts(&h).is_empty());
+}
+
+#[tokio::test]
+async fn an_order_known_only_by_email_resolves_to_its_contact() {
+    let (h, _sitoo) = start("").await;
+    let a = h
+        .send(Method::POST, "/events", &batch(&[1003], "closed"))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(receipts(&h)[0]["contact"]["matchKey"], BO);
+}
+
+#[tokio::test]
+async fn an_unknown_customer_is_created_once_under_concurrency() {
+    let (h, _sitoo) = start("order_customer_create = true").await;
+    let body = batch(&[1004], "closed");
+    let answers =
+        futures_util::future::join_all((0..6).map(|_| h.send(Method::POST, "/events", &body)))
+            .await;
+    for a in &answers {
+        assert_eq!(a.status, 200, "{}", a.body);
+    }
+    assert_eq!(h.sim.contacts_created(DEMO_KEY), 1, "one contact");
+    let all = receipts(&h);
+    assert_eq!(all.len(), 1, "one receipt");
+    let created = h
+        .get("/customers?key_type=email&key=new.shopper@example.com")
+        .await;
+    assert_eq!(
+        created.body[0]["customer_id"],
+        all[0]["contact"]["matchKey"]
+    );
+    assert_eq!(created.body[0]["mobile"], "+46709998877");
+    let stored = h
+        .sim
+        .contact(DEMO_KEY, all[0]["contact"]["matchKey"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(stored["meta"]["source"], "order-import");
+}
+
+#[tokio::test]
+async fn an_unknown_customer_is_not_created_unless_the_market_allows_it() {
+    let (h, _sitoo) = start("").await;
+    let a = h
+        .send(Method::POST, "/events", &batch(&[1004, 1005], "closed"))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(h.sim.contacts_created(DEMO_KEY), 0);
+    assert!(receipts(&h).is_empty());
+    assert_eq!(
+        metric(&h, "svp_events_total", &[("result", "skipped")]).await,
+        Some(2.0)
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_batch_is_400_and_bad_auth_401() {
+    let (h, sitoo) = start("").await;
+    let a = h
+        .send(
+            Method::POST,
+            "/events",
+            &json!([{"event_type": "order", "data": {}}]),
+        )
+        .await;
+    a.assert_error(400, "invalid_input");
+    assert_eq!(a.message(), "[0].event_id must be a string");
+    let b = h
+        .call(
+            Method::POST,
+            "/demo/SE/events",
+            Some("wrong-key"),
+            Some(&batch(&[1001], "closed").to_string()),
+            &[],
+        )
+        .await;
+    assert_eq!(b.status, 401);
+    assert_eq!(sitoo.calls(), 0);
+    assert!(receipts(&h).is_empty());
+}
+
+#[tokio::test]
+async fn an_order_event_that_is_not_closed_is_acknowledged_and_ignored() {
+    let (h, sitoo) = start("").await;
+    let mut body = batch(&[1001], "open");
+    body.as_array_mut()
+        .unwrap()
+        .push(json!({"event_id": "z", "event_type": "z-report",
+        "event_date": 1, "account_id": ACCOUNT, "data": {}}));
+    let a = h.send(Method::POST, "/events", &body).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(sitoo.calls(), 0, "the order is not even read");
+    assert!(receipts(&h).is_empty());
+}
+
+#[tokio::test]
+async fn orders_customer_resolves_by_id_member_number_email_and_mobile() {
+    let (h, _sitoo) = start("").await;
+    let resolve = async |body: Value| h.send(Method::POST, "/orders/customer", &body).await;
+    let by_id = resolve(json!({"customer_id": ANNA, "email": "bo.berg@example.com"})).await;
+    assert_eq!(
+        by_id.body,
+        json!({"customer_id": ANNA, "created": false, "matched_by": "customer_id", "ambiguous": false})
+    );
+    let by_number = resolve(json!({"customer_id": "legacy-77", "member_number": "10013"})).await;
+    assert_eq!(by_number.body["customer_id"], BO);
+    assert_eq!(by_number.body["matched_by"], "member_number");
+    let by_mobile = resolve(json!({"mobile": "070-222 33 44"})).await;
+    assert_eq!(by_mobile.body["customer_id"], BO);
+    assert_eq!(by_mobile.body["matched_by"], "mobile");
+    // Anna's email and Bo's mobile: the contact key (email) decides, and the answer says so.
+    let both =
+        resolve(json!({"email": "anna.andersson@example.com", "mobile": "0702223344"})).await;
+    assert_eq!(
+        both.body,
+        json!({"customer_id": ANNA, "created": false, "matched_by": "email", "ambiguous": true})
+    );
+    let none = resolve(json!({"email": "nobody@example.com"})).await;
+    assert_eq!(
+        none.body,
+        json!({"customer_id": null, "created": false, "matched_by": null, "ambiguous": false})
+    );
+    let bad = resolve(json!({"name_first": "X"})).await;
+    bad.assert_error(400, "invalid_input");
+    assert_eq!(h.sim.writes(), 0);
+}
