@@ -4,8 +4,9 @@
 //! ids, dates), `telemetry` (metrics and logs), `voyado` (the client), `mapping` (the declarative
 //! engine, pure), `spi` (operations, route table, the error envelope), `config` (the file, parsed
 //! into plain data), `app` (the composition root: markets, clients and plans from the config), `ops`
-//! (one file per SPI operation), `server` (the tower stack). `sim` (the Voyado simulator) and
-//! `demo` sit behind the default-on `simulator` feature.
+//! (one file per SPI operation, Sitoo's order events too), `sitoo` (the Sitoo REST client),
+//! `server` (the tower stack); tools: `dryrun` (`map`), `probe`, `reload`. `sim` (the Voyado and
+//! Sitoo simulators) and `demo` sit behind the default-on `simulator` feature.
 
 pub mod app;
 pub mod config;
