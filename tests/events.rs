@@ -181,6 +181,15 @@ async fn an_unknown_customer_is_created_once_under_concurrency() {
         assert_eq!(a.status, 200, "{}", a.body);
     }
     assert_eq!(h.sim.contacts_created(DEMO_KEY), 1, "one contact");
+    let creates = h
+        .seen("POST", "/api/v2/contacts")
+        .into_iter()
+        .filter(|r| r.path == "/api/v2/contacts")
+        .count();
+    assert_eq!(
+        creates, 1,
+        "one create asked: the others waited and found it"
+    );
     let all = receipts(&h);
     assert_eq!(all.len(), 1, "one receipt");
     let created = h

@@ -17,7 +17,7 @@ use super::{CUSTOMER, OpRequest, upstream};
 use crate::app::Market;
 use crate::keys;
 use crate::mapping::WritePolicy;
-use crate::spi::ProxyError;
+use crate::spi::{ProxyError, Reason};
 use crate::voyado::{Endpoint, Read};
 
 /// The `source` of a contact an order created.
@@ -292,7 +292,17 @@ async fn create_customer(
                 .contact_changes(&Value::Object(only_key), &Value::Null, &policy, &view)?
         }
     };
-    let id = create(market, store, SOURCE, spec, &normalised, new_contact).await?;
+    let id = match create(market, store, SOURCE, spec, &normalised, new_contact).await {
+        Ok(id) => id,
+        // Another replica created it meanwhile: Voyado refused a second contact with the key.
+        Err(e) if already_there(&e) => {
+            return match by_email_or_mobile(market, identity).await? {
+                Some(found) => Ok(found),
+                None => Err(e),
+            };
+        }
+        Err(e) => return Err(e),
+    };
     tracing::info!(customer_id = %id, "contact created from an order");
     Ok(Resolved {
         customer_id: Some(id),
@@ -302,12 +312,19 @@ async fn create_customer(
     })
 }
 
+/// A create Voyado refused because a contact with the key exists (or is being created).
+fn already_there(e: &ProxyError) -> bool {
+    match e {
+        ProxyError::Refused(r) => r.reason == Reason::CustomerExists,
+        ProxyError::Voyado { error, .. } => error.status() == Some(409),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::spi::Reason;
 
     #[test]
     fn a_body_needs_one_identity_and_strings() {
