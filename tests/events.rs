@@ -293,3 +293,45 @@ async fn orders_customer_resolves_by_id_member_number_email_and_mobile() {
     bad.assert_error(400, "invalid_input");
     assert_eq!(h.sim.writes(), 0);
 }
+
+/// An order Voyado refuses for good (its new contact is invalid) fails alone: the batch answers
+/// 200 and the next order is exported — a 503 would block every later event for a day.
+#[tokio::test]
+async fn an_order_refused_for_good_fails_alone_and_the_batch_goes_on() {
+    let (h, _sitoo) = start("order_customer_create = true").await;
+    h.sim.inject(fault(
+        Method::POST,
+        "/api/v2/contacts",
+        FaultAction::Answer(422, r#"{"errorCode":"ValidationError"}"#),
+        1,
+    ));
+    let a = h
+        .send(Method::POST, "/events", &batch(&[1004, 1001], "closed"))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let all = receipts(&h);
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0]["uniqueReceiptId"], "sitoo-1500-1001");
+    assert_eq!(
+        metric(&h, "svp_events_total", &[("result", "failed")]).await,
+        Some(1.0)
+    );
+}
+
+/// A refused API key is the operator's to fix, not the order's: the batch waits (503) rather
+/// than dropping receipts.
+#[tokio::test]
+async fn a_refused_voyado_key_keeps_the_batch_queued() {
+    let (h, _sitoo) = start("").await;
+    h.sim.inject(fault(
+        Method::POST,
+        "/api/v2/receipts",
+        FaultAction::Status(401, None),
+        1,
+    ));
+    let a = h
+        .send(Method::POST, "/events", &batch(&[1001], "closed"))
+        .await;
+    a.assert_error(503, "upstream_unavailable");
+    assert!(receipts(&h).is_empty());
+}

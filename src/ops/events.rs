@@ -115,10 +115,11 @@ fn retry_later(why: &str) -> ProxyError {
     ProxyError::new(Reason::UpstreamUnavailable, why.to_owned())
 }
 
-/// Whether a Voyado failure is for good (a refusal) rather than for now.
+/// Whether a Voyado failure is for good (a refusal of this order's data) rather than for now. A
+/// refused API key (401, 403) is the operator's to fix, not the order's: the batch waits.
 fn refused_for_good(e: &VoyadoError) -> bool {
     e.status()
-        .is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429)
+        .is_some_and(|s| (400..500).contains(&s) && ![401, 403, 408, 429].contains(&s))
 }
 
 /// One closed order: read, its customer resolved, its receipt sent.
@@ -150,14 +151,18 @@ async fn export(
         }
     };
     let facts = OrderFacts::of(&order);
-    let resolved = resolve(market, &facts.identity, facts.store.as_deref())
-        .await
-        .map_err(|e| temporary_or(e, order_id))?;
+    let resolved = match resolve(market, &facts.identity, facts.store.as_deref()).await {
+        Ok(resolved) => resolved,
+        Err(e) => return failed_or_retry(e, order_id),
+    };
     let Some(customer) = resolved.customer_id else {
         tracing::info!(order_id, "an order with no known customer; not exported");
         return Ok(EventResult::Skipped);
     };
-    let receipt = receipt(market, sitoo, &order, &facts, &customer).await?;
+    let receipt = match receipt(market, sitoo, event, &order, &facts, &customer).await {
+        Ok(receipt) => receipt,
+        Err(e) => return failed_or_retry(e, order_id),
+    };
     match market
         .voyado
         .send(Endpoint::Receipts, &[], &[], &[], Some(&receipt))
@@ -179,15 +184,23 @@ async fn export(
     }
 }
 
-/// A failure while resolving the customer: a refusal Voyado will repeat fails the order (logged);
+/// A failure on the way to the receipt: a refusal that will be the same next time fails this
+/// order (logged and counted, the batch goes on — a batch answered 503 blocks every later event);
 /// anything else asks for the batch again.
-fn temporary_or(e: ProxyError, order_id: u64) -> ProxyError {
-    if let ProxyError::Voyado { error, .. } = &e
-        && refused_for_good(error)
-    {
-        tracing::error!(order_id, %error, "an order's customer could not be resolved");
+fn failed_or_retry(e: ProxyError, order_id: u64) -> Result<EventResult, ProxyError> {
+    let for_good = match &e {
+        ProxyError::Voyado { error, .. } => refused_for_good(error),
+        ProxyError::Refused(r) => matches!(
+            r.reason,
+            Reason::InvalidInput | Reason::CustomerExists | Reason::AmbiguousCustomer
+        ),
+    };
+    if for_good {
+        tracing::error!(order_id, %e, "an order was refused for good; not exported");
+        return Ok(EventResult::Failed);
     }
-    retry_later("Voyado is unavailable")
+    tracing::warn!(order_id, %e, "an order could not be exported now; the batch will come again");
+    Err(retry_later("Voyado is unavailable"))
 }
 
 /// What the order says, read once.
@@ -247,11 +260,14 @@ fn number(d: Decimal) -> Value {
 async fn receipt(
     market: &Market,
     sitoo: &SitooClient,
+    event: &OrderEvent,
     order: &Value,
     facts: &OrderFacts,
     customer: &str,
 ) -> Result<Value, ProxyError> {
-    let order_id = order["orderid"].as_u64().unwrap_or_default();
+    // The event's order id (validated), never the order's own field: the receipt's id is made
+    // of it, and a wrong one would make every later order a "duplicate".
+    let order_id = event.order_id;
     let kind = if facts.refund { "RETURN" } else { "PURCHASE" };
     let mut check_ids = Vec::new();
     let mut promotions = Vec::new();
@@ -352,7 +368,7 @@ async fn check_numbers(
             market.limits.voyado_list_max_items,
         )
         .await
-        .map_err(|e| temporary_or(upstream(market, super::CUSTOMER)(e), 0))?;
+        .map_err(upstream(market, super::CUSTOMER))?;
     let plan = &market.plan;
     Ok(ids
         .iter()

@@ -260,7 +260,9 @@ pub(super) async fn redeem(market: &Market, request: &OpRequest) -> Result<Value
         .partition(|id| find(market, &promotions, id).is_some());
     let mut redeemed = Redeemed::default();
     for id in unlisted {
-        redeem_promotion(market, &customer, &id).await?;
+        if let Err(e) = redeem_promotion(market, &customer, &id).await {
+            return Err(redeemed.put_back(market, &customer, e).await);
+        }
         redeemed.promotions.push(id);
     }
     for id in items.bonus_checks {
@@ -346,7 +348,18 @@ async fn redeem_bonus_check(
             customer,
         )
         .await?;
-        Ok(find(market, &list, id).is_some())
+        if find(market, &list, id).is_some() {
+            return Ok(true);
+        }
+        // Not in a list that was cut short: it may be in the part not read.
+        let total = list.get("totalCount").and_then(Value::as_u64).unwrap_or(0);
+        if total > market.plan.list_items(&list).len() as u64 {
+            return Err(ProxyError::new(
+                Reason::BadGateway,
+                "the redeemed list is longer than limits.voyado_list_max_items",
+            ));
+        }
+        Ok(false)
     })
     .await
 }

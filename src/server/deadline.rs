@@ -14,7 +14,12 @@ use tower::{Layer, Service};
 use super::BoxFuture;
 use super::context::RequestContext;
 use crate::app::Market;
+use crate::spi::Operation;
 use crate::spi::ProxyError;
+use crate::spi::routes::Matched;
+
+/// How long an events batch may take: inside Sitoo's 15 s.
+const EVENTS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(13);
 
 /// When this request must be answered; the body layer reads against it.
 #[derive(Debug, Clone, Copy)]
@@ -51,13 +56,22 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let Some(timeout) = request
+        let Some(mut timeout) = request
             .extensions()
             .get::<Arc<Market>>()
             .map(|m| m.settings.request_timeout)
         else {
             return Box::pin(async { Err(ProxyError::internal()) });
         };
+        // Sitoo waits 15 s for an events answer, and a batch is up to ten orders: the batch gets
+        // that time (less a margin for the answer's way back), not a till's.
+        if request
+            .extensions()
+            .get::<Matched>()
+            .is_some_and(|m| m.operation == Operation::Events)
+        {
+            timeout = timeout.max(EVENTS_DEADLINE);
+        }
         let deadline = RequestContext::of(&request).started + timeout;
         request.extensions_mut().insert(Deadline(deadline));
         let future = self.inner.call(request);
