@@ -173,6 +173,9 @@ async fn an_order_known_only_by_email_resolves_to_its_contact() {
 #[tokio::test]
 async fn an_unknown_customer_is_created_once_under_concurrency() {
     let (h, _sitoo) = start("order_customer_create = true").await;
+    // Slow look-ups, so the six batches are all between look-up and create at once.
+    h.sim
+        .set_latency("/contacts/id", std::time::Duration::from_millis(100));
     let body = batch(&[1004], "closed");
     let answers =
         futures_util::future::join_all((0..6).map(|_| h.send(Method::POST, "/events", &body)))
