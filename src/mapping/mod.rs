@@ -534,8 +534,8 @@ fn build(spec: ProfileSpec<'_>, problems: &mut Problems<'_>) -> Option<Plan> {
     if let Some(add) = &spec.add {
         let key = add.spec.key.get_ref();
         let at = At::of(add.file, &add.spec.key);
-        if !fields.iter().any(|(f, _)| f.spi == *key) {
-            let hint = did_you_mean(key, fields.iter().map(|(f, _)| f.spi.as_str()));
+        if !spec.field_names.contains(key) {
+            let hint = did_you_mean(key, spec.field_names.iter().map(String::as_str));
             problems.push(at, format!("no [[field]] has spi = \"{key}\"{hint}"));
         }
         if !spec.search.contains_key(key) {

@@ -473,6 +473,8 @@ pub(crate) struct ProfileSpec<'a> {
     pub(crate) search: BTreeMap<String, KeySpec>,
     pub(crate) lookup: BTreeMap<String, KeySpec>,
     pub(crate) field: Vec<InFile<FieldSpec>>,
+    /// The `spi` of every `[[field]]`, read or not: what other parts may name.
+    pub(crate) field_names: Vec<String>,
     pub(crate) option: Vec<InFile<OptionSpec>>,
     pub(crate) card: Vec<InFile<RuleSpec>>,
     pub(crate) transaction: Vec<InFile<RuleSpec>>,
@@ -526,6 +528,13 @@ impl<'a> ProfileSpec<'a> {
                 read::<ExampleSpec>(*piece, problems).map(|e| (*piece, e.spec))
             })
             .collect();
+        let field_names = resolved
+            .lists
+            .get("field")
+            .into_iter()
+            .flatten()
+            .filter_map(|(key, _)| key.map(str::to_owned))
+            .collect();
         ProfileSpec {
             version,
             tables,
@@ -539,6 +548,7 @@ impl<'a> ProfileSpec<'a> {
             search,
             lookup,
             field,
+            field_names,
             option: list(resolved, "option", problems),
             card: list(resolved, "card", problems),
             transaction: list(resolved, "transaction", problems),
