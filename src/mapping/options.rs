@@ -322,6 +322,8 @@ fn wishes<'a>(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::LazyLock;
+
     use jiff::tz::TimeZone;
     use proptest::collection::vec;
     use proptest::prelude::*;
@@ -342,12 +344,16 @@ mod tests {
         Plan::compile(&format!("{DEFAULT}\n{extra}"), "options.toml")
     }
 
-    fn plan() -> Plan {
-        compile(OPTIONS).unwrap()
+    /// Compiled once: the property test below asks for it in every case.
+    fn plan() -> &'static Plan {
+        static PLAN: LazyLock<Plan> = LazyLock::new(|| compile(OPTIONS).unwrap());
+        &PLAN
     }
 
-    fn default_plan() -> Plan {
-        Plan::compile(DEFAULT, "default.toml").unwrap()
+    fn default_plan() -> &'static Plan {
+        static PLAN: LazyLock<Plan> =
+            LazyLock::new(|| Plan::compile(DEFAULT, "default.toml").unwrap());
+        &PLAN
     }
 
     fn with_market<T>(f: impl FnOnce(&MarketView<'_>) -> T) -> T {
@@ -393,7 +399,7 @@ mod tests {
     fn the_card_shows_mapped_options_through_their_tables() {
         let attributes = json!({"firstName": "Anna", "favNhlTeam": "SEA",
                                 "sports": ["Tennis", "Curling", "Hockey", "Tennis"]});
-        let (customer, omitted) = card(&plan(), attributes.clone());
+        let (customer, omitted) = card(plan(), attributes.clone());
         assert_eq!(
             customer[FIELD],
             json!([{"id": "fav-nhl-team", "enum_values": ["seattle-kraken"]},
@@ -402,7 +408,7 @@ mod tests {
         assert_eq!(customer["name_first"], "Anna");
         assert_eq!(omitted, 1, "Curling has no table entry");
         // The default profile maps no option.
-        let (customer, omitted) = card(&default_plan(), attributes);
+        let (customer, omitted) = card(default_plan(), attributes);
         assert!(customer.get(FIELD).is_none(), "{customer}");
         assert_eq!(omitted, 0);
     }
@@ -417,12 +423,12 @@ mod tests {
             (json!({"favNhlTeam": "XYZ", "sports": ["Curling"]}), 2),
             (json!({"favNhlTeam": ["SEA"], "sports": {"a": "Hockey"}}), 2),
         ] {
-            let (customer, left_out) = card(&p, attributes.clone());
+            let (customer, left_out) = card(p, attributes.clone());
             assert!(customer.get(FIELD).is_none(), "{attributes}: {customer}");
             assert_eq!(left_out, omitted, "{attributes}");
         }
         // A multi attribute holding one string is a one-value list.
-        let (customer, _) = card(&p, json!({"sports": "Hockey"}));
+        let (customer, _) = card(p, json!({"sports": "Hockey"}));
         assert_eq!(
             customer[FIELD],
             json!([{"id": "sports", "enum_values": ["hockey"]}])
@@ -459,25 +465,25 @@ mod tests {
         // The same values, in another order: nothing to write.
         let same = json!([{"id": "fav-nhl-team", "enum_values": ["seattle-kraken"]},
                           {"id": "sports", "enum_values": ["hockey", "tennis"]}]);
-        assert_eq!(write(&p, same, current.clone(), &[], &[]), Ok(json!({})));
+        assert_eq!(write(p, same, current.clone(), &[], &[]), Ok(json!({})));
         let one = json!([{"id": "fav-nhl-team", "enum_values": ["vancouver-canucks"]},
                          {"id": "sports", "enum_values": ["tennis", "hockey"]}]);
         assert_eq!(
-            write(&p, one, current.clone(), &[], &[]),
+            write(p, one, current.clone(), &[], &[]),
             Ok(json!({"attributes": {"favNhlTeam": "VAN"}}))
         );
         // A value the table does not know stays in a multi list; the POS never saw it.
         let kept = json!({"sports": ["Curling", "Hockey"]});
         let tennis = json!([{"id": "sports", "enum_values": ["tennis"]}]);
         assert_eq!(
-            write(&p, tennis, kept, &[], &[]),
+            write(p, tennis, kept, &[], &[]),
             Ok(json!({"attributes": {"sports": ["Curling", "Tennis"]}}))
         );
         // Only choices are kept: what is not a string goes.
         let junk = json!({"sports": [3, "Curling", {"a": "Hockey"}]});
         let tennis = json!([{"id": "sports", "enum_values": ["tennis"]}]);
         assert_eq!(
-            write(&p, tennis, junk, &[], &[]),
+            write(p, tennis, junk, &[], &[]),
             Ok(json!({"attributes": {"sports": ["Curling", "Tennis"]}}))
         );
         // Left out, without enum_values, "" or read-only for edits: unchanged.
@@ -487,13 +493,13 @@ mod tests {
             json!([{"id": "sports"}, {"id": "fav-nhl-team", "enum_values": ""}]),
         ] {
             assert_eq!(
-                write(&p, options.clone(), current.clone(), &[FIELD], &[]),
+                write(p, options.clone(), current.clone(), &[FIELD], &[]),
                 Ok(json!({})),
                 "{options}"
             );
         }
         let bad = json!([{"id": "sports", "enum_values": ["cricket"]}]);
-        assert_eq!(write(&p, bad, current, &[], &[FIELD]), Ok(json!({})));
+        assert_eq!(write(p, bad, current, &[], &[FIELD]), Ok(json!({})));
     }
 
     #[test]
@@ -503,25 +509,19 @@ mod tests {
         let empty = json!([{"id": "fav-nhl-team", "enum_values": []},
                            {"id": "sports", "enum_values": null}]);
         assert_eq!(
-            write(&p, empty.clone(), current.clone(), &[], &[]),
+            write(p, empty.clone(), current.clone(), &[], &[]),
             Ok(json!({}))
         );
         assert_eq!(
-            write(&p, empty.clone(), current.clone(), &[FIELD], &[]),
+            write(p, empty.clone(), current.clone(), &[FIELD], &[]),
             Ok(json!({"attributes": {"favNhlTeam": null, "sports": ["Curling"]}}))
         );
         // `null` for the whole list clears every option; nothing to clear writes nothing.
         assert_eq!(
-            write(
-                &p,
-                Value::Null,
-                json!({"sports": ["Hockey"]}),
-                &[FIELD],
-                &[]
-            ),
+            write(p, Value::Null, json!({"sports": ["Hockey"]}), &[FIELD], &[]),
             Ok(json!({"attributes": {"sports": null}}))
         );
-        assert_eq!(write(&p, empty, json!({}), &[FIELD], &[]), Ok(json!({})));
+        assert_eq!(write(p, empty, json!({}), &[FIELD], &[]), Ok(json!({})));
     }
 
     #[test]
@@ -565,12 +565,12 @@ mod tests {
             ),
         ];
         for (options, field) in cases {
-            let error = write(&p, options.clone(), json!({}), &[FIELD], &[]).unwrap_err();
+            let error = write(p, options.clone(), json!({}), &[FIELD], &[]).unwrap_err();
             assert_eq!(error.field, field, "{options}");
             assert!(!error.message.contains("cricket"), "{error:?}");
             // Without option rules the field is not the profile's: ignored like any unknown one.
             let default = default_plan();
-            assert_eq!(write(&default, options, json!({}), &[], &[]), Ok(json!({})));
+            assert_eq!(write(default, options, json!({}), &[], &[]), Ok(json!({})));
         }
     }
 
@@ -749,7 +749,7 @@ mod tests {
             attributes.extend(sports.map(|s| ("sports".to_owned(), s)));
             let attributes = Value::Object(attributes);
             let allowed: &[&str] = if clearable { &[FIELD] } else { &[] };
-            let changes = match write(&p, options.clone(), attributes.clone(), allowed, &[]) {
+            let changes = match write(p, options.clone(), attributes.clone(), allowed, &[]) {
                 Ok(changes) => changes,
                 Err(e) => {
                     prop_assert!(e.field.starts_with(FIELD), "{e:?}");
@@ -774,7 +774,7 @@ mod tests {
             });
             prop_assert_eq!(count(&changes), touched, "only option attributes: {}", changes);
             // Once written, the same body asks nothing more.
-            let again = write(&p, options.clone(), after["attributes"].clone(), allowed, &[]);
+            let again = write(p, options.clone(), after["attributes"].clone(), allowed, &[]);
             prop_assert_eq!(again, Ok(json!({})), "after {}", changes);
 
             let shown = |contact: &Value, id: &str| {

@@ -5,6 +5,10 @@ use serde_json::{Value, json};
 
 use super::*;
 
+mod diagnostics;
+mod examples;
+mod extends;
+
 fn plan() -> Plan {
     Plan::compile(include_str!("../../mappings/default.toml"), "default.toml").unwrap()
 }
@@ -239,6 +243,12 @@ pub(crate) fn places(file: &str, text: &str, needle: &str) -> Vec<String> {
             format!("{file}:{line}:{column}")
         })
         .collect()
+}
+
+/// A `file:line:col` place moved `by` columns to the right.
+pub(crate) fn right(place: &str, by: usize) -> String {
+    let (head, column) = place.rsplit_once(':').unwrap();
+    format!("{head}:{}", column.parse::<usize>().unwrap() + by)
 }
 
 #[test]
