@@ -8,6 +8,7 @@ use super::*;
 mod diagnostics;
 mod examples;
 mod extends;
+mod loader;
 
 fn plan() -> Plan {
     Plan::compile(include_str!("../../mappings/default.toml"), "default.toml").unwrap()
@@ -423,7 +424,7 @@ mod properties {
         KEY.with(Clone::clone)
     }
 
-    fn json() -> BoxedStrategy<Value> {
+    pub(super) fn json() -> BoxedStrategy<Value> {
         JSON.with(Clone::clone)
     }
 
@@ -563,7 +564,7 @@ mod properties {
         or_any(shaped(fields))
     }
 
-    fn contact() -> BoxedStrategy<Value> {
+    pub(super) fn contact() -> BoxedStrategy<Value> {
         let attributes = [
             "firstName",
             "lastName",
@@ -607,7 +608,7 @@ mod properties {
     }
 
     /// The card's source document: `{contact, promotions, bonus_checks, points, status, market}`.
-    fn card_source() -> BoxedStrategy<Value> {
+    pub(super) fn card_source() -> BoxedStrategy<Value> {
         let points = shaped(vec![(
             "items",
             list(shaped(vec![("balance", scalar())]), 3),
@@ -781,7 +782,7 @@ mod properties {
     }
 
     /// An SPI customer body: clean (every value one the profile takes), dirty, or anything.
-    fn spi_body() -> BoxedStrategy<Value> {
+    pub(super) fn spi_body() -> BoxedStrategy<Value> {
         let body = |dirty: bool| {
             let address = if dirty {
                 prop_oneof![4 => spi_object(ADDRESS_FIELDS, true), 1 => scalar()].boxed()
