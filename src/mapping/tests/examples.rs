@@ -136,6 +136,19 @@ fn an_examples_own_mistakes_are_placed() {
             "'input' is not JSON: trailing comma",
         ),
         (
+            "name = \"x\"\nmap = \"card\"\ninput = '{\"contact\": {\"id\": 1,}}'\nexpect = {}\n",
+            ",}}",
+            1,
+            "'input' is not JSON: trailing comma",
+        ),
+        // A basic string's escapes move the text about: its start is the place.
+        (
+            "name = \"x\"\nmap = \"card\"\ninput = \"{\\\"contact\\\": {,}}\"\nexpect = {}\n",
+            "\"{\\\"contact",
+            0,
+            "'input' is not JSON: key must be a string",
+        ),
+        (
             "name = \"x\"\nmap = \"card\"\ninput = \"[1]\"\nexpect = {}\n",
             "\"[1]\"",
             0,
