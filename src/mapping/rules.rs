@@ -188,24 +188,23 @@ pub(crate) fn check_overlap(
     at: At,
     earlier: &[(Vec<String>, At)],
 ) {
-    let path = keys.join(".");
-    for (other, other_at) in earlier {
-        let place = problems.place(*other_at, at.file);
-        let o = other.join(".");
-        let message = if other == keys {
-            format!("a second rule writing {side}'{path}' (the first is at {place})")
-        } else if keys.starts_with(other) {
-            format!(
-                "{side}'{path}' goes through '{o}', which the rule at {place} writes as one value"
-            )
-        } else if other.starts_with(keys) {
-            format!("{side}'{path}' would overwrite '{o}', which the rule at {place} writes")
-        } else {
-            continue;
-        };
-        problems.push(at, message);
+    // Found before anything is formatted: placing the other rule scans its file.
+    let Some((other, other_at)) = earlier
+        .iter()
+        .find(|(other, _)| keys.starts_with(other) || other.starts_with(keys))
+    else {
         return;
-    }
+    };
+    let (path, o) = (keys.join("."), other.join("."));
+    let place = problems.place(*other_at, at.file);
+    let message = if other == keys {
+        format!("a second rule writing {side}'{path}' (the first is at {place})")
+    } else if keys.starts_with(other) {
+        format!("{side}'{path}' goes through '{o}', which the rule at {place} writes as one value")
+    } else {
+        format!("{side}'{path}' would overwrite '{o}', which the rule at {place} writes")
+    };
+    problems.push(at, message);
 }
 
 /// A rule group's source document: what messages call it and the roots it has.
