@@ -97,17 +97,15 @@ type Failure = (At, String);
 impl Market {
     fn read(spec: &MarketSpec, file: FileId) -> Result<Market, Failure> {
         let timezone = match &spec.timezone {
-            None => TimeZone::get(TIMEZONE),
-            Some(name) => TimeZone::get(name.get_ref()),
-        }
-        .map_err(|_| {
-            let at = spec.timezone.as_ref().map(|t| At::of(file, t));
-            let name = spec.timezone.as_ref().map_or(TIMEZONE, |t| t.get_ref());
-            (
-                at.unwrap_or(At { file, offset: 0 }),
-                format!("unknown time zone '{name}'"),
-            )
-        })?;
+            // The bundled time zone database always has it.
+            None => TimeZone::get(TIMEZONE).unwrap_or(TimeZone::UTC),
+            Some(name) => TimeZone::get(name.get_ref()).map_err(|_| {
+                (
+                    At::of(file, name),
+                    format!("unknown time zone '{}'", name.get_ref()),
+                )
+            })?,
+        };
         let now = match &spec.now {
             None => NOW,
             Some(text) => text.get_ref().parse().map_err(|e| {

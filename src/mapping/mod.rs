@@ -1,9 +1,12 @@
 //! The declarative mapping engine: SPI ↔ Voyado field rules loaded from `mappings/*.toml`.
 //!
-//! A profile file is compiled once into a [`Plan`]; operations gather Voyado answers into one source
+//! A profile file (with the profiles it `extends`, see `profile`) is compiled once into a [`Plan`];
+//! loading reports every problem at its file, line and column (`diagnostic`) and runs the
+//! profile's `[[example]]`s (`examples`). Operations gather Voyado answers into one source
 //! document and the plan turns it into the SPI answer (and an SPI body into Voyado changes). The module
-//! is pure: no I/O once loaded, no HTTP, no field names in code — every name lives in the profile
-//! (but for the SPI's fixed shape of `additional_options` items, see `options`).
+//! is pure: no I/O (profiles are read by the caller's resolver), no HTTP, no field names in code —
+//! every name lives in the profile (but for the SPI's fixed shape of `additional_options` items, see
+//! `options`).
 
 mod codec;
 mod contact;
