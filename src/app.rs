@@ -202,13 +202,16 @@ fn compile_into(config: &Config, errors: &mut Vec<String>) -> Option<Compiled> {
         let plan = plans
             .entry(&m.mapping)
             .or_insert_with(|| {
+                // A profile's `extends` names another in the same source.
                 let loaded = source.read(&m.mapping).and_then(|(text, file)| {
-                    Plan::compile(&text, &file).map_err(|e| e.to_string())
+                    let resolve = |name: &str| source.read(name);
+                    Plan::compile_with(&text, &file, &resolve).map_err(|e| e.to_string())
                 });
                 match loaded {
                     Ok(plan) => Some(Arc::new(plan)),
                     Err(e) => {
-                        errors.push(format!("{at}.mapping: {e}"));
+                        // One problem a line, each at its mapping file, line and column.
+                        errors.extend(e.lines().map(|line| format!("{at}.mapping: {line}")));
                         None
                     }
                 }

@@ -485,3 +485,65 @@ fn map_prints_the_voyado_write_of_an_edit_and_refuses_a_bad_body() {
     assert!(message.contains("400 invalid_input: mobile"), "{message}");
     assert!(!message.contains("not a phone"), "{message}");
 }
+
+/// `check` on a config whose markets name broken mapping profiles: each problem is printed at its
+/// mapping file, line and column — a profile's own mistakes in it, a TOML syntax error too — and
+/// the exit code is 1.
+#[test]
+fn check_names_the_file_line_and_column_of_a_bad_mapping_rule() {
+    let dir = scratch("check-mapping");
+    let copy = dir.join("mappings");
+    std::fs::create_dir_all(&copy).unwrap();
+    for file in ["default.toml", "errors.toml", "routes.toml"] {
+        std::fs::copy(format!("{}/{file}", mappings()), copy.join(file)).unwrap();
+    }
+    std::fs::write(
+        copy.join("broken.toml"),
+        "# This market's profile: the default, but for two rules.\nextends = \"default\"\n\n\
+         [[field]]\nspi = \"gender\"\nvoyado = \"attributes.gender\"\ncodec = \"table:gendr\"\n\n\
+         [[card]]\nto = \"status.text\"\nform = \"status.statusText\"\n",
+    )
+    .unwrap();
+    std::fs::write(copy.join("half.toml"), "version = 1\n\n[redeem\n").unwrap();
+    let config = dir.join("config.toml");
+    let market = |market: &str, mapping: &str| {
+        format!(
+            "[[market]]\ntenant = \"t\"\nmarket = \"{market}\"\ncrm_api_keys = [\"k\"]\n\
+             voyado_url = \"http://127.0.0.1:9\"\nvoyado_api_key = \"k\"\ndefault_country = \
+             \"SE\"\nmapping = \"{mapping}\"\n"
+        )
+    };
+    std::fs::write(
+        &config,
+        format!(
+            "mappings = \"mappings\"\n{}{}",
+            market("SE", "broken"),
+            market("NO", "half")
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let errors = String::from_utf8_lossy(&out.stderr);
+    let broken = copy.join("broken.toml").display().to_string();
+    let half = copy.join("half.toml").display().to_string();
+    for line in [
+        format!("{broken}:7:9: unknown table 'gendr' (did you mean 'gender'?)"),
+        format!("{broken}:11:1: unknown field `form`, expected one of `to`, `from`"),
+        format!("{half}:3:8: unclosed table, expected `]`"),
+    ] {
+        assert!(errors.contains(&line), "{line} missing in:\n{errors}");
+    }
+    // One problem a line, each also naming the market whose profile it is.
+    assert_eq!(errors.lines().count(), 3, "{errors}");
+    assert!(
+        errors
+            .lines()
+            .all(|l| l.contains("config.toml") && l.contains("].mapping: ")),
+        "{errors}"
+    );
+}

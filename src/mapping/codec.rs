@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::MarketView;
+use super::diagnostic::did_you_mean;
 use crate::keys::parse_date;
 
 /// A two-column table: SPI value on the left, Voyado value on the right, in file order.
@@ -74,39 +75,56 @@ pub(crate) enum Codec {
     ConsentId,
 }
 
+/// The codecs that take no table.
+const SIMPLE: &[(&str, Codec)] = &[
+    ("text", Codec::Text),
+    ("string", Codec::Str),
+    ("int", Codec::Int),
+    ("bool", Codec::Bool),
+    ("date", Codec::Date),
+    ("local_date", Codec::LocalDate),
+    ("unix_seconds", Codec::UnixSeconds),
+    ("decimal", Codec::Decimal),
+    ("money", Codec::Money),
+    ("consents", Codec::Consents),
+    ("consent_id", Codec::ConsentId),
+];
+
 impl Codec {
+    /// The codec a rule names; an unknown name is refused with the nearest known one, among the
+    /// codecs and `table:NAME` / `flags:NAME` for each table the profile has.
     pub(crate) fn parse(name: &str, tables: &BTreeMap<String, Table>) -> Result<Codec, String> {
         let table = |t: &str| {
             if tables.contains_key(t) {
                 Ok(t.to_owned())
             } else {
-                Err(format!("unknown table '{t}'"))
+                let names = tables.keys().map(String::as_str);
+                Err(format!("unknown table '{t}'{}", did_you_mean(t, names)))
             }
         };
-        Ok(match name.split_once(':') {
-            Some(("table", t)) => Codec::Table(table(t)?),
-            Some(("flags", t)) => Codec::Flags(table(t)?),
-            Some(_) => return Err(format!("unknown codec '{name}'")),
-            None => match name {
-                "text" => Codec::Text,
-                "string" => Codec::Str,
-                "int" => Codec::Int,
-                "bool" => Codec::Bool,
-                "date" => Codec::Date,
-                "local_date" => Codec::LocalDate,
-                "unix_seconds" => Codec::UnixSeconds,
-                "decimal" => Codec::Decimal,
-                "money" => Codec::Money,
-                "consents" => Codec::Consents,
-                "consent_id" => Codec::ConsentId,
-                other => {
-                    return Err(format!(
-                        "unknown codec '{other}' (known: text, string, int, bool, date, local_date, \
-                         unix_seconds, decimal, money, consents, consent_id, table:NAME, flags:NAME)"
-                    ));
-                }
-            },
-        })
+        if let Some((_, codec)) = SIMPLE.iter().find(|(n, _)| *n == name) {
+            return Ok(codec.clone());
+        }
+        match name.split_once(':') {
+            Some(("table", t)) => Ok(Codec::Table(table(t)?)),
+            Some(("flags", t)) => Ok(Codec::Flags(table(t)?)),
+            _ => {
+                let with_tables: Vec<String> = tables
+                    .keys()
+                    .flat_map(|t| [format!("table:{t}"), format!("flags:{t}")])
+                    .collect();
+                let known = SIMPLE
+                    .iter()
+                    .map(|(n, _)| *n)
+                    .chain(with_tables.iter().map(String::as_str));
+                let hint = did_you_mean(name, known);
+                let names: Vec<&str> = SIMPLE.iter().map(|(n, _)| *n).collect();
+                Err(format!(
+                    "unknown codec '{name}'{hint}; known: {}, table:NAME, flags:NAME",
+                    names.join(", ")
+                ))
+            }
+        }
     }
 }
 

@@ -1,30 +1,44 @@
 //! The declarative mapping engine: SPI ↔ Voyado field rules loaded from `mappings/*.toml`.
 //!
-//! A profile file is compiled once into a [`Plan`]; operations gather Voyado answers into one source
+//! A profile file (with the profiles it `extends`, see `profile`) is compiled once into a [`Plan`];
+//! loading reports every problem at its file, line and column (`diagnostic`) and runs the
+//! profile's `[[example]]`s (`examples`). Operations gather Voyado answers into one source
 //! document and the plan turns it into the SPI answer (and an SPI body into Voyado changes). The module
-//! is pure: no I/O once loaded, no HTTP, no field names in code — every name lives in the profile
-//! (but for the SPI's fixed shape of `additional_options` items, see `options`).
+//! is pure: no I/O (profiles are read by the caller's resolver), no HTTP, no field names in code —
+//! every name lives in the profile (but for the SPI's fixed shape of `additional_options` items, see
+//! `options`).
 
 mod codec;
 mod contact;
+mod diagnostic;
+mod examples;
 mod options;
 pub(crate) mod path;
+mod profile;
 mod rules;
 
 use std::collections::BTreeMap;
-use std::path::Path as FsPath;
 
 use jiff::tz::TimeZone;
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use toml::Spanned;
+use toml::de::DeTable;
 
 use crate::keys::Normalizer;
 use codec::{ConsentFields, MoneyFields, ReadContext, Table};
-use options::{OptionRule, OptionSpec};
+use diagnostic::{At, FileId, Files, Problems, did_you_mean};
+use options::OptionRule;
 use path::{Path, Scope};
-use rules::{Compiler, Omitted, Rule, RuleSpec};
+use profile::{InFile, ProfileSpec};
+use rules::{Compiler, Group, Omitted, Rule, RuleSpec, check_overlap, target};
 
 pub use contact::{FieldError, WritePolicy};
+pub use diagnostic::{Diagnostic, MappingError};
+
+/// Reads a mapping profile by name: its text and the name to report it by, as
+/// `MappingSource::read` does. A profile's `extends` is read through it.
+pub type ReadProfile<'r> = dyn Fn(&str) -> Result<(String, String), String> + 'r;
 
 /// The market facts a mapping needs: currency, time zone, locale, region and consent id map, and
 /// the request's clock reading (the engine never reads a clock itself).
@@ -88,8 +102,8 @@ pub struct KeySpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VoyadoSpec {
-    approved: String,
-    member_number: String,
+    approved: Spanned<String>,
+    member_number: Spanned<String>,
     write_flatten: String,
     create_type_field: String,
 }
@@ -103,7 +117,7 @@ struct StatusSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AddSpec {
-    key: String,
+    key: Spanned<String>,
 }
 
 /// Names the redeem body uses (SPI) and the item fields redeem decides on (Voyado).
@@ -123,7 +137,7 @@ pub struct RedeemNames {
     pub voyado_items: String,
     /// The channel named when redeeming a promotion.
     pub channel: String,
-    pos_channel: String,
+    pos_channel: Spanned<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -136,7 +150,7 @@ pub enum PageOrder {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TransactionsSpec {
-    sort: String,
+    sort: Spanned<String>,
     order: PageOrder,
     items: String,
     total_count: String,
@@ -145,9 +159,9 @@ struct TransactionsSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FieldSpec {
-    spi: String,
-    voyado: String,
-    codec: Option<String>,
+    spi: Spanned<String>,
+    voyado: Spanned<String>,
+    codec: Option<Spanned<String>>,
     check: Option<Normalizer>,
     #[serde(default = "yes")]
     write: bool,
@@ -155,37 +169,6 @@ struct FieldSpec {
 
 fn yes() -> bool {
     true
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProfileSpec {
-    version: u32,
-    #[serde(default)]
-    tables: BTreeMap<String, BTreeMap<String, String>>,
-    voyado: VoyadoSpec,
-    money: MoneyFields,
-    consent: ConsentFields,
-    status: StatusSpec,
-    add: AddSpec,
-    redeem: RedeemNames,
-    transactions: TransactionsSpec,
-    search: BTreeMap<String, KeySpec>,
-    #[serde(default)]
-    lookup: BTreeMap<String, KeySpec>,
-    field: Vec<FieldSpec>,
-    #[serde(default)]
-    option: Vec<OptionSpec>,
-    #[serde(default)]
-    card: Vec<RuleSpec>,
-    #[serde(default)]
-    transaction: Vec<RuleSpec>,
-    #[serde(default)]
-    consent_definition: Vec<RuleSpec>,
-    #[serde(default)]
-    person: Vec<RuleSpec>,
-    #[serde(default)]
-    receipt: Vec<RuleSpec>,
 }
 
 /// One contact field, both directions.
@@ -250,158 +233,80 @@ pub const DEFAULT: &str = "default";
 pub const PERSON: &str = "person";
 pub const ORDER: &str = "order";
 pub const RECEIPT: &str = "receipt";
+/// The person lookup's other root: the normalised key the POS looked up, under its key type.
+const LOOKUP_KEY: &str = "key";
 
-/// Every problem found while loading a profile, with the file it came from.
-#[derive(Debug, thiserror::Error)]
-#[error("{file}: {}", errors.join(&format!("\n{file}: ")))]
-pub struct MappingError {
-    pub file: String,
-    pub errors: Vec<String>,
-}
+/// Each rule group's source document, as the operations build it.
+const CARD: Group = Group {
+    name: "card",
+    roots: &[CONTACT, PROMOTIONS, BONUS_CHECKS, POINTS, STATUS, MARKET],
+};
+const TRANSACTIONS: Group = Group {
+    name: "transaction",
+    roots: &[TRANSACTION],
+};
+const CONSENT_DEFINITIONS: Group = Group {
+    name: "consent_definition",
+    roots: &[DEFINITION, DEFAULT],
+};
+const PERSON_LOOKUP: Group = Group {
+    name: "person",
+    roots: &[PERSON, LOOKUP_KEY],
+};
+const RECEIPTS: Group = Group {
+    name: "receipt",
+    roots: &[ORDER, RECEIPT, CONTACT],
+};
 
 impl Plan {
-    pub fn load(file: &FsPath) -> Result<Plan, MappingError> {
-        let name = file.display().to_string();
-        let text = std::fs::read_to_string(file).map_err(|e| MappingError {
-            file: name.clone(),
-            errors: vec![format!("cannot read: {e}")],
-        })?;
-        Plan::compile(&text, &name)
+    /// Compiles a profile that extends no other (`extends` is refused: there is nothing to
+    /// read a base from).
+    pub fn compile(text: &str, file: &str) -> Result<Plan, MappingError> {
+        Plan::compile_with(text, file, &|name| {
+            Err(format!("no mapping profiles to read '{name}' from here"))
+        })
     }
 
-    pub fn compile(text: &str, file: &str) -> Result<Plan, MappingError> {
-        let fail = |errors| MappingError {
-            file: file.to_owned(),
-            errors,
-        };
-        let spec: ProfileSpec = toml::from_str(text).map_err(|e| fail(vec![e.to_string()]))?;
-        let mut errors = Vec::new();
-        if spec.version != 1 {
-            errors.push(format!("version {} is not supported (1 is)", spec.version));
+    /// Compiles the profile `text` (reported as `file`), reading the profiles it extends through
+    /// `resolve` (a profile's name to its text and the name to report it by), and runs its
+    /// examples. Every problem of the profile and its bases is reported, each at its file, line
+    /// and column.
+    pub fn compile_with(
+        text: &str,
+        file: &str,
+        resolve: &ReadProfile<'_>,
+    ) -> Result<Plan, MappingError> {
+        let mut found = Vec::new();
+        let top = profile::parse(text, FileId(0), &mut found);
+        let bases = profile::read_bases(&top, file, resolve, &mut found);
+        let mut list = vec![(file, text)];
+        list.extend(bases.iter().map(|b| (b.name.as_str(), b.text.as_str())));
+        let files = Files::new(list);
+        let mut problems = Problems::new(&files, found);
+        if !problems.is_empty() {
+            return Err(problems.into_error());
         }
-        let tables: BTreeMap<String, Table> = spec
-            .tables
+        // Parsed again: reading the chain only looked at what each base extends (and found
+        // their syntax errors, of which there are none by now).
+        let base_docs: Vec<_> = bases
             .iter()
-            .map(|(name, pairs)| {
-                let pairs = pairs.iter().map(|(s, v)| (s.clone(), v.clone())).collect();
-                (name.clone(), Table { pairs })
-            })
+            .map(|b| DeTable::parse_recoverable(&b.text).0)
             .collect();
-        let mut path = |text: &str, at: &str| match Path::parse(text) {
-            Ok(p) => p,
-            Err(e) => {
-                errors.push(format!("{at}: {e}"));
-                Path::default()
+        let docs: Vec<_> = std::iter::once(&top).chain(&base_docs).collect();
+        let resolved = profile::resolve(&docs, &mut problems);
+        let mut spec = ProfileSpec::read(&resolved, &mut problems);
+        let examples = std::mem::take(&mut spec.example);
+        match build(spec, &mut problems) {
+            Some(plan) if problems.is_empty() => {
+                examples::run(&plan, &examples, &mut problems);
+                if problems.is_empty() {
+                    Ok(plan)
+                } else {
+                    Err(problems.into_error())
+                }
             }
-        };
-        let approved = path(&spec.voyado.approved, "voyado.approved");
-        let member_number = path(&spec.voyado.member_number, "voyado.member_number");
-        let pos_channel = path(&spec.redeem.pos_channel, "redeem.pos_channel");
-        let transaction_sort = path(&spec.transactions.sort, "transactions.sort");
-
-        let fields = compile_fields(&spec.field, &tables, &mut errors);
-        let options = options::compile(
-            &spec.option,
-            &tables,
-            &fields,
-            &spec.voyado.write_flatten,
-            &mut errors,
-        );
-        if !fields.iter().any(|f| f.spi == spec.add.key) {
-            errors.push(format!(
-                "add.key: no [[field]] has spi = \"{}\"",
-                spec.add.key
-            ));
+            _ => Err(problems.into_error()),
         }
-        if !spec.search.contains_key(&spec.add.key) {
-            errors.push(format!(
-                "add.key: no [search.{}] to look it up",
-                spec.add.key
-            ));
-        }
-
-        // The contact fields are read back into the card too, from the `contact` root.
-        let field_specs: Vec<RuleSpec> = spec
-            .field
-            .iter()
-            .filter(|f| fields.iter().any(|c| c.spi == f.spi))
-            .map(|f| RuleSpec {
-                to: f.spi.clone(),
-                from: Some(rules::OneOrMany::One(format!("{CONTACT}.{}", f.voyado))),
-                codec: f.codec.clone(),
-                ..RuleSpec::default()
-            })
-            .collect();
-        let mut compiler = Compiler {
-            tables: &tables,
-            errors: &mut errors,
-            roots: Vec::new(),
-        };
-        let mut card = compiler.rules(&field_specs, "field", false);
-        card.extend(compiler.rules(&spec.card, "card", false));
-        // Only the card's roots decide which Voyado calls a card makes.
-        let card_roots = std::mem::take(&mut compiler.roots);
-        let transaction = compiler.rules(&spec.transaction, "transaction", false);
-        let consent_definition =
-            compiler.rules(&spec.consent_definition, "consent_definition", false);
-        let person = compiler.rules(&spec.person, "person", false);
-        let receipt = compiler.rules(&spec.receipt, "receipt", false);
-        let card_needs = CardNeeds {
-            promotions: card_roots.iter().any(|r| r == PROMOTIONS),
-            bonus_checks: card_roots.iter().any(|r| r == BONUS_CHECKS),
-            points: card_roots.iter().any(|r| r == POINTS),
-            status: card_roots.iter().any(|r| r == STATUS),
-        };
-        let spi_targets: Vec<&str> = spec.field.iter().map(|f| f.spi.as_str()).collect();
-        for rule in &spec.card {
-            if spi_targets.contains(&rule.to.as_str()) {
-                errors.push(format!(
-                    "card (to = \"{}\"): already written by a [[field]] rule",
-                    rule.to
-                ));
-            }
-        }
-        let under_options = |to: &str| {
-            to.strip_prefix(options::FIELD)
-                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
-        };
-        if !options.is_empty() {
-            for to in spi_targets
-                .into_iter()
-                .chain(spec.card.iter().map(|r| r.to.as_str()))
-                .filter(|to| under_options(to))
-            {
-                errors.push(format!("\"{to}\": already written by the [[option]] rules"));
-            }
-        }
-        if !errors.is_empty() {
-            return Err(fail(errors));
-        }
-        Ok(Plan {
-            tables,
-            money: spec.money,
-            consent: spec.consent,
-            fields,
-            options,
-            card,
-            card_needs,
-            transaction,
-            consent_definition,
-            person,
-            receipt,
-            search: spec.search,
-            lookup: spec.lookup,
-            approved,
-            member_number,
-            write_flatten: spec.voyado.write_flatten,
-            create_type_field: spec.voyado.create_type_field,
-            status_query_field: spec.status.query_field,
-            default_key: spec.add.key,
-            redeem: spec.redeem,
-            pos_channel,
-            transactions: spec.transactions,
-            transaction_sort,
-        })
     }
 
     fn read_context<'a>(&'a self, market: &'a MarketView<'a>) -> ReadContext<'a> {
@@ -600,45 +505,203 @@ impl Plan {
     }
 }
 
-fn compile_fields(
-    specs: &[FieldSpec],
-    tables: &BTreeMap<String, Table>,
-    errors: &mut Vec<String>,
-) -> Vec<FieldRule> {
-    let mut out: Vec<FieldRule> = Vec::with_capacity(specs.len());
-    for (i, f) in specs.iter().enumerate() {
-        let at = format!("field[{i}] (spi = \"{}\")", f.spi);
-        let keys = |text: &str| {
-            Path::parse(text)
-                .ok()
-                .and_then(|p| p.keys().map(|k| k.into_iter().map(str::to_owned).collect()))
-                .filter(|k: &Vec<String>| !k.is_empty())
+/// A path the profile names in a section, parsed (or its problem noted).
+fn section_path(text: &Spanned<String>, file: FileId, problems: &mut Problems<'_>) -> Path {
+    Path::parse(text.get_ref()).unwrap_or_else(|e| {
+        problems.push(At::of(file, text), e);
+        Path::default()
+    })
+}
+
+/// Compiles the resolved profile's rules and sections; `None` when a part could not be read.
+fn build(spec: ProfileSpec<'_>, problems: &mut Problems<'_>) -> Option<Plan> {
+    if let Some(version) = &spec.version
+        && *version.spec.get_ref() != 1
+    {
+        problems.push(
+            At::of(version.file, &version.spec),
+            format!("version {} is not supported (1 is)", version.spec.get_ref()),
+        );
+    }
+    let tables = spec.tables;
+    let approved = spec
+        .voyado
+        .as_ref()
+        .map(|v| section_path(&v.spec.approved, v.file, problems));
+    let member_number = spec
+        .voyado
+        .as_ref()
+        .map(|v| section_path(&v.spec.member_number, v.file, problems));
+    let pos_channel = spec
+        .redeem
+        .as_ref()
+        .map(|r| section_path(&r.spec.pos_channel, r.file, problems));
+    let transaction_sort = spec
+        .transactions
+        .as_ref()
+        .map(|t| section_path(&t.spec.sort, t.file, problems));
+
+    let fields = compile_fields(&spec.field, &tables, problems);
+    let write_flatten = spec
+        .voyado
+        .as_ref()
+        .map_or("", |v| v.spec.write_flatten.as_str());
+    let options = options::compile(&spec.option, &tables, &fields, write_flatten, problems);
+    if let Some(add) = &spec.add {
+        let key = add.spec.key.get_ref();
+        let at = At::of(add.file, &add.spec.key);
+        if !spec.field_names.contains(key) {
+            let hint = did_you_mean(key, spec.field_names.iter().map(String::as_str));
+            problems.push(at, format!("no [[field]] has spi = \"{key}\"{hint}"));
+        }
+        if !spec.search.contains_key(key) {
+            problems.push(at, format!("no [search.{key}] to look it up"));
+        }
+    }
+
+    // The contact fields are read back into the card too, from the `contact` root, and share
+    // its targets with the card rules.
+    let mut card_specs: Vec<InFile<RuleSpec>> = spec
+        .field
+        .iter()
+        .filter(|f| fields.iter().any(|(c, _)| c.spi == *f.spec.spi.get_ref()))
+        .map(|f| InFile {
+            file: f.file,
+            spec: RuleSpec::copy(
+                f.spec.spi.clone(),
+                Spanned::new(
+                    f.spec.voyado.span(),
+                    format!("{CONTACT}.{}", f.spec.voyado.get_ref()),
+                ),
+                f.spec.codec.clone(),
+            ),
+        })
+        .collect();
+    card_specs.extend(spec.card);
+    if !options.is_empty() {
+        let under_options = |to: &str| {
+            to.strip_prefix(options::FIELD)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('.'))
         };
-        let (Some(spi_keys), Some(voyado_keys)) = (keys(&f.spi), keys(&f.voyado)) else {
-            errors.push(format!("{at}: 'spi' and 'voyado' must be dotted keys"));
+        for rule in card_specs
+            .iter()
+            .filter(|r| under_options(r.spec.to.get_ref()))
+        {
+            problems.push(
+                At::of(rule.file, &rule.spec.to),
+                format!(
+                    "'{}' is already written by the [[option]] rules",
+                    rule.spec.to.get_ref()
+                ),
+            );
+        }
+    }
+    let mut compiler = Compiler::new(&tables, problems, CARD);
+    let card = compiler.group(&card_specs);
+    // Only the card's roots decide which Voyado calls a card makes.
+    let card_roots = compiler.roots;
+    let card_needs = CardNeeds {
+        promotions: card_roots.iter().any(|r| r == PROMOTIONS),
+        bonus_checks: card_roots.iter().any(|r| r == BONUS_CHECKS),
+        points: card_roots.iter().any(|r| r == POINTS),
+        status: card_roots.iter().any(|r| r == STATUS),
+    };
+    let transaction = Compiler::new(&tables, problems, TRANSACTIONS).group(&spec.transaction);
+    let consent_definition =
+        Compiler::new(&tables, problems, CONSENT_DEFINITIONS).group(&spec.consent_definition);
+    let person = Compiler::new(&tables, problems, PERSON_LOOKUP).group(&spec.person);
+    let receipt = Compiler::new(&tables, problems, RECEIPTS).group(&spec.receipt);
+
+    let (
+        Some(voyado),
+        Some(money),
+        Some(consent),
+        Some(status),
+        Some(add),
+        Some(redeem),
+        Some(transactions),
+    ) = (
+        spec.voyado,
+        spec.money,
+        spec.consent,
+        spec.status,
+        spec.add,
+        spec.redeem,
+        spec.transactions,
+    )
+    else {
+        return None;
+    };
+    Some(Plan {
+        tables,
+        money: money.spec,
+        consent: consent.spec,
+        fields: fields.into_iter().map(|(f, _)| f).collect(),
+        options,
+        card,
+        card_needs,
+        transaction,
+        consent_definition,
+        person,
+        receipt,
+        search: spec.search,
+        lookup: spec.lookup,
+        approved: approved.unwrap_or_default(),
+        member_number: member_number.unwrap_or_default(),
+        write_flatten: voyado.spec.write_flatten,
+        create_type_field: voyado.spec.create_type_field,
+        status_query_field: status.spec.query_field,
+        default_key: add.spec.key.into_inner(),
+        redeem: redeem.spec,
+        pos_channel: pos_channel.unwrap_or_default(),
+        transactions: transactions.spec,
+        transaction_sort: transaction_sort.unwrap_or_default(),
+    })
+}
+
+/// The `[[field]]` rules, each with the place of its `spi`. No two may write one Voyado value
+/// (their SPI targets are checked with the card's, which they are part of).
+fn compile_fields(
+    specs: &[InFile<FieldSpec>],
+    tables: &BTreeMap<String, Table>,
+    problems: &mut Problems<'_>,
+) -> Vec<(FieldRule, At)> {
+    let mut out = Vec::with_capacity(specs.len());
+    let mut written: Vec<(Vec<String>, At)> = Vec::with_capacity(specs.len());
+    for InFile { file, spec: f } in specs {
+        let at_spi = At::of(*file, &f.spi);
+        let at_voyado = At::of(*file, &f.voyado);
+        let Some(spi_keys) = target(f.spi.get_ref()) else {
+            problems.push(at_spi, "'spi' must be dotted keys");
             continue;
         };
-        let codec = match codec::Codec::parse(f.codec.as_deref().unwrap_or("text"), tables) {
-            Ok(c) => c,
-            Err(e) => {
-                errors.push(format!("{at}: {e}"));
-                continue;
-            }
+        let Some(voyado_keys) = target(f.voyado.get_ref()) else {
+            problems.push(at_voyado, "'voyado' must be dotted keys");
+            continue;
         };
-        if out.iter().any(|o| o.spi == f.spi) {
-            errors.push(format!("{at}: a second rule for the same SPI field"));
-        }
-        if out.iter().any(|o| o.voyado_keys == voyado_keys) {
-            errors.push(format!("{at}: a second rule for the same Voyado field"));
-        }
-        out.push(FieldRule {
-            spi: f.spi.clone(),
-            spi_keys,
-            voyado_keys,
-            codec,
-            check: f.check,
-            write: f.write,
-        });
+        let codec = match &f.codec {
+            None => codec::Codec::Text,
+            Some(name) => match codec::Codec::parse(name.get_ref(), tables) {
+                Ok(c) => c,
+                Err(e) => {
+                    problems.push(At::of(*file, name), e);
+                    continue;
+                }
+            },
+        };
+        check_overlap(problems, "Voyado ", &voyado_keys, at_voyado, &written);
+        written.push((voyado_keys.clone(), at_voyado));
+        out.push((
+            FieldRule {
+                spi: f.spi.get_ref().clone(),
+                spi_keys,
+                voyado_keys,
+                codec,
+                check: f.check,
+                write: f.write,
+            },
+            at_spi,
+        ));
     }
     out
 }

@@ -10,11 +10,15 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use toml::Spanned;
 
 use super::FieldRule;
 use super::codec::Table;
 use super::contact::{FieldError, WritePolicy};
-use super::path::{Path, get_keys, set};
+use super::diagnostic::{At, Problems, did_you_mean};
+use super::path::{get_keys, set};
+use super::profile::InFile;
+use super::rules::target;
 
 /// The SPI customer field, and the names inside one of its items.
 pub(crate) const FIELD: &str = "additional_options";
@@ -25,10 +29,10 @@ const VALUES: &str = "enum_values";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct OptionSpec {
-    id: String,
-    voyado: String,
-    kind: String,
-    values: String,
+    id: Spanned<String>,
+    voyado: Spanned<String>,
+    kind: Spanned<String>,
+    values: Spanned<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,11 +54,11 @@ pub(crate) struct OptionRule {
 /// another option's — in the contact, or in the write body once `write_flatten` is lifted — or
 /// two rules would write the same Voyado value.
 pub(crate) fn compile(
-    specs: &[OptionSpec],
+    specs: &[InFile<OptionSpec>],
     tables: &BTreeMap<String, Table>,
-    fields: &[FieldRule],
+    fields: &[(FieldRule, At)],
     write_flatten: &str,
-    errors: &mut Vec<String>,
+    problems: &mut Problems<'_>,
 ) -> Vec<OptionRule> {
     let flat = |keys: &[String]| -> Vec<String> {
         match keys.split_first() {
@@ -66,62 +70,81 @@ pub(crate) fn compile(
         let prefix = |x: &[String], y: &[String]| x.starts_with(y) || y.starts_with(x);
         prefix(a, b) || prefix(&flat(a), &flat(b))
     };
-    let mut out: Vec<OptionRule> = Vec::with_capacity(specs.len());
-    for (i, spec) in specs.iter().enumerate() {
-        let at = format!("option[{i}] (id = \"{}\")", spec.id);
-        if spec.id.is_empty() {
-            errors.push(format!("{at}: 'id' must not be empty"));
+    let mut out: Vec<(OptionRule, At)> = Vec::with_capacity(specs.len());
+    for InFile { file, spec } in specs {
+        let at = |s: &Spanned<String>| At::of(*file, s);
+        let id = spec.id.get_ref();
+        if id.is_empty() {
+            problems.push(at(&spec.id), "'id' must not be empty");
         }
-        if out.iter().any(|o| o.id == spec.id) {
-            errors.push(format!("{at}: a second rule for the same option id"));
+        if let Some((_, first)) = out.iter().find(|(o, _)| o.id == *id) {
+            let place = problems.place(*first, *file);
+            problems.push(
+                at(&spec.id),
+                format!("a second rule for option '{id}' (the first is at {place})"),
+            );
         }
-        let kind = match spec.kind.as_str() {
+        let kind = match spec.kind.get_ref().as_str() {
             "single" => Some(Kind::Single),
             "multi" => Some(Kind::Multi),
             other => {
-                errors.push(format!(
-                    "{at}: unknown kind '{other}' (known: single, multi)"
-                ));
+                let hint = did_you_mean(other, ["single", "multi"]);
+                problems.push(
+                    at(&spec.kind),
+                    format!("unknown kind '{other}'{hint}; known: single, multi"),
+                );
                 None
             }
         };
-        let values = tables.get(&spec.values).cloned();
+        let values = tables.get(spec.values.get_ref()).cloned();
         if values.is_none() {
-            errors.push(format!("{at}: unknown table '{}'", spec.values));
+            let name = spec.values.get_ref();
+            let hint = did_you_mean(name, tables.keys().map(String::as_str));
+            problems.push(at(&spec.values), format!("unknown table '{name}'{hint}"));
         }
-        let keys = Path::parse(&spec.voyado)
-            .ok()
-            .and_then(|p| p.keys().map(|k| k.into_iter().map(str::to_owned).collect()))
-            .filter(|k: &Vec<String>| !k.is_empty());
-        let Some(voyado_keys) = keys else {
-            errors.push(format!("{at}: 'voyado' must be dotted keys"));
+        let Some(voyado_keys) = target(spec.voyado.get_ref()) else {
+            problems.push(at(&spec.voyado), "'voyado' must be dotted keys");
             continue;
         };
-        if let Some(field) = fields
+        if let Some((field, field_at)) = fields
             .iter()
-            .find(|f| overlap(&f.voyado_keys, &voyado_keys))
+            .find(|(f, _)| overlap(&f.voyado_keys, &voyado_keys))
         {
-            errors.push(format!(
-                "{at}: 'voyado' overlaps the Voyado field of [[field]] spi = \"{}\"",
-                field.spi
-            ));
+            let place = problems.place(*field_at, *file);
+            problems.push(
+                at(&spec.voyado),
+                format!(
+                    "'voyado' overlaps the Voyado field of [[field]] spi = \"{}\" ({place})",
+                    field.spi
+                ),
+            );
         }
-        if let Some(other) = out.iter().find(|o| overlap(&o.voyado_keys, &voyado_keys)) {
-            errors.push(format!(
-                "{at}: 'voyado' overlaps the Voyado field of option \"{}\"",
-                other.id
-            ));
+        if let Some((other, other_at)) = out
+            .iter()
+            .find(|(o, _)| overlap(&o.voyado_keys, &voyado_keys))
+        {
+            let place = problems.place(*other_at, *file);
+            problems.push(
+                at(&spec.voyado),
+                format!(
+                    "'voyado' overlaps the Voyado field of option '{}' ({place})",
+                    other.id
+                ),
+            );
         }
         if let (Some(kind), Some(values)) = (kind, values) {
-            out.push(OptionRule {
-                id: spec.id.clone(),
-                voyado_keys,
-                kind,
-                values,
-            });
+            out.push((
+                OptionRule {
+                    id: id.clone(),
+                    voyado_keys,
+                    kind,
+                    values,
+                },
+                at(&spec.id),
+            ));
         }
     }
-    out
+    out.into_iter().map(|(rule, _)| rule).collect()
 }
 
 impl OptionRule {
@@ -299,6 +322,8 @@ fn wishes<'a>(
 
 #[cfg(test)]
 mod tests {
+    use std::sync::LazyLock;
+
     use jiff::tz::TimeZone;
     use proptest::collection::vec;
     use proptest::prelude::*;
@@ -306,6 +331,7 @@ mod tests {
     use serde_json::{Map, Value, json};
 
     use super::super::path::set;
+    use super::super::tests::places;
     use super::super::{FieldError, MappingError, MarketView, Plan, WritePolicy};
     use super::FIELD;
 
@@ -318,12 +344,16 @@ mod tests {
         Plan::compile(&format!("{DEFAULT}\n{extra}"), "options.toml")
     }
 
-    fn plan() -> Plan {
-        compile(OPTIONS).unwrap()
+    /// Compiled once: the property test below asks for it in every case.
+    fn plan() -> &'static Plan {
+        static PLAN: LazyLock<Plan> = LazyLock::new(|| compile(OPTIONS).unwrap());
+        &PLAN
     }
 
-    fn default_plan() -> Plan {
-        Plan::compile(DEFAULT, "default.toml").unwrap()
+    fn default_plan() -> &'static Plan {
+        static PLAN: LazyLock<Plan> =
+            LazyLock::new(|| Plan::compile(DEFAULT, "default.toml").unwrap());
+        &PLAN
     }
 
     fn with_market<T>(f: impl FnOnce(&MarketView<'_>) -> T) -> T {
@@ -369,7 +399,7 @@ mod tests {
     fn the_card_shows_mapped_options_through_their_tables() {
         let attributes = json!({"firstName": "Anna", "favNhlTeam": "SEA",
                                 "sports": ["Tennis", "Curling", "Hockey", "Tennis"]});
-        let (customer, omitted) = card(&plan(), attributes.clone());
+        let (customer, omitted) = card(plan(), attributes.clone());
         assert_eq!(
             customer[FIELD],
             json!([{"id": "fav-nhl-team", "enum_values": ["seattle-kraken"]},
@@ -378,7 +408,7 @@ mod tests {
         assert_eq!(customer["name_first"], "Anna");
         assert_eq!(omitted, 1, "Curling has no table entry");
         // The default profile maps no option.
-        let (customer, omitted) = card(&default_plan(), attributes);
+        let (customer, omitted) = card(default_plan(), attributes);
         assert!(customer.get(FIELD).is_none(), "{customer}");
         assert_eq!(omitted, 0);
     }
@@ -393,12 +423,12 @@ mod tests {
             (json!({"favNhlTeam": "XYZ", "sports": ["Curling"]}), 2),
             (json!({"favNhlTeam": ["SEA"], "sports": {"a": "Hockey"}}), 2),
         ] {
-            let (customer, left_out) = card(&p, attributes.clone());
+            let (customer, left_out) = card(p, attributes.clone());
             assert!(customer.get(FIELD).is_none(), "{attributes}: {customer}");
             assert_eq!(left_out, omitted, "{attributes}");
         }
         // A multi attribute holding one string is a one-value list.
-        let (customer, _) = card(&p, json!({"sports": "Hockey"}));
+        let (customer, _) = card(p, json!({"sports": "Hockey"}));
         assert_eq!(
             customer[FIELD],
             json!([{"id": "sports", "enum_values": ["hockey"]}])
@@ -435,25 +465,25 @@ mod tests {
         // The same values, in another order: nothing to write.
         let same = json!([{"id": "fav-nhl-team", "enum_values": ["seattle-kraken"]},
                           {"id": "sports", "enum_values": ["hockey", "tennis"]}]);
-        assert_eq!(write(&p, same, current.clone(), &[], &[]), Ok(json!({})));
+        assert_eq!(write(p, same, current.clone(), &[], &[]), Ok(json!({})));
         let one = json!([{"id": "fav-nhl-team", "enum_values": ["vancouver-canucks"]},
                          {"id": "sports", "enum_values": ["tennis", "hockey"]}]);
         assert_eq!(
-            write(&p, one, current.clone(), &[], &[]),
+            write(p, one, current.clone(), &[], &[]),
             Ok(json!({"attributes": {"favNhlTeam": "VAN"}}))
         );
         // A value the table does not know stays in a multi list; the POS never saw it.
         let kept = json!({"sports": ["Curling", "Hockey"]});
         let tennis = json!([{"id": "sports", "enum_values": ["tennis"]}]);
         assert_eq!(
-            write(&p, tennis, kept, &[], &[]),
+            write(p, tennis, kept, &[], &[]),
             Ok(json!({"attributes": {"sports": ["Curling", "Tennis"]}}))
         );
         // Only choices are kept: what is not a string goes.
         let junk = json!({"sports": [3, "Curling", {"a": "Hockey"}]});
         let tennis = json!([{"id": "sports", "enum_values": ["tennis"]}]);
         assert_eq!(
-            write(&p, tennis, junk, &[], &[]),
+            write(p, tennis, junk, &[], &[]),
             Ok(json!({"attributes": {"sports": ["Curling", "Tennis"]}}))
         );
         // Left out, without enum_values, "" or read-only for edits: unchanged.
@@ -463,13 +493,13 @@ mod tests {
             json!([{"id": "sports"}, {"id": "fav-nhl-team", "enum_values": ""}]),
         ] {
             assert_eq!(
-                write(&p, options.clone(), current.clone(), &[FIELD], &[]),
+                write(p, options.clone(), current.clone(), &[FIELD], &[]),
                 Ok(json!({})),
                 "{options}"
             );
         }
         let bad = json!([{"id": "sports", "enum_values": ["cricket"]}]);
-        assert_eq!(write(&p, bad, current, &[], &[FIELD]), Ok(json!({})));
+        assert_eq!(write(p, bad, current, &[], &[FIELD]), Ok(json!({})));
     }
 
     #[test]
@@ -479,25 +509,19 @@ mod tests {
         let empty = json!([{"id": "fav-nhl-team", "enum_values": []},
                            {"id": "sports", "enum_values": null}]);
         assert_eq!(
-            write(&p, empty.clone(), current.clone(), &[], &[]),
+            write(p, empty.clone(), current.clone(), &[], &[]),
             Ok(json!({}))
         );
         assert_eq!(
-            write(&p, empty.clone(), current.clone(), &[FIELD], &[]),
+            write(p, empty.clone(), current.clone(), &[FIELD], &[]),
             Ok(json!({"attributes": {"favNhlTeam": null, "sports": ["Curling"]}}))
         );
         // `null` for the whole list clears every option; nothing to clear writes nothing.
         assert_eq!(
-            write(
-                &p,
-                Value::Null,
-                json!({"sports": ["Hockey"]}),
-                &[FIELD],
-                &[]
-            ),
+            write(p, Value::Null, json!({"sports": ["Hockey"]}), &[FIELD], &[]),
             Ok(json!({"attributes": {"sports": null}}))
         );
-        assert_eq!(write(&p, empty, json!({}), &[FIELD], &[]), Ok(json!({})));
+        assert_eq!(write(p, empty, json!({}), &[FIELD], &[]), Ok(json!({})));
     }
 
     #[test]
@@ -541,12 +565,12 @@ mod tests {
             ),
         ];
         for (options, field) in cases {
-            let error = write(&p, options.clone(), json!({}), &[FIELD], &[]).unwrap_err();
+            let error = write(p, options.clone(), json!({}), &[FIELD], &[]).unwrap_err();
             assert_eq!(error.field, field, "{options}");
             assert!(!error.message.contains("cricket"), "{error:?}");
             // Without option rules the field is not the profile's: ignored like any unknown one.
             let default = default_plan();
-            assert_eq!(write(&default, options, json!({}), &[], &[]), Ok(json!({})));
+            assert_eq!(write(default, options, json!({}), &[], &[]), Ok(json!({})));
         }
     }
 
@@ -581,22 +605,47 @@ mod tests {
         ]
         .concat();
         let error = compile(&text).unwrap_err();
-        let all = error.to_string();
-        for expected in [
-            "option[1] (id = \"team\"): a second rule for the same option id",
-            "option[2] (id = \"colour\"): unknown kind 'several' (known: single, multi)",
-            "option[3] (id = \"shoe\"): unknown table 'shoes'",
-            "option[4] (id = \"name\"): 'voyado' overlaps the Voyado field of [[field]] spi = \
-             \"name_first\"",
-            "option[5] (id = \"flat\"): 'voyado' overlaps the Voyado field of [[field]] spi = \
-             \"accepts_communication\"",
-            "option[6] (id = \"inner\"): 'voyado' overlaps the Voyado field of option \"team\"",
-            "option[7] (id = \"path\"): 'voyado' must be dotted keys",
-            "\"additional_options\": already written by the [[option]] rules",
-        ] {
-            assert!(all.contains(expected), "{expected} not in:\n{all}");
-        }
-        assert_eq!(error.errors.len(), 8, "{all}");
+        let full = format!("{DEFAULT}\n{text}");
+        let at = |needle: &str| places("options.toml", &full, needle)[0].clone();
+        let line = |needle: &str| at(needle).split(':').nth(1).unwrap().to_owned();
+        let lines: Vec<String> = error.diagnostics.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                format!(
+                    "{}: a second rule for option 'team' (the first is at line {})",
+                    at("\"team\"\nvoyado = \"attributes.otherTeam\""),
+                    line("\"team\"\nvoyado = \"attributes.favTeam\"")
+                ),
+                format!(
+                    "{}: unknown kind 'several'; known: single, multi",
+                    at("\"several\"")
+                ),
+                format!("{}: unknown table 'shoes'", at("\"shoes\"")),
+                format!(
+                    "{}: 'voyado' overlaps the Voyado field of [[field]] spi = \"name_first\" \
+                     (line {})",
+                    at("\"attributes.firstName\"\nkind"),
+                    line("spi = \"name_first\"")
+                ),
+                format!(
+                    "{}: 'voyado' overlaps the Voyado field of [[field]] spi = \
+                     \"accepts_communication\" (line {})",
+                    at("\"attributes.preferences\""),
+                    line("spi = \"accepts_communication\"")
+                ),
+                format!(
+                    "{}: 'voyado' overlaps the Voyado field of option 'team' (line {})",
+                    at("\"attributes.favTeam.inner\""),
+                    line("\"team\"\nvoyado = \"attributes.favTeam\"")
+                ),
+                format!("{}: 'voyado' must be dotted keys", at("\"attributes..x\"")),
+                format!(
+                    "{}: 'additional_options' is already written by the [[option]] rules",
+                    at("\"additional_options\"\nvalue")
+                ),
+            ]
+        );
         assert!(compile(OPTIONS).is_ok());
     }
 
@@ -700,7 +749,7 @@ mod tests {
             attributes.extend(sports.map(|s| ("sports".to_owned(), s)));
             let attributes = Value::Object(attributes);
             let allowed: &[&str] = if clearable { &[FIELD] } else { &[] };
-            let changes = match write(&p, options.clone(), attributes.clone(), allowed, &[]) {
+            let changes = match write(p, options.clone(), attributes.clone(), allowed, &[]) {
                 Ok(changes) => changes,
                 Err(e) => {
                     prop_assert!(e.field.starts_with(FIELD), "{e:?}");
@@ -725,7 +774,7 @@ mod tests {
             });
             prop_assert_eq!(count(&changes), touched, "only option attributes: {}", changes);
             // Once written, the same body asks nothing more.
-            let again = write(&p, options.clone(), after["attributes"].clone(), allowed, &[]);
+            let again = write(p, options.clone(), after["attributes"].clone(), allowed, &[]);
             prop_assert_eq!(again, Ok(json!({})), "after {}", changes);
 
             let shown = |contact: &Value, id: &str| {

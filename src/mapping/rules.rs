@@ -9,9 +9,12 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use toml::Spanned;
 
 use super::codec::{Codec, ReadContext, Table, timestamp};
+use super::diagnostic::{At, FileId, Problems, did_you_mean};
 use super::path::{Path, Scope, set};
+use super::profile::InFile;
 
 /// `from = "a.b"` or `from = ["a.b", "c"]`: the first present value wins.
 #[derive(Debug, Clone, Deserialize)]
@@ -21,32 +24,63 @@ pub(crate) enum OneOrMany {
     Many(Vec<String>),
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+/// One rule as written; the spans place its problems in the file.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RuleSpec {
-    pub(crate) to: String,
-    pub(crate) from: Option<OneOrMany>,
+    pub(crate) to: Spanned<String>,
+    pub(crate) from: Option<Spanned<OneOrMany>>,
     pub(crate) value: Option<toml::Value>,
     pub(crate) default: Option<toml::Value>,
-    pub(crate) codec: Option<String>,
-    pub(crate) each: Option<String>,
-    pub(crate) filter: Option<String>,
+    pub(crate) codec: Option<Spanned<String>>,
+    pub(crate) each: Option<Spanned<String>>,
+    pub(crate) filter: Option<Spanned<String>>,
     /// With `each`: items whose date at this path has passed are left out.
-    pub(crate) skip_expired: Option<String>,
+    pub(crate) skip_expired: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) fields: Vec<RuleSpec>,
     #[serde(default)]
     pub(crate) items: Vec<ItemSpec>,
-    pub(crate) switch: Option<String>,
+    pub(crate) switch: Option<Spanned<String>>,
     #[serde(default)]
     pub(crate) cases: BTreeMap<String, Vec<RuleSpec>>,
     #[serde(default)]
     pub(crate) collect: Vec<CollectSpec>,
-    pub(crate) when: Option<String>,
-    pub(crate) unless: Option<String>,
-    pub(crate) equals: Option<toml::Value>,
+    pub(crate) when: Option<Spanned<String>>,
+    pub(crate) unless: Option<Spanned<String>>,
+    pub(crate) equals: Option<Spanned<toml::Value>>,
     #[serde(default)]
     pub(crate) required: bool,
+}
+
+impl RuleSpec {
+    /// A rule that copies one value through a codec: how a `[[field]]` is read into the card.
+    pub(crate) fn copy(
+        to: Spanned<String>,
+        from: Spanned<String>,
+        codec: Option<Spanned<String>>,
+    ) -> RuleSpec {
+        let span = from.span();
+        RuleSpec {
+            to,
+            from: Some(Spanned::new(span, OneOrMany::One(from.into_inner()))),
+            value: None,
+            default: None,
+            codec,
+            each: None,
+            filter: None,
+            skip_expired: None,
+            fields: Vec::new(),
+            items: Vec::new(),
+            switch: None,
+            cases: BTreeMap::new(),
+            collect: Vec::new(),
+            when: None,
+            unless: None,
+            equals: None,
+            required: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -54,18 +88,18 @@ pub(crate) struct RuleSpec {
 pub(crate) struct ItemSpec {
     #[serde(default)]
     pub(crate) fields: Vec<RuleSpec>,
-    pub(crate) when: Option<String>,
-    pub(crate) unless: Option<String>,
-    pub(crate) equals: Option<toml::Value>,
+    pub(crate) when: Option<Spanned<String>>,
+    pub(crate) unless: Option<Spanned<String>>,
+    pub(crate) equals: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CollectSpec {
     pub(crate) value: toml::Value,
-    pub(crate) when: Option<String>,
-    pub(crate) unless: Option<String>,
-    pub(crate) equals: Option<toml::Value>,
+    pub(crate) when: Option<Spanned<String>>,
+    pub(crate) unless: Option<Spanned<String>>,
+    pub(crate) equals: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Debug, Clone)]
@@ -118,95 +152,214 @@ pub(crate) struct Rule {
     required: bool,
 }
 
+/// A TOML value as JSON: dates and times become their RFC 3339 text, a float JSON cannot hold
+/// (NaN, infinity) becomes `null`.
 pub(crate) fn json(value: &toml::Value) -> Value {
-    serde_json::to_value(value).unwrap_or(Value::Null)
+    match value {
+        toml::Value::String(s) => Value::String(s.clone()),
+        toml::Value::Integer(i) => Value::from(*i),
+        toml::Value::Float(f) => {
+            serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)
+        }
+        toml::Value::Boolean(b) => Value::Bool(*b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(items) => Value::Array(items.iter().map(json).collect()),
+        toml::Value::Table(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), json(v))).collect())
+        }
+    }
 }
 
-/// Compiles rules, pushing every problem (with `at`, the rule's place in the file) into `errors`.
-pub(crate) struct Compiler<'a> {
-    pub(crate) tables: &'a BTreeMap<String, Table>,
-    pub(crate) errors: &'a mut Vec<String>,
+/// A path of plain keys, as output and write targets must be.
+pub(crate) fn target(text: &str) -> Option<Vec<String>> {
+    Path::parse(text)
+        .ok()
+        .and_then(|p| p.keys().map(|k| k.into_iter().map(str::to_owned).collect()))
+        .filter(|k: &Vec<String>| !k.is_empty())
+}
+
+/// Notes a problem when a target (`keys`, written at `at`) collides with one written before it:
+/// the same path, a path through a value another rule writes whole, or a value over another
+/// rule's path. `side` names the document in the message ("" or "Voyado ").
+pub(crate) fn check_overlap(
+    problems: &mut Problems<'_>,
+    side: &str,
+    keys: &[String],
+    at: At,
+    earlier: &[(Vec<String>, At)],
+) {
+    // Found before anything is formatted: placing the other rule scans its file.
+    let Some((other, other_at)) = earlier
+        .iter()
+        .find(|(other, _)| keys.starts_with(other) || other.starts_with(keys))
+    else {
+        return;
+    };
+    let (path, o) = (keys.join("."), other.join("."));
+    let place = problems.place(*other_at, at.file);
+    let message = if other == keys {
+        format!("a second rule writing {side}'{path}' (the first is at {place})")
+    } else if keys.starts_with(other) {
+        format!("{side}'{path}' goes through '{o}', which the rule at {place} writes as one value")
+    } else {
+        format!("{side}'{path}' would overwrite '{o}', which the rule at {place} writes")
+    };
+    problems.push(at, message);
+}
+
+/// A rule group's source document: what messages call it and the roots it has.
+#[derive(Clone, Copy)]
+pub(crate) struct Group {
+    pub(crate) name: &'static str,
+    pub(crate) roots: &'static [&'static str],
+}
+
+/// Compiles one group's rules, noting every problem at its place.
+pub(crate) struct Compiler<'c, 'p> {
+    tables: &'c BTreeMap<String, Table>,
+    problems: &'c mut Problems<'p>,
+    group: Group,
+    /// The file of the rule being compiled: nested rules are in their parent's.
+    file: FileId,
     /// Roots (first path key) that the compiled rules read, outside `each` items.
     pub(crate) roots: Vec<String>,
 }
 
-impl Compiler<'_> {
-    pub(crate) fn rules(&mut self, specs: &[RuleSpec], at: &str, nested: bool) -> Vec<Rule> {
-        let mut seen = Vec::new();
-        specs
-            .iter()
-            .enumerate()
-            .filter_map(|(i, spec)| {
-                let here = format!("{at}[{i}] (to = \"{}\")", spec.to);
-                if seen.contains(&spec.to) {
-                    self.errors
-                        .push(format!("{here}: a second rule for the same target"));
-                }
-                seen.push(spec.to.clone());
-                self.rule(spec, &here, nested)
-            })
-            .collect()
+impl<'c, 'p> Compiler<'c, 'p> {
+    pub(crate) fn new(
+        tables: &'c BTreeMap<String, Table>,
+        problems: &'c mut Problems<'p>,
+        group: Group,
+    ) -> Compiler<'c, 'p> {
+        Compiler {
+            tables,
+            problems,
+            group,
+            file: FileId::default(),
+            roots: Vec::new(),
+        }
     }
 
-    fn path(&mut self, text: &str, at: &str, nested: bool) -> Option<Path> {
-        match Path::parse(text) {
-            Ok(path) => {
-                if (!nested || path.from_root)
-                    && let Some(root) = path.root_key()
-                    && !self.roots.iter().any(|r| r == root)
-                {
-                    self.roots.push(root.to_owned());
-                }
-                Some(path)
-            }
+    /// A group's top-level rules, each from the file it was written in.
+    pub(crate) fn group(&mut self, specs: &[InFile<RuleSpec>]) -> Vec<Rule> {
+        self.level(specs.iter().map(|s| (s.file, &s.spec)), false)
+    }
+
+    /// The rules of one object: each target is checked against the others written before it.
+    fn level<'s>(
+        &mut self,
+        specs: impl Iterator<Item = (FileId, &'s RuleSpec)>,
+        nested: bool,
+    ) -> Vec<Rule> {
+        let mut written: Vec<(Vec<String>, At)> = Vec::new();
+        let mut out = Vec::new();
+        for (file, spec) in specs {
+            self.file = file;
+            let at = At::of(file, &spec.to);
+            let Some(to) = target(spec.to.get_ref()) else {
+                self.problems.push(at, "'to' must be dotted keys");
+                continue;
+            };
+            check_overlap(self.problems, "", &to, at, &written);
+            written.push((to.clone(), at));
+            out.extend(self.rule(spec, to, nested));
+        }
+        out
+    }
+
+    /// Nested rules, in the file of the rule they belong to.
+    fn nested(&mut self, specs: &[RuleSpec], nested: bool) -> Vec<Rule> {
+        let file = self.file;
+        self.level(specs.iter().map(|s| (file, s)), nested)
+    }
+
+    fn at<T>(&self, spanned: &Spanned<T>) -> At {
+        At::of(self.file, spanned)
+    }
+
+    fn path(&mut self, text: &Spanned<String>, nested: bool) -> Option<Path> {
+        self.path_at(text.get_ref(), self.at(text), nested)
+    }
+
+    /// Parses a source path; outside `each` items (or with `^`) its first key must be a root of
+    /// the group's document.
+    fn path_at(&mut self, text: &str, at: At, nested: bool) -> Option<Path> {
+        let path = match Path::parse(text) {
+            Ok(path) => path,
             Err(e) => {
-                self.errors.push(format!("{at}: {e}"));
-                None
+                self.problems.push(at, e);
+                return None;
+            }
+        };
+        if (!nested || path.from_root)
+            && let Some(root) = path.root_key()
+        {
+            let roots = self.group.roots;
+            if !roots.contains(&root) {
+                self.problems.push(
+                    at,
+                    format!(
+                        "unknown source root '{root}'{}; {} roots: {}",
+                        did_you_mean(root, roots.iter().copied()),
+                        self.group.name,
+                        roots.join(", ")
+                    ),
+                );
+            } else if !self.roots.iter().any(|r| r == root) {
+                self.roots.push(root.to_owned());
             }
         }
+        Some(path)
     }
 
     fn condition(
         &mut self,
-        when: &Option<String>,
-        unless: &Option<String>,
-        equals: &Option<toml::Value>,
-        at: &str,
+        when: &Option<Spanned<String>>,
+        unless: &Option<Spanned<String>>,
+        equals: &Option<Spanned<toml::Value>>,
         nested: bool,
     ) -> Option<Condition> {
         let (text, negate) = match (when, unless) {
             (Some(w), None) => (w, false),
             (None, Some(u)) => (u, true),
             (None, None) => {
-                if equals.is_some() {
-                    self.errors
-                        .push(format!("{at}: 'equals' needs 'when' or 'unless'"));
+                if let Some(equals) = equals {
+                    let at = self.at(equals);
+                    self.problems.push(at, "'equals' needs 'when' or 'unless'");
                 }
                 return None;
             }
-            (Some(_), Some(_)) => {
-                self.errors
-                    .push(format!("{at}: use either 'when' or 'unless', not both"));
+            (Some(_), Some(u)) => {
+                let at = self.at(u);
+                self.problems
+                    .push(at, "use either 'when' or 'unless', not both");
                 return None;
             }
         };
         Some(Condition {
-            path: self.path(text, at, nested)?,
-            equals: equals.as_ref().map(json),
+            path: self.path(text, nested)?,
+            equals: equals.as_ref().map(|e| json(e.get_ref())),
             negate,
         })
     }
 
-    fn rule(&mut self, spec: &RuleSpec, at: &str, nested: bool) -> Option<Rule> {
-        let to = Path::parse(&spec.to).ok().and_then(|p| {
-            p.keys()
-                .map(|k| k.into_iter().map(str::to_owned).collect::<Vec<_>>())
-        });
-        let Some(to) = to.filter(|k| !k.is_empty()) else {
-            self.errors.push(format!("{at}: 'to' must be dotted keys"));
-            return None;
+    fn codec(&mut self, codec: &Option<Spanned<String>>) -> Option<Codec> {
+        let Some(codec) = codec else {
+            return Some(Codec::Text);
         };
-        let when = self.condition(&spec.when, &spec.unless, &spec.equals, at, nested);
+        match Codec::parse(codec.get_ref(), self.tables) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                let at = self.at(codec);
+                self.problems.push(at, e);
+                None
+            }
+        }
+    }
+
+    fn rule(&mut self, spec: &RuleSpec, to: Vec<String>, nested: bool) -> Option<Rule> {
+        let at = self.at(&spec.to);
+        let when = self.condition(&spec.when, &spec.unless, &spec.equals, nested);
         let kinds = [
             spec.from.is_some(),
             spec.value.is_some(),
@@ -217,32 +370,35 @@ impl Compiler<'_> {
             !spec.collect.is_empty(),
         ];
         if kinds.iter().filter(|k| **k).count() != 1 {
-            self.errors.push(format!(
-                "{at}: a rule needs exactly one of 'from', 'value', 'each' (with 'fields'), \
-                 'fields', 'items', 'switch' (with 'cases') or 'collect'"
-            ));
+            self.problems.push(
+                at,
+                "a rule needs exactly one of 'from', 'value', 'each' (with 'fields'), 'fields', \
+                 'items', 'switch' (with 'cases') or 'collect'",
+            );
             return None;
         }
-        if spec.codec.is_some() && spec.from.is_none() {
-            self.errors
-                .push(format!("{at}: 'codec' only goes with 'from'"));
+        if let (Some(codec), None) = (&spec.codec, &spec.from) {
+            let at = self.at(codec);
+            self.problems.push(at, "'codec' only goes with 'from'");
         }
-        if (spec.filter.is_some() || spec.skip_expired.is_some()) && spec.each.is_none() {
-            self.errors.push(format!(
-                "{at}: 'filter' and 'skip_expired' only go with 'each'"
-            ));
+        if spec.each.is_none() {
+            for only in [&spec.filter, &spec.skip_expired].into_iter().flatten() {
+                let at = self.at(only);
+                self.problems
+                    .push(at, "'filter' and 'skip_expired' only go with 'each'");
+            }
         }
         let produce = if let Some(each) = &spec.each {
-            let from = self.path(each, at, nested)?;
+            let from = self.path(each, nested)?;
             let filter = match &spec.filter {
-                Some(f) => Some(self.path(f, at, true)?),
+                Some(f) => Some(self.path(f, true)?),
                 None => None,
             };
             let expires = match &spec.skip_expired {
-                Some(f) => Some(self.path(f, at, true)?),
+                Some(f) => Some(self.path(f, true)?),
                 None => None,
             };
-            let fields = self.rules(&spec.fields, &format!("{at}.fields"), true);
+            let fields = self.nested(&spec.fields, true);
             Produce::Each {
                 from,
                 filter,
@@ -250,48 +406,34 @@ impl Compiler<'_> {
                 fields,
             }
         } else if let Some(from) = &spec.from {
-            let texts = match from {
-                OneOrMany::One(t) => vec![t.clone()],
-                OneOrMany::Many(list) => list.clone(),
+            let at = self.at(from);
+            let texts = match from.get_ref() {
+                OneOrMany::One(t) => std::slice::from_ref(t),
+                OneOrMany::Many(list) => list.as_slice(),
             };
             let from: Vec<Path> = texts
                 .iter()
-                .filter_map(|t| self.path(t, at, nested))
+                .filter_map(|t| self.path_at(t, at, nested))
                 .collect();
-            let codec = match Codec::parse(spec.codec.as_deref().unwrap_or("text"), self.tables) {
-                Ok(codec) => codec,
-                Err(e) => {
-                    self.errors.push(format!("{at}: {e}"));
-                    return None;
-                }
-            };
+            let codec = self.codec(&spec.codec)?;
             Produce::Copy { from, codec }
         } else if let Some(value) = &spec.value {
             Produce::Const(json(value))
         } else if let Some(on) = &spec.switch {
-            let on = self.path(on, at, nested)?;
+            let on = self.path(on, nested)?;
             let cases = spec
                 .cases
                 .iter()
-                .map(|(key, rules)| {
-                    let rules = self.rules(rules, &format!("{at}.cases.{key}"), nested);
-                    (Value::String(key.clone()), rules)
-                })
+                .map(|(key, rules)| (Value::String(key.clone()), self.nested(rules, nested)))
                 .collect();
             Produce::Switch { on, cases }
         } else if !spec.items.is_empty() {
             let items = spec
                 .items
                 .iter()
-                .enumerate()
-                .map(|(i, item)| {
-                    let here = format!("{at}.items[{i}]");
-                    let when =
-                        self.condition(&item.when, &item.unless, &item.equals, &here, nested);
-                    (
-                        when,
-                        self.rules(&item.fields, &format!("{here}.fields"), nested),
-                    )
+                .map(|item| {
+                    let when = self.condition(&item.when, &item.unless, &item.equals, nested);
+                    (when, self.nested(&item.fields, nested))
                 })
                 .collect();
             Produce::List(items)
@@ -299,16 +441,14 @@ impl Compiler<'_> {
             let items = spec
                 .collect
                 .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    let here = format!("{at}.collect[{i}]");
-                    let when = self.condition(&c.when, &c.unless, &c.equals, &here, nested);
+                .map(|c| {
+                    let when = self.condition(&c.when, &c.unless, &c.equals, nested);
                     (when, json(&c.value))
                 })
                 .collect();
             Produce::Collect(items)
         } else {
-            Produce::Object(self.rules(&spec.fields, &format!("{at}.fields"), nested))
+            Produce::Object(self.nested(&spec.fields, nested))
         };
         Some(Rule {
             to,

@@ -5,6 +5,11 @@ use serde_json::{Value, json};
 
 use super::*;
 
+mod diagnostics;
+mod examples;
+mod extends;
+mod loader;
+
 fn plan() -> Plan {
     Plan::compile(include_str!("../../mappings/default.toml"), "default.toml").unwrap()
 }
@@ -48,7 +53,9 @@ fn card_needs_follow_the_rules() {
     let end = text[cut..]
         .find("[[card.items.fields.items]]\nwhen = \"contact")
         .unwrap();
-    let without_points = format!("{}{}", &text[..cut], &text[cut + end..]);
+    // The section's example shows the points too: without the rule, without them.
+    let without_points = format!("{}{}", &text[..cut], &text[cut + end..])
+        .replace("    { text = \"2451\", type = \"text\" },\n", "");
     let needs = Plan::compile(&without_points, "x").unwrap().card_needs();
     assert!(
         !needs.points,
@@ -223,8 +230,30 @@ fn key_value_is_required_and_normalised() {
     });
 }
 
+/// Where each occurrence of `needle` starts in `text`, as `file:line:col`: a test names the
+/// place a problem must be reported at by the text written there.
+pub(crate) fn places(file: &str, text: &str, needle: &str) -> Vec<String> {
+    text.match_indices(needle)
+        .map(|(offset, _)| {
+            let before = &text[..offset];
+            let line = before.matches('\n').count() + 1;
+            let column = before[before.rfind('\n').map_or(0, |i| i + 1)..]
+                .chars()
+                .count()
+                + 1;
+            format!("{file}:{line}:{column}")
+        })
+        .collect()
+}
+
+/// A `file:line:col` place moved `by` columns to the right.
+pub(crate) fn right(place: &str, by: usize) -> String {
+    let (head, column) = place.rsplit_once(':').unwrap();
+    format!("{head}:{}", column.parse::<usize>().unwrap() + by)
+}
+
 #[test]
-fn load_errors_are_all_reported() {
+fn load_errors_are_all_reported_at_their_lines() {
     let text = include_str!("../../mappings/default.toml")
         .replace("codec = \"table:gender\"", "codec = \"table:genders\"")
         .replace("codec = \"unix_seconds\"", "codec = \"unix_secs\"")
@@ -233,12 +262,34 @@ fn load_errors_are_all_reported() {
             "from = \"transaction..storeName\"",
         );
     let error = Plan::compile(&text, "broken.toml").unwrap_err();
-    let all = error.to_string();
-    assert_eq!(error.errors.len(), 4, "{all}");
-    assert!(all.contains("unknown table 'genders'"), "{all}");
-    assert!(all.contains("unknown codec 'unix_secs'"), "{all}");
-    assert!(all.contains("empty segment"), "{all}");
-    assert!(all.starts_with("broken.toml: "), "{all}");
+    let at = |needle| places("broken.toml", &text, needle);
+    let genders = at("\"table:genders\"");
+    assert_eq!(genders.len(), 2, "the field and the person lookup");
+    let lines: Vec<String> = error.diagnostics.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "{}: unknown table 'genders' (did you mean 'gender'?)",
+                genders[0]
+            ),
+            format!(
+                "{}: unknown codec 'unix_secs' (did you mean 'unix_seconds'?); known: text, \
+                 string, int, bool, date, local_date, unix_seconds, decimal, money, consents, \
+                 consent_id, table:NAME, flags:NAME",
+                at("\"unix_secs\"")[0]
+            ),
+            format!(
+                "{}: empty segment in path 'transaction..storeName'",
+                at("\"transaction..storeName\"")[0]
+            ),
+            format!(
+                "{}: unknown table 'genders' (did you mean 'gender'?)",
+                genders[1]
+            ),
+        ]
+    );
+    assert_eq!(error.to_string(), lines.join("\n"));
 }
 
 #[test]
@@ -373,7 +424,7 @@ mod properties {
         KEY.with(Clone::clone)
     }
 
-    fn json() -> BoxedStrategy<Value> {
+    pub(super) fn json() -> BoxedStrategy<Value> {
         JSON.with(Clone::clone)
     }
 
@@ -513,7 +564,7 @@ mod properties {
         or_any(shaped(fields))
     }
 
-    fn contact() -> BoxedStrategy<Value> {
+    pub(super) fn contact() -> BoxedStrategy<Value> {
         let attributes = [
             "firstName",
             "lastName",
@@ -557,7 +608,7 @@ mod properties {
     }
 
     /// The card's source document: `{contact, promotions, bonus_checks, points, status, market}`.
-    fn card_source() -> BoxedStrategy<Value> {
+    pub(super) fn card_source() -> BoxedStrategy<Value> {
         let points = shaped(vec![(
             "items",
             list(shaped(vec![("balance", scalar())]), 3),
@@ -731,7 +782,7 @@ mod properties {
     }
 
     /// An SPI customer body: clean (every value one the profile takes), dirty, or anything.
-    fn spi_body() -> BoxedStrategy<Value> {
+    pub(super) fn spi_body() -> BoxedStrategy<Value> {
         let body = |dirty: bool| {
             let address = if dirty {
                 prop_oneof![4 => spi_object(ADDRESS_FIELDS, true), 1 => scalar()].boxed()
