@@ -1,7 +1,8 @@
 //! The command line: no arguments runs the demo; `serve --config FILE` runs in production;
 //! `check --config FILE` validates a config and its mappings (no network) and exits non-zero with
 //! every error; `probe` tours one market's Voyado read-only and exits non-zero on any answer whose
-//! shape the proxy cannot read. `--log-format json` (or `LOG_FORMAT=json`) writes one JSON object
+//! shape the proxy cannot read; `bench` plays till traffic against a proxy and reports what it
+//! measured (exit 2 on a bad flag). `--log-format json` (or `LOG_FORMAT=json`) writes one JSON object
 //! per log line.
 
 #[cfg(feature = "simulator")]
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use sitoo_voyado_proxy::app::{self, App};
+use sitoo_voyado_proxy::bench;
 use sitoo_voyado_proxy::config::Config;
 #[cfg(feature = "simulator")]
 use sitoo_voyado_proxy::demo;
@@ -28,6 +30,12 @@ usage:
                                             read-only tour of that market's Voyado: every call
                                             the proxy makes (with a test contact's id), its
                                             answer's shape and paging; exits 1 on a mismatch
+  sitoo-voyado-proxy bench --in-process [--voyado-latency 50ms|p50=40ms,p99=200ms] [--cold]
+  sitoo-voyado-proxy bench --target URL --tenant T --market M --key KEY [--allow-writes]
+        [--rate N] [--duration 60s] [--warmup 10s] [--mix FILE] [--out DIR] [--baseline DIR]
+        [--ramp [--slo 300ms]] [--seed N]
+                                            load test with till sessions, open loop (Poisson,
+                                            N requests/s); results.json and report.html in DIR
 options:
   --log-format text|json                    log lines as text (default) or JSON; also LOG_FORMAT
 ";
@@ -42,6 +50,7 @@ enum Command {
         market: String,
         contact: Option<String>,
     },
+    Bench(Box<bench::Args>),
 }
 
 /// `--name value` pairs, each of the `known` names at most once.
@@ -107,6 +116,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
         Some("serve") => Ok(Command::Serve(flag("--config")?.into())),
         Some("check") => Ok(Command::Check(flag("--config")?.into())),
         Some("probe") => probe_command(&args[1..]),
+        Some("bench") => bench::parse(&args[1..]).map(|b| Command::Bench(Box::new(b))),
         Some(other) => Err(format!("unknown command '{other}'")),
     }
 }
@@ -131,6 +141,11 @@ fn main() -> ExitCode {
     };
     if let Command::Check(file) = &command {
         return check(file);
+    }
+    // The bench prints its own progress and summary; the in-process proxy's request logs would
+    // drown them, so no log subscriber is installed for it.
+    if let Command::Bench(args) = command {
+        return bench::main(*args);
     }
     // Kept until exit: dropping it flushes the log lines still buffered.
     let _log_guard = logging::init(format);
@@ -167,7 +182,7 @@ async fn run(command: Command) -> ExitCode {
     // The demo's simulator lives as long as the proxy serves.
     type Keep = Option<Box<dyn std::any::Any + Send>>;
     let loaded: Result<(Config, Keep), _> = match command {
-        Command::Check(_) => return ExitCode::FAILURE,
+        Command::Check(_) | Command::Bench(_) => return ExitCode::FAILURE,
         Command::Probe {
             config,
             market,
