@@ -20,8 +20,8 @@ use tokio::time::Instant;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sitoo-voyado-proxy");
 
-/// What the tiny server does before it answers a request that arrived at `now`.
-type Hold = Arc<dyn Fn(Instant) -> Option<Instant> + Send + Sync>;
+/// Until when the tiny server holds the answer to a request for this URI that arrived at `now`.
+type Hold = Arc<dyn Fn(Instant, &http::Uri) -> Option<Instant> + Send + Sync>;
 
 /// Every request the tiny server received: method, path and arrival.
 type Seen = Arc<Mutex<Vec<(Method, String, Instant)>>>;
@@ -46,7 +46,7 @@ async fn tiny_server(hold: Hold) -> (String, Seen) {
                     request.uri().path().to_owned(),
                     now,
                 ));
-                let until = hold(now);
+                let until = hold(now, request.uri());
                 let search = request
                     .uri()
                     .query()
@@ -90,21 +90,21 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// A mix file in `dir`: one customer, found by member number, and these steps (`after` 0 so a
-/// whole session falls inside a short run).
-fn mix_file(dir: &std::path::Path, unknown: f64, chances: [f64; 6]) -> String {
+/// A mix file in `dir`: one customer, found by member number, and these steps, each `after` the
+/// one before (0ms puts a whole session inside a short run).
+fn mix_file(dir: &std::path::Path, unknown: f64, chances: [f64; 6], after: &str) -> String {
     let [card, history, redeem, edit, consents, create] = chances;
     let text = format!(
         "[till]\nsessions_per_hour = 20\n\
          [customers]\ngenerate = 10\nzipf_s = 1.0\nunknown = {unknown}\n\
          [find]\nmobile = 0\nemail = 0\nmember_number = 1\n\
          [steps]\n\
-         card = {{ chance = {card}, after = \"0ms\" }}\n\
-         history = {{ chance = {history}, after = \"0ms\" }}\n\
-         redeem = {{ chance = {redeem}, after = \"0ms\", promotion_share = 0.5 }}\n\
-         edit = {{ chance = {edit}, after = \"0ms\" }}\n\
-         consents = {{ chance = {consents}, after = \"0ms\" }}\n\
-         create = {{ chance = {create}, after = \"0ms\" }}\n\
+         card = {{ chance = {card}, after = \"{after}\" }}\n\
+         history = {{ chance = {history}, after = \"{after}\" }}\n\
+         redeem = {{ chance = {redeem}, after = \"{after}\", promotion_share = 0.5 }}\n\
+         edit = {{ chance = {edit}, after = \"{after}\" }}\n\
+         consents = {{ chance = {consents}, after = \"{after}\" }}\n\
+         create = {{ chance = {create}, after = \"{after}\" }}\n\
          [[customer]]\nmember_number = \"10012\"\n"
     );
     let path = dir.join("mix.toml");
@@ -128,7 +128,7 @@ async fn a_one_second_stall_shows_in_the_p99_at_100_arrivals_a_second() {
     let first: Arc<Mutex<Option<Instant>>> = Arc::default();
     // One second after the first request, the server stops answering for one second: every
     // request that arrives meanwhile is answered when the stall ends.
-    let hold: Hold = Arc::new(move |now| {
+    let hold: Hold = Arc::new(move |now, _| {
         let started = *first.lock().get_or_insert(now);
         let mut end = stall_end.lock();
         if end.is_none() && now >= started + Duration::from_secs(1) {
@@ -137,7 +137,7 @@ async fn a_one_second_stall_shows_in_the_p99_at_100_arrivals_a_second() {
         end.filter(|end| now < *end)
     });
     let (url, seen) = tiny_server(hold).await;
-    let mix = mix_file(&dir, 0.0, [0.0; 6]);
+    let mix = mix_file(&dir, 0.0, [0.0; 6], "0ms");
     let results = bench::run(&args(&url, &dir, &mix, "--rate 100 --duration 3s"))
         .await
         .unwrap();
@@ -159,9 +159,9 @@ async fn a_one_second_stall_shows_in_the_p99_at_100_arrivals_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_schedule_keeps_its_rate_when_every_answer_takes_a_second() {
     let dir = scratch("slow");
-    let hold: Hold = Arc::new(|now| Some(now + Duration::from_secs(1)));
+    let hold: Hold = Arc::new(|now, _| Some(now + Duration::from_secs(1)));
     let (url, seen) = tiny_server(hold).await;
-    let mix = mix_file(&dir, 0.0, [0.0; 6]);
+    let mix = mix_file(&dir, 0.0, [0.0; 6], "0ms");
     let results = bench::run(&args(&url, &dir, &mix, "--rate 100 --duration 2s"))
         .await
         .unwrap();
@@ -193,12 +193,31 @@ async fn the_schedule_keeps_its_rate_when_every_answer_takes_a_second() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_held_back_by_a_slow_answer_counts_from_its_planned_time() {
+    let dir = scratch("held");
+    // Searches take a second. The card, planned 100 ms after its search, can only go once the
+    // search has named the customer; it is answered at once, but a till waited ~900 ms for it.
+    let hold: Hold = Arc::new(|now, uri| {
+        let search = uri.query().is_some_and(|q| q.contains("key_type"));
+        search.then(|| now + Duration::from_secs(1))
+    });
+    let (url, _) = tiny_server(hold).await;
+    let mix = mix_file(&dir, 0.0, [1.0, 0.0, 0.0, 0.0, 0.0, 0.0], "100ms");
+    let results = bench::run(&args(&url, &dir, &mix, "--rate 40 --duration 1s"))
+        .await
+        .unwrap();
+    let card = &results.operations["card"].stats;
+    assert!(card.count >= 5, "{}", card.count);
+    assert!(card.p50_ms >= 850.0, "card p50 {} ms", card.p50_ms);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_gets_no_write_without_allow_writes() {
     let dir = scratch("writes");
     // Every session would write if it could: half are unknown customers who sign up, the rest
     // redeem and are edited.
-    let mix = mix_file(&dir, 0.5, [1.0, 0.0, 1.0, 1.0, 1.0, 1.0]);
-    let (url, seen) = tiny_server(Arc::new(|_| None)).await;
+    let mix = mix_file(&dir, 0.5, [1.0, 0.0, 1.0, 1.0, 1.0, 1.0], "0ms");
+    let (url, seen) = tiny_server(Arc::new(|_, _| None)).await;
     let results = bench::run(&args(&url, &dir, &mix, "--rate 100 --duration 1s"))
         .await
         .unwrap();
@@ -213,7 +232,7 @@ async fn a_target_gets_no_write_without_allow_writes() {
     assert!(!results.operations.contains_key("redeem"));
 
     // The same mix with --allow-writes does write: the check above can see writes.
-    let (url, seen) = tiny_server(Arc::new(|_| None)).await;
+    let (url, seen) = tiny_server(Arc::new(|_, _| None)).await;
     bench::run(&args(
         &url,
         &dir,
@@ -238,8 +257,8 @@ async fn a_target_gets_no_write_without_allow_writes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn results_json_from_a_target_has_the_documented_shape() {
     let dir = scratch("shape");
-    let mix = mix_file(&dir, 0.0, [1.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
-    let (url, _) = tiny_server(Arc::new(|_| None)).await;
+    let mix = mix_file(&dir, 0.0, [1.0, 1.0, 0.0, 0.0, 0.0, 0.0], "0ms");
+    let (url, _) = tiny_server(Arc::new(|_, _| None)).await;
     bench::run(&args(&url, &dir, &mix, "--rate 50 --duration 1s"))
         .await
         .unwrap();
