@@ -146,6 +146,9 @@ pub fn parse(words: &[String]) -> Result<Args, String> {
         (true, Some(_)) => return Err("bench: --in-process or --target, not both".into()),
         (false, None) => return Err("bench: --in-process or --target URL is needed".into()),
         (true, None) => {
+            if cfg!(not(feature = "simulator")) {
+                return Err("bench: --in-process needs the Voyado simulator, which this build leaves out (--no-default-features); use --target".into());
+            }
             if let Some(flag) = target_only.iter().find(|f| value(f).is_some()) {
                 return Err(format!("bench: {flag} goes with --target"));
             }
