@@ -29,7 +29,7 @@ fn an_in_process_run_writes_results_json_in_the_documented_shape_and_compares_wi
     let dir = scratch("in-process");
     // The store mix with fewer customers and steps close together, to fit a short run.
     let mix = BUILT_IN_MIX
-        .replace("generate = 5000", "generate = 200")
+        .replace("generate = 2000", "generate = 200")
         .replace("after = \"4s\"", "after = \"300ms\"")
         .replace("after = \"3s\"", "after = \"300ms\"")
         .replace("after = \"2s\"", "after = \"300ms\"")

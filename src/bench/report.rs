@@ -242,6 +242,31 @@ fn rows(results: &Results) -> Vec<(String, &Stats, Option<f64>)> {
     .collect()
 }
 
+/// What Voyado's default rate budget per API key carries of this traffic: the in-process market
+/// opens the budget wide, so this is the line a deployment meets first.
+fn budget(results: &Results) -> Option<String> {
+    let per_request = results.voyado.calls_per_request.filter(|c| *c > 0.0)?;
+    let budget = f64::from(crate::config::VoyadoBudget::default().rate_per_second);
+    Some(format!(
+        "At Voyado's default budget of {budget} calls/s per API key, {per_request} calls per \
+         request carry {:.0} requests/s of this traffic.",
+        budget / per_request
+    ))
+}
+
+fn skipped(results: &Results) -> String {
+    let list: Vec<String> = results
+        .skipped
+        .iter()
+        .map(|(op, n)| format!("{op} {n}"))
+        .collect();
+    format!(
+        "Planned but not sent, for want of what an earlier answer should have given (a customer \
+         found, an item left to redeem): {}",
+        list.join(", ")
+    )
+}
+
 /// The summary printed when a run ends.
 pub fn summary(results: &Results, baseline: Option<&Baseline>) -> String {
     let mut out = String::new();
@@ -285,6 +310,12 @@ pub fn summary(results: &Results, baseline: Option<&Baseline>) -> String {
         opt(results.voyado.calls_per_request),
         results.voyado.counted_by
     );
+    if let Some(line) = budget(results) {
+        let _ = writeln!(out, "{line}");
+    }
+    if !results.skipped.is_empty() {
+        let _ = writeln!(out, "{}", skipped(results));
+    }
     if let Some(r) = &results.resources {
         let _ = writeln!(
             out,
@@ -412,6 +443,12 @@ pub fn html(
         escape(&results.voyado.counted_by),
         results.send_lag_p99_ms
     );
+    if let Some(line) = budget(results) {
+        let _ = writeln!(page, "<p>{}</p>", escape(&line));
+    }
+    if !results.skipped.is_empty() {
+        let _ = writeln!(page, "<p>{}</p>", escape(&skipped(results)));
+    }
     if let Some(r) = &results.resources {
         let _ = writeln!(
             page,

@@ -380,7 +380,8 @@ mod tests {
         assert!(results.overall.max_ms < 31.0);
         assert_eq!(results.statuses["card"]["502"], 1);
         assert_eq!(results.timeline.iter().map(|s| s.requests).sum::<u64>(), 3);
+        // Each counted in the second its answer came: all three in the second second.
         assert_eq!(results.timeline[1].second, 1);
-        assert_eq!(results.timeline[1].requests, 2);
+        assert_eq!(results.timeline[1].requests, 3);
     }
 }

@@ -4,7 +4,7 @@
 //! step that needs an earlier answer (the customer's id, an item to redeem) waits for it, as a
 //! till would; the wait counts in its latency.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -34,6 +34,9 @@ pub struct Till {
     /// The first half of every trace id: tells this run's requests from others'.
     pub run: u64,
     seq: AtomicU64,
+    /// Items a session of this run has set out to redeem: a till never offers one voucher twice,
+    /// so no session picks an item another may have redeemed since its card was read.
+    claimed: Mutex<HashSet<String>>,
 }
 
 impl Till {
@@ -45,6 +48,7 @@ impl Till {
             key,
             run: run | 1,
             seq: AtomicU64::new(1),
+            claimed: Mutex::default(),
         }
     }
 
@@ -70,7 +74,7 @@ impl Till {
                 .http
                 .get(format!("{spi}/customers/{}/transactions?limit=20", id()?)),
             Action::Redeem { promotion, pick } => {
-                let body = redeemable(customer?, *promotion, *pick)?;
+                let body = redeemable(customer?, *promotion, *pick, &mut self.claimed.lock())?;
                 self.http
                     .post(format!("{spi}/customers/{}/redeem", id()?))
                     .json_body(&body)
@@ -110,9 +114,14 @@ impl JsonBody for reqwest::RequestBuilder {
     }
 }
 
-/// A redeem body naming one item the customer can still redeem: a promotion or a bonus check
-/// as asked, the other kind if there is none of it.
-fn redeemable(customer: &Value, promotion: bool, pick: u32) -> Option<Value> {
+/// A redeem body naming one item the customer can still redeem and no session has claimed: a
+/// promotion or a bonus check as asked, the other kind if there is none of it. Claims it.
+fn redeemable(
+    customer: &Value,
+    promotion: bool,
+    pick: u32,
+    claimed: &mut HashSet<String>,
+) -> Option<Value> {
     let items = |list: &str, id: &str| -> Vec<String> {
         customer
             .get(list)
@@ -121,18 +130,19 @@ fn redeemable(customer: &Value, promotion: bool, pick: u32) -> Option<Value> {
             .flatten()
             .filter(|item| item.get("redeemed") == Some(&Value::Bool(false)))
             .filter_map(|item| item.get(id)?.as_str().map(str::to_owned))
+            .filter(|id| !claimed.contains(id))
             .collect()
     };
     let promotions = items("promotions", "promotion_id");
     let checks = items("bonus_checks", "bonus_check_id");
-    let choose = |list: &[String]| list[pick as usize % list.len()].clone();
-    match (promotion, promotions.is_empty(), checks.is_empty()) {
-        (true, false, _) | (false, false, true) => {
-            Some(json!({ "promotions": [choose(&promotions)] }))
-        }
-        (_, _, false) => Some(json!({ "bonus_checks": [choose(&checks)] })),
-        (_, true, true) => None,
-    }
+    let (list, items) = match (promotion, promotions.is_empty(), checks.is_empty()) {
+        (true, false, _) | (false, false, true) => ("promotions", promotions),
+        (_, _, false) => ("bonus_checks", checks),
+        (_, true, true) => return None,
+    };
+    let chosen = items[pick as usize % items.len()].clone();
+    claimed.insert(chosen.clone());
+    Some(json!({ list: [chosen] }))
 }
 
 /// What the sessions share while they run.
@@ -264,22 +274,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_redeem_names_an_item_still_open_and_falls_back_to_the_other_kind() {
+    fn a_redeem_names_an_item_still_open_and_unclaimed_and_falls_back_to_the_other_kind() {
         let customer = json!({
             "customer_id": "c",
             "promotions": [{"promotion_id": "p1", "redeemed": true}],
             "bonus_checks": [{"bonus_check_id": "b1", "redeemed": false},
                              {"bonus_check_id": "b2", "redeemed": false}],
         });
+        let mut claimed = HashSet::new();
         assert_eq!(
-            redeemable(&customer, true, 0),
+            redeemable(&customer, true, 0, &mut claimed),
             Some(json!({"bonus_checks": ["b1"]}))
         );
+        // b1 is taken by the first session: the second gets b2 whatever it picks, the third none.
         assert_eq!(
-            redeemable(&customer, false, 1),
+            redeemable(&customer, false, 0, &mut claimed),
             Some(json!({"bonus_checks": ["b2"]}))
         );
+        assert_eq!(redeemable(&customer, false, 0, &mut claimed), None);
         let spent = json!({"customer_id": "c", "promotions": [], "bonus_checks": []});
-        assert_eq!(redeemable(&spent, false, 0), None);
+        assert_eq!(redeemable(&spent, false, 0, &mut HashSet::new()), None);
     }
 }

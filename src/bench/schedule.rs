@@ -343,6 +343,7 @@ mod tests {
     fn returning_customers_are_skewed_towards_the_first() {
         let mut mix = Mix::built_in();
         mix.unknown = 0.0;
+        mix.zipf_s = 1.0;
         let sessions: Vec<Session> = Schedule::new(
             &mix,
             customers(1000),
