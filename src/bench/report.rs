@@ -78,8 +78,11 @@ pub fn latency_chart(results: &Results, baseline: Option<&Results>) -> Result<St
             .draw()
             .map_err(|e| e.to_string())?;
         for (i, (name, curve)) in results.curves.iter().enumerate() {
-            let color = PALETTE[i % PALETTE.len()];
-            let width = if name == "overall" { 3 } else { 2 };
+            let (color, width) = if name == "overall" {
+                (RGBColor(0, 0, 0), 3)
+            } else {
+                (PALETTE[i % PALETTE.len()], 2)
+            };
             chart
                 .draw_series(LineSeries::new(
                     curve_points(curve),
