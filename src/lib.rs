@@ -5,10 +5,11 @@
 //! engine, pure), `spi` (operations, route table, the error envelope), `config` (the file, parsed
 //! into plain data), `app` (the composition root: markets, clients and plans from the config), `ops`
 //! (one file per SPI operation), `server` (the tower stack). `sim` (the Voyado simulator) and
-//! `demo` sit behind the default-on `simulator` feature. `bench` (the load-test command) drives a
-//! proxy over HTTP; its in-process mode needs the simulator.
+//! `demo` sit behind the default-on `simulator` feature.
 
 pub mod app;
+// The load-test command. Not behind `simulator`: a deployment build runs it against a target;
+// only its in-process mode needs the simulator.
 pub mod bench;
 pub mod config;
 #[cfg(feature = "simulator")]

@@ -1,9 +1,9 @@
 //! The command line: no arguments runs the demo; `serve --config FILE` runs in production;
 //! `check --config FILE` validates a config and its mappings (no network) and exits non-zero with
 //! every error; `probe` tours one market's Voyado read-only and exits non-zero on any answer whose
-//! shape the proxy cannot read; `bench` plays till traffic against a proxy and reports what it
-//! measured (exit 2 on a bad flag). `--log-format json` (or `LOG_FORMAT=json`) writes one JSON object
+//! shape the proxy cannot read. `--log-format json` (or `LOG_FORMAT=json`) writes one JSON object
 //! per log line.
+//! `bench` plays till traffic against a proxy and reports what it measured (exit 2 on a bad flag).
 
 #[cfg(feature = "simulator")]
 use std::net::SocketAddr;
@@ -182,13 +182,14 @@ async fn run(command: Command) -> ExitCode {
     // The demo's simulator lives as long as the proxy serves.
     type Keep = Option<Box<dyn std::any::Any + Send>>;
     let loaded: Result<(Config, Keep), _> = match command {
-        Command::Check(_) | Command::Bench(_) => return ExitCode::FAILURE,
+        Command::Check(_) => return ExitCode::FAILURE,
         Command::Probe {
             config,
             market,
             contact,
         } => return probe(&config, &market, contact.as_deref()).await,
         Command::Serve(file) => Config::load(&file).map(|c| (c, None)),
+        Command::Bench(_) => return ExitCode::FAILURE,
         #[cfg(feature = "simulator")]
         Command::Demo(listen) => demo::start(listen).await.map(|(sim, config)| {
             tracing::info!(voyado = %sim.url(), "demo: Voyado simulator started");
