@@ -9,6 +9,9 @@
 //! Sitoo simulators) and `demo` sit behind the default-on `simulator` feature.
 
 pub mod app;
+// The load-test command. Not behind `simulator`: a deployment build runs it against a target;
+// only its in-process mode needs the simulator.
+pub mod bench;
 pub mod config;
 #[cfg(feature = "simulator")]
 pub mod demo;

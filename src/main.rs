@@ -4,6 +4,7 @@
 //! (no network); `probe` tours one market's Voyado read-only and exits non-zero on any answer whose
 //! shape the proxy cannot read. `--log-format json` (or `LOG_FORMAT=json`) writes one JSON object
 //! per log line.
+//! `bench` plays till traffic against a proxy and reports what it measured (exit 2 on a bad flag).
 
 #[cfg(feature = "simulator")]
 use std::net::SocketAddr;
@@ -12,6 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use sitoo_voyado_proxy::app::{self, App};
+use sitoo_voyado_proxy::bench;
 use sitoo_voyado_proxy::config::Config;
 #[cfg(feature = "simulator")]
 use sitoo_voyado_proxy::demo;
@@ -34,6 +36,12 @@ usage:
                                             read-only tour of that market's Voyado: every call
                                             the proxy makes (with a test contact's id), its
                                             answer's shape and paging; exits 1 on a mismatch
+  sitoo-voyado-proxy bench --in-process [--voyado-latency 50ms|p50=40ms,p99=200ms] [--cold]
+  sitoo-voyado-proxy bench --target URL --tenant T --market M --key KEY [--allow-writes]
+        [--rate N] [--duration 60s] [--warmup 10s] [--mix FILE] [--out DIR] [--baseline DIR]
+        [--ramp [--slo 300ms]] [--seed N]
+                                            load test with till sessions, open loop (Poisson,
+                                            N requests/s); results.json and report.html in DIR
 options:
   --log-format text|json                    log lines as text (default) or JSON; also LOG_FORMAT
 ";
@@ -55,6 +63,7 @@ enum Command {
         market: String,
         contact: Option<String>,
     },
+    Bench(Box<bench::Args>),
 }
 
 /// `--name value` pairs, each of the `known` names at most once.
@@ -142,6 +151,7 @@ fn parse(args: &[String]) -> Result<Command, String> {
         Some("check") => Ok(Command::Check(flag("--config")?.into())),
         Some("map") => map_command(&args[1..]),
         Some("probe") => probe_command(&args[1..]),
+        Some("bench") => bench::parse(&args[1..]).map(|b| Command::Bench(Box::new(b))),
         Some(other) => Err(format!("unknown command '{other}'")),
     }
 }
@@ -182,6 +192,11 @@ fn main() -> ExitCode {
             );
         }
         _ => {}
+    }
+    // The bench prints its own progress and summary; the in-process proxy's request logs would
+    // drown them, so no log subscriber is installed for it.
+    if let Command::Bench(args) = command {
+        return bench::main(*args);
     }
     // Kept until exit: dropping it flushes the log lines still buffered.
     let _log_guard = logging::init(format);
@@ -271,6 +286,7 @@ async fn run(command: Command) -> ExitCode {
             contact,
         } => return probe(&config, &market, contact.as_deref()).await,
         Command::Serve(file) => Config::load(&file).map(|c| (c, None)),
+        Command::Bench(_) => return ExitCode::FAILURE,
         #[cfg(feature = "simulator")]
         Command::Demo(listen) => demo::start(listen).await.map(|(sim, config)| {
             tracing::info!(voyado = %sim.voyado.url(), sitoo = %sim.sitoo.url(), "demo: Voyado and Sitoo simulators started");

@@ -1,0 +1,121 @@
+//! `sitoo-voyado-proxy bench --in-process` as a load-tester runs it: the binary, the proxy and the
+//! simulator in its process, `results.json` in the documented shape with Voyado calls per
+//! operation and the proxy's costs, and a second run compared with the first.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sitoo-voyado-proxy");
+const BUILT_IN_MIX: &str = include_str!("../src/bench/store.toml");
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("svp-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn bench(args: &[&str]) -> String {
+    let out = Command::new(BIN).arg("bench").args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?}: {stderr}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn an_in_process_run_writes_results_json_in_the_documented_shape_and_compares_with_a_baseline() {
+    let dir = scratch("in-process");
+    // The store mix with fewer customers and steps close together, to fit a short run.
+    let mix = BUILT_IN_MIX
+        .replace("generate = 2000", "generate = 200")
+        .replace("after = \"4s\"", "after = \"300ms\"")
+        .replace("after = \"3s\"", "after = \"300ms\"")
+        .replace("after = \"2s\"", "after = \"300ms\"")
+        .replace("after = \"8s\"", "after = \"300ms\"")
+        .replace("chance = 0.15", "chance = 0.5");
+    let mix_path = dir.join("mix.toml");
+    std::fs::write(&mix_path, mix).unwrap();
+    let first = dir.join("first");
+    let (mix_arg, first_arg) = (mix_path.to_str().unwrap(), first.to_str().unwrap());
+    let common = [
+        "--in-process",
+        "--rate",
+        "60",
+        "--voyado-latency",
+        "p50=5ms,p99=20ms",
+        "--mix",
+        mix_arg,
+    ];
+    let summary = bench(
+        &[
+            &common[..],
+            &["--warmup", "1s", "--duration", "1s", "--out", first_arg],
+        ]
+        .concat(),
+    );
+    assert!(summary.contains("overall"), "{summary}");
+
+    let results: Value =
+        serde_json::from_str(&std::fs::read_to_string(first.join("results.json")).unwrap())
+            .unwrap();
+    let fields = [
+        "count", "rate", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "max_ms", "errors",
+    ];
+    let overall = results["overall"].as_object().unwrap();
+    assert_eq!(overall.len(), fields.len(), "{overall:?}");
+    for f in fields {
+        assert!(overall[f].is_number(), "overall.{f}");
+    }
+    assert!(overall["count"].as_u64().unwrap() > 30, "{overall:?}");
+    assert_eq!(overall["errors"], 0, "{}", results["statuses"]);
+    let operations = results["operations"].as_object().unwrap();
+    for name in ["card", "find_by_mobile", "redeem"] {
+        let op = &operations[name];
+        for f in fields {
+            assert!(op[f].is_number(), "{name}.{f}");
+        }
+        assert!(op["voyado_calls_per_request"].is_number(), "{name}");
+    }
+    // A redeem always asks Voyado (it never trusts memory); a search of a new customer does too.
+    assert!(
+        operations["redeem"]["voyado_calls_per_request"]
+            .as_f64()
+            .unwrap()
+            >= 1.0
+    );
+    assert!(results["voyado"]["calls"].as_u64().unwrap() > 0);
+    let resources = &results["resources"];
+    assert!(
+        resources["proxy_cpu_seconds_per_1000_requests"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    assert!(resources["peak_rss_mib"].as_f64().unwrap() > 1.0);
+
+    let second = dir.join("second");
+    bench(
+        &[
+            &common[..],
+            &[
+                "--cold",
+                "--warmup",
+                "0s",
+                "--duration",
+                "1s",
+                "--out",
+                second.to_str().unwrap(),
+                "--baseline",
+                first_arg,
+            ],
+        ]
+        .concat(),
+    );
+    let html = std::fs::read_to_string(second.join("report.html")).unwrap();
+    assert!(html.contains("Changes against"), "no comparison table");
+    assert!(html.matches("<svg").count() >= 2);
+    // The baseline is drawn too, beside this run.
+    assert!(html.contains("answers, baseline"));
+}
