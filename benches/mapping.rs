@@ -1,5 +1,5 @@
-//! Micro benchmarks of the mapping engine: the customer card from a Voyado source document, and the
-//! write plan of an edit. `cargo bench --bench mapping`; figures in BENCHMARKS.md.
+//! Micro benchmarks of the mapping engine: the customer card from a Voyado source document (a
+//! contact alone, and the full fixture card), and the write plan of an edit. `cargo bench --bench mapping`; figures in BENCHMARKS.md.
 
 use jiff::tz::TimeZone;
 use serde_json::{Value, json};
@@ -41,6 +41,18 @@ fn compile_default_profile(bencher: divan::Bencher) {
 fn customer_card(bencher: divan::Bencher) {
     let plan = plan();
     let source = card_source();
+    let tz = TimeZone::get("Europe/Stockholm").unwrap();
+    let market = sweden(&tz);
+    bencher.bench_local(|| plan.customer(divan::black_box(&source), &market));
+}
+
+/// The card of a contact alone (no promotions, bonus checks, points or status): the contact
+/// fields, voucher passwords and defaults — issue 8's "5 µs for a contact".
+#[divan::bench]
+fn contact_card(bencher: divan::Bencher) {
+    let plan = plan();
+    let full = card_source();
+    let source = json!({"contact": full["contact"], "market": full["market"]});
     let tz = TimeZone::get("Europe/Stockholm").unwrap();
     let market = sweden(&tz);
     bencher.bench_local(|| plan.customer(divan::black_box(&source), &market));
