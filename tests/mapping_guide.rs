@@ -19,7 +19,11 @@ fn checked_blocks() -> Vec<(String, String)> {
         else {
             continue;
         };
-        assert_eq!(lines.next(), Some("```toml"), "{name}: a toml block follows");
+        assert_eq!(
+            lines.next(),
+            Some("```toml"),
+            "{name}: a toml block follows"
+        );
         let text: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
         blocks.push((name.to_owned(), text.join("\n") + "\n"));
     }

@@ -154,6 +154,9 @@ struct TransactionsSpec {
     order: PageOrder,
     items: String,
     total_count: String,
+    /// The query parameters Voyado pages by.
+    offset_param: String,
+    count_param: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -485,6 +488,14 @@ impl Plan {
 
     pub fn transactions_order(&self) -> PageOrder {
         self.transactions.order
+    }
+
+    /// The query parameters of a transactions page: offset and count.
+    pub fn transactions_params(&self) -> (&str, &str) {
+        (
+            &self.transactions.offset_param,
+            &self.transactions.count_param,
+        )
     }
 
     pub fn transaction_items<'a>(&self, page: &'a Value) -> &'a [Value] {

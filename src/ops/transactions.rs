@@ -47,12 +47,13 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, P
 
 async fn page(market: &Market, id: &str, offset: u64, count: u64) -> Result<Value, ProxyError> {
     let (offset, count) = (offset.to_string(), count.to_string());
+    let (offset_param, count_param) = market.plan.transactions_params();
     market
         .voyado
         .get(
             Endpoint::Transactions,
             &[id],
-            &[("offset", &offset), ("count", &count)],
+            &[(offset_param, &offset), (count_param, &count)],
         )
         .await
         .map_err(upstream(market, CUSTOMER))
