@@ -595,7 +595,7 @@ impl Config {
             listen,
             admin_listen,
             mappings: mappings(file.mappings.as_deref().unwrap_or("mappings")),
-            mappings_poll: Duration::from_millis(file.mappings_poll_ms.unwrap_or(2_000)),
+            mappings_poll: Duration::from_millis(file.mappings_poll_ms.unwrap_or(1_000)),
             limits: file.limits,
             cache: file.cache,
             voyado: file.voyado,

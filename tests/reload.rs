@@ -139,3 +139,44 @@ async fn a_request_keeps_the_mappings_it_started_with() {
     assert_eq!(bonus_title(&old.body), "Bonus Points");
     assert_eq!(bonus_title(&h.get(&card).await.body), "Poäng");
 }
+
+/// The watcher: a broken save is refused once (not retried every tick) while the last good set
+/// serves, and the fix is picked up.
+#[tokio::test]
+async fn a_broken_edit_is_refused_and_its_fix_is_picked_up() {
+    let dir = mappings_copy("fixed");
+    let h = Harness::with_mappings("", MappingSource::Dir(dir.clone())).await;
+    tokio::spawn(reload::watch(h.app.clone(), Duration::from_millis(20)));
+    let card = format!("/customers/{ANNA}");
+    edit_default(
+        &dir,
+        "codec = \"table:gender\"",
+        "codec = \"table:genders\"",
+    );
+    until("the broken set refused", async || {
+        metric(&h, "svp_mappings_reloads_total", &[("result", "refused")]).await == Some(1.0)
+    })
+    .await;
+    assert_eq!(
+        h.get(&card).await.body["gender"],
+        "female",
+        "the last good set serves"
+    );
+    // Several more ticks: the same broken files are not tried again.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        metric(&h, "svp_mappings_reloads_total", &[("result", "refused")]).await,
+        Some(1.0)
+    );
+    edit_default(
+        &dir,
+        "codec = \"table:genders\"",
+        "codec = \"table:gender\"",
+    );
+    edit_default(&dir, "value = \"Bonus Points\"", "value = \"Poäng\"");
+    until("the fixed set served", async || {
+        bonus_title(&h.get(&card).await.body) == "Poäng"
+    })
+    .await;
+    assert_eq!(h.app.served().generation, 1);
+}
