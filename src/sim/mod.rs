@@ -184,29 +184,8 @@ impl Simulator {
         let state = Arc::new(Mutex::new(state));
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let (stop, mut stopped) = oneshot::channel();
         let shared = state.clone();
-        tokio::spawn(async move {
-            loop {
-                let stream = tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => stream,
-                        Err(_) => continue,
-                    },
-                    _ = &mut stopped => break,
-                };
-                let state = shared.clone();
-                let service = hyper::service::service_fn(move |request| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(serve(state, request).await) }
-                });
-                tokio::spawn(async move {
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
+        let stop = serve_until_dropped(listener, move |request| serve(shared.clone(), request));
         Ok(Simulator {
             addr,
             state,
@@ -288,6 +267,38 @@ impl Simulator {
         let list = state.tenants.get(api_key)?.promotions.get(contact)?;
         list.iter().find(|c| c["id"] == id).cloned()
     }
+}
+
+/// Answers every connection on `listener` with `answer`, one task a connection, until the
+/// returned sender is dropped.
+pub(crate) fn serve_until_dropped<F, Fut>(listener: TcpListener, answer: F) -> oneshot::Sender<()>
+where
+    F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let (stop, mut stopped) = oneshot::channel();
+    tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(_) => continue,
+                },
+                _ = &mut stopped => break,
+            };
+            let answer = answer.clone();
+            let service = hyper::service::service_fn(move |request| {
+                let answer = answer.clone();
+                async move { Ok::<_, Infallible>(answer(request).await) }
+            });
+            tokio::spawn(async move {
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    stop
 }
 
 fn take_fault(state: &Mutex<State>, method: &Method, path: &str) -> Option<FaultAction> {
@@ -380,44 +391,54 @@ async fn serve(state: Arc<Mutex<State>>, request: Request<Incoming>) -> Response
     let query: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
+    let request = Handled {
+        method: parts.method,
+        path,
+        query,
+        headers: parts.headers,
+        body,
+    };
     if let Some(land) = late {
         let state = state.clone();
         tokio::spawn(async move {
             tokio::time::sleep(land).await;
-            let mut state = state.lock();
-            let outcome = handlers::handle(
-                &mut state,
-                &parts.method,
-                &path,
-                &query,
-                &parts.headers,
-                &body,
-            );
-            if outcome.wrote {
-                state.writes += 1;
-            }
+            request.handle(&state);
         });
         return handlers::reply(504, &handlers::error_body("GatewayTimeout"));
     }
-    let response = {
+    let response = request.handle(&state);
+    if let Some(d) = hang_after {
+        tokio::time::sleep(d).await;
+    }
+    response
+}
+
+/// A request as the handlers take it.
+struct Handled {
+    method: Method,
+    path: String,
+    query: HashMap<String, String>,
+    headers: http::HeaderMap,
+    body: Bytes,
+}
+
+impl Handled {
+    /// Handles it against the state, counting a write that took effect.
+    fn handle(&self, state: &Mutex<State>) -> Response<Full<Bytes>> {
         let mut state = state.lock();
         let outcome = handlers::handle(
             &mut state,
-            &parts.method,
-            &path,
-            &query,
-            &parts.headers,
-            &body,
+            &self.method,
+            &self.path,
+            &self.query,
+            &self.headers,
+            &self.body,
         );
         if outcome.wrote {
             state.writes += 1;
         }
         outcome.response
-    };
-    if let Some(d) = hang_after {
-        tokio::time::sleep(d).await;
     }
-    response
 }
 
 impl State {

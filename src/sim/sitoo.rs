@@ -4,7 +4,6 @@
 //! answers fail, and count the calls.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -13,8 +12,6 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::Value;
@@ -70,28 +67,9 @@ impl SitooSimulator {
         let state = Arc::new(Mutex::new(state));
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let (stop, mut stopped) = oneshot::channel();
         let shared = state.clone();
-        tokio::spawn(async move {
-            loop {
-                let stream = tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok((stream, _)) => stream,
-                        Err(_) => continue,
-                    },
-                    _ = &mut stopped => break,
-                };
-                let state = shared.clone();
-                let service = hyper::service::service_fn(move |request| {
-                    let state = state.clone();
-                    async move { Ok::<_, Infallible>(serve(&state, &request)) }
-                });
-                tokio::spawn(async move {
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
+        let stop = super::serve_until_dropped(listener, move |request| {
+            std::future::ready(serve(&shared, &request))
         });
         Ok(SitooSimulator {
             addr,
