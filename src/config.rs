@@ -94,7 +94,16 @@ struct ConfigFile {
     #[serde(default)]
     voyado: VoyadoBudget,
     #[serde(default)]
+    telemetry: TelemetryFile,
+    #[serde(default)]
     market: Vec<MarketFile>,
+}
+
+/// `[telemetry]`: where the proxy's own spans go, if anywhere.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TelemetryFile {
+    otlp_endpoint: Option<String>,
 }
 
 /// How long Voyado answers are kept in memory (contract §6.2), and how much memory they may take.
@@ -402,6 +411,9 @@ pub struct Config {
     pub limits: Limits,
     pub cache: CacheConfig,
     pub voyado: VoyadoBudget,
+    /// An OTLP/HTTP collector for the proxy's spans (`[telemetry] otlp_endpoint`, e.g.
+    /// `http://collector:4318`); a build without the `otlp` feature refuses one.
+    pub otlp_endpoint: Option<Url>,
     pub markets: Vec<MarketConfig>,
     /// The file's name and text, so later checks can point at its lines.
     text: ConfigText,
@@ -572,6 +584,19 @@ impl Config {
             .admin_listen
             .as_deref()
             .and_then(|a| address("admin_listen", a, &mut errors).ok());
+        let otlp_endpoint = file.telemetry.otlp_endpoint.as_deref().and_then(|text| {
+            if !cfg!(feature = "otlp") {
+                errors.push(
+                    "telemetry.otlp_endpoint: this build has no OTLP export (build with \
+                     --features otlp)"
+                        .into(),
+                );
+                return None;
+            }
+            base_url(text)
+                .map_err(|problem| errors.push(format!("telemetry.otlp_endpoint: {problem}")))
+                .ok()
+        });
         check_limits(&file.limits, &mut errors);
         check_budget(&file.voyado, &mut errors);
         check_ttls("cache", &file.cache.ttls(), &mut errors);
@@ -599,6 +624,7 @@ impl Config {
             limits: file.limits,
             cache: file.cache,
             voyado: file.voyado,
+            otlp_endpoint,
             markets,
             text: located,
         };

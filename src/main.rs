@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use sitoo_voyado_proxy::app::{self, App};
 use sitoo_voyado_proxy::bench;
-use sitoo_voyado_proxy::config::Config;
+use sitoo_voyado_proxy::config::{Config, ConfigError};
 #[cfg(feature = "simulator")]
 use sitoo_voyado_proxy::demo;
 use sitoo_voyado_proxy::telemetry::logging::{self, LogFormat};
@@ -198,8 +198,22 @@ fn main() -> ExitCode {
     if let Command::Bench(args) = command {
         return bench::main(*args);
     }
-    // Kept until exit: dropping it flushes the log lines still buffered.
-    let _log_guard = logging::init(format);
+    // `serve` reads its config before logging starts: the config says where spans go.
+    let config = match &command {
+        Command::Serve(file) => match Config::load(file) {
+            Ok(config) => Some(config),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        _ => None,
+    };
+    // Kept until exit: dropping it flushes the log lines (and spans) still buffered.
+    let _logging = logging::init(
+        format,
+        config.as_ref().and_then(|c| c.otlp_endpoint.as_ref()),
+    );
     logging::install_panic_hook();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -208,7 +222,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(command))
+    runtime.block_on(run(command, config))
 }
 
 /// Validates the config and every mapping it names; builds no client and opens no socket.
@@ -275,7 +289,8 @@ fn map(
     }
 }
 
-async fn run(command: Command) -> ExitCode {
+/// Runs `command`; `serve`'s config was loaded before logging started.
+async fn run(command: Command, config: Option<Config>) -> ExitCode {
     // The demo's simulator lives as long as the proxy serves.
     type Keep = Option<Box<dyn std::any::Any + Send>>;
     let loaded: Result<(Config, Keep), _> = match command {
@@ -285,7 +300,9 @@ async fn run(command: Command) -> ExitCode {
             market,
             contact,
         } => return probe(&config, &market, contact.as_deref()).await,
-        Command::Serve(file) => Config::load(&file).map(|c| (c, None)),
+        Command::Serve(file) => config.map(|c| (c, None)).ok_or_else(|| ConfigError {
+            errors: vec![format!("{}: not loaded", file.display())],
+        }),
         Command::Bench(_) => return ExitCode::FAILURE,
         #[cfg(feature = "simulator")]
         Command::Demo(listen) => demo::start(listen).await.map(|(sim, config)| {

@@ -547,3 +547,31 @@ fn check_names_the_file_line_and_column_of_a_bad_mapping_rule() {
         "{errors}"
     );
 }
+
+/// A build without the `otlp` feature refuses an OTLP endpoint rather than ignoring it.
+#[cfg(not(feature = "otlp"))]
+#[test]
+fn a_build_without_otlp_refuses_an_otlp_endpoint() {
+    let config = scratch("otlp-off").join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "mappings = \"{}\"\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\n\
+             [[market]]\ntenant = \"t\"\nmarket = \"SE\"\ncrm_api_keys = [\"k\"]\n\
+             voyado_url = \"http://127.0.0.1:9\"\nvoyado_api_key = \"k\"\ndefault_country = \"SE\"\n",
+            mappings()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        message.contains("telemetry.otlp_endpoint: this build has no OTLP export"),
+        "{message}"
+    );
+}

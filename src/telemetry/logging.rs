@@ -45,10 +45,33 @@ impl LogFormat {
     }
 }
 
+/// What keeps logging (and span export) going; drop it last, at exit: dropping flushes the log
+/// lines still buffered and the spans not yet exported.
+pub struct Logging {
+    _lines: WorkerGuard,
+    #[cfg(feature = "otlp")]
+    spans: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+}
+
+#[cfg(feature = "otlp")]
+impl Drop for Logging {
+    fn drop(&mut self) {
+        if let Some(provider) = self.spans.take()
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("could not flush the last spans: {e}");
+        }
+    }
+}
+
 /// Installs the global subscriber: filter from `RUST_LOG` (default `info`), lines to stderr through
-/// a non-blocking writer. Keep the returned guard alive until exit: dropping it flushes the lines
-/// still buffered.
-pub fn init(format: LogFormat) -> WorkerGuard {
+/// a non-blocking writer, and — with the `otlp` feature and an endpoint — the spans exported over
+/// OTLP/HTTP.
+pub fn init(format: LogFormat, otlp_endpoint: Option<&url::Url>) -> Logging {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
     // Lossy, tracing-appender's default: when its buffer is full, new lines are dropped rather than
     // making the request that logs them wait on stderr. A proxy in front of tills must keep
     // answering; a lost log line is the smaller harm.
@@ -58,28 +81,90 @@ pub fn init(format: LogFormat) -> WorkerGuard {
     let filter = EnvFilter::builder()
         .with_default_directive(LevelFilter::INFO.into())
         .from_env_lossy();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    let installed = match format {
-        LogFormat::Text => builder.with_ansi(colour()).try_init(),
+    let lines = tracing_subscriber::fmt::layer().with_writer(writer);
+    let lines = match format {
+        LogFormat::Text => lines.with_ansi(colour()).boxed(),
         // One object per line with the event's fields at the top level, plus the current span,
         // which carries the request's id and route. The span list is left out: it would repeat
         // the same fields on every line. JSON is for machines, so no colour even on a terminal.
-        LogFormat::Json => builder
+        LogFormat::Json => lines
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
             .with_ansi(false)
-            .try_init(),
+            .boxed(),
     };
-    if let Err(e) = installed {
+    let registry = tracing_subscriber::registry().with(filter).with(lines);
+    #[cfg(feature = "otlp")]
+    let (registry, spans) = {
+        let (layer, provider) = match otlp_endpoint.map(otlp::layer).transpose() {
+            Ok(Some((layer, provider))) => (Some(layer), Some(provider)),
+            Ok(None) => (None, None),
+            Err(e) => {
+                eprintln!("OTLP export not started: {e}");
+                (None, None)
+            }
+        };
+        (registry.with(layer), provider)
+    };
+    #[cfg(not(feature = "otlp"))]
+    // The config refuses an endpoint in a build without the feature.
+    let _ = otlp_endpoint;
+    if let Err(e) = registry.try_init() {
         // Only a second install fails (init called twice, or a test harness got there first); the
         // subscriber already in place keeps logging, so this is worth a line but not a crash.
         eprintln!("logging was already set up; keeping the existing subscriber: {e}");
     }
-    guard
+    Logging {
+        _lines: guard,
+        #[cfg(feature = "otlp")]
+        spans,
+    }
+}
+
+/// The OpenTelemetry bridge: tracing's spans (the request span with its route, operation, status
+/// and trace id, and what is inside it) exported in batches to an OTLP/HTTP collector.
+#[cfg(feature = "otlp")]
+mod otlp {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::{Protocol, WithExportConfig};
+    use opentelemetry_sdk::Resource;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use tracing_opentelemetry::OpenTelemetryLayer;
+
+    /// The layer over subscriber `S` (what the layers below it make), and the provider to shut
+    /// down at exit.
+    pub(super) fn layer<S>(
+        endpoint: &url::Url,
+    ) -> Result<
+        (
+            OpenTelemetryLayer<S, opentelemetry_sdk::trace::SdkTracer>,
+            SdkTracerProvider,
+        ),
+        opentelemetry_otlp::ExporterBuildError,
+    >
+    where
+        S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+    {
+        // OTLP/HTTP takes spans at /v1/traces under the collector's base URL.
+        let base = endpoint.as_str().trim_end_matches('/');
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_endpoint(format!("{base}/v1/traces"))
+            .build()?;
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(
+                Resource::builder()
+                    .with_service_name(env!("CARGO_PKG_NAME"))
+                    .build(),
+            )
+            .build();
+        let tracer = provider.tracer(env!("CARGO_PKG_NAME"));
+        Ok((tracing_opentelemetry::layer().with_tracer(tracer), provider))
+    }
 }
 
 /// Colour codes are noise in a file or a collector. `NO_COLOR` (no-color.org) turns them off on a
