@@ -325,16 +325,11 @@ fn sighup_reloads_the_mappings() {
         std::fs::copy(format!("{}/{file}", mappings()), copy.join(file)).unwrap();
     }
     let address = free_address();
-    let config = dir.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"{address}\"\nmappings = \"mappings\"\nmappings_poll_ms = 0\n\
-             [[market]]\ntenant = \"t\"\nmarket = \"SE\"\ncrm_api_keys = [\"k\"]\n\
-             voyado_url = \"http://127.0.0.1:9\"\nvoyado_api_key = \"k\"\ndefault_country = \"SE\"\n"
-        ),
-    )
-    .unwrap();
+    let config = market_config(
+        &dir,
+        "mappings",
+        &format!("listen = \"{address}\"\nmappings_poll_ms = 0"),
+    );
     let log = dir.join("stderr.log");
     let mut serve = Demo(
         Command::new(BIN)
@@ -386,14 +381,19 @@ fn sighup_reloads_the_mappings() {
 
 /// A config for one market on the repository's mappings, in a scratch directory.
 fn one_market_config(name: &str) -> PathBuf {
-    let config = scratch(name).join("config.toml");
+    market_config(&scratch(name), &mappings(), "")
+}
+
+/// `dir/config.toml`: one market `t/SE` (its Voyado is never called here) on the mappings at
+/// `mappings`, with `top` — more top-level keys, then tables — before it.
+fn market_config(dir: &std::path::Path, mappings: &str, top: &str) -> PathBuf {
+    let config = dir.join("config.toml");
     std::fs::write(
         &config,
         format!(
-            "mappings = \"{}\"\n[[market]]\ntenant = \"t\"\nmarket = \"SE\"\n\
+            "mappings = \"{mappings}\"\n{top}\n[[market]]\ntenant = \"t\"\nmarket = \"SE\"\n\
              crm_api_keys = [\"k\"]\nvoyado_url = \"http://127.0.0.1:9\"\n\
-             voyado_api_key = \"k\"\ndefault_country = \"SE\"\n",
-            mappings()
+             voyado_api_key = \"k\"\ndefault_country = \"SE\"\n"
         ),
     )
     .unwrap();
@@ -552,17 +552,11 @@ fn check_names_the_file_line_and_column_of_a_bad_mapping_rule() {
 #[cfg(not(feature = "otlp"))]
 #[test]
 fn a_build_without_otlp_refuses_an_otlp_endpoint() {
-    let config = scratch("otlp-off").join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "mappings = \"{}\"\n[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"\n\
-             [[market]]\ntenant = \"t\"\nmarket = \"SE\"\ncrm_api_keys = [\"k\"]\n\
-             voyado_url = \"http://127.0.0.1:9\"\nvoyado_api_key = \"k\"\ndefault_country = \"SE\"\n",
-            mappings()
-        ),
-    )
-    .unwrap();
+    let config = market_config(
+        &scratch("otlp-off"),
+        &mappings(),
+        "[telemetry]\notlp_endpoint = \"http://127.0.0.1:4318\"",
+    );
     let out = Command::new(BIN)
         .args(["check", "--config"])
         .arg(&config)

@@ -47,6 +47,16 @@ pub struct Resolved {
 }
 
 impl Resolved {
+    /// No contact: none matched, and none was created.
+    fn none() -> Resolved {
+        Resolved {
+            customer_id: None,
+            created: false,
+            matched_by: None,
+            ambiguous: false,
+        }
+    }
+
     fn found(id: String, matched_by: &'static str) -> Resolved {
         Resolved {
             customer_id: Some(id),
@@ -131,12 +141,7 @@ pub(super) async fn resolve(
         return Ok(found);
     }
     if !market.settings.order_customer_create {
-        return Ok(Resolved {
-            customer_id: None,
-            created: false,
-            matched_by: None,
-            ambiguous: false,
-        });
+        return Ok(Resolved::none());
     }
     create_customer(market, identity, store).await
 }
@@ -238,21 +243,11 @@ async fn create_customer(
             key_type,
             "an order's customer has no value for the contact key: not created"
         );
-        return Ok(Resolved {
-            customer_id: None,
-            created: false,
-            matched_by: None,
-            ambiguous: false,
-        });
+        return Ok(Resolved::none());
     };
     let view = market.view(jiff::Timestamp::now());
     let Ok(normalised) = view.normalize(spec.normalize, key) else {
-        return Ok(Resolved {
-            customer_id: None,
-            created: false,
-            matched_by: None,
-            ambiguous: false,
-        });
+        return Ok(Resolved::none());
     };
     let _one_at_a_time = market.identities.lock(&normalised).await;
     if let Some(found) = by_email_or_mobile(market, identity).await? {
