@@ -369,6 +369,10 @@ pub struct MarketConfig {
     pub search_contact_types: Vec<String>,
     /// Types a create promotes in place when the key already belongs to one of them.
     pub promote_contact_types: Vec<String>,
+    /// Every type an order's customer may be (search types, the own type, then the promotable
+    /// ones such as e-commerce `Contact`): a purchase is booked on the contact Voyado already
+    /// has, whatever its type, before one is ever created.
+    pub order_contact_types: Vec<String>,
     /// The contact type's key; `None` takes the mapping's default.
     pub contact_key: Option<String>,
     pub member_number_lookup: MemberNumberLookup,
@@ -906,6 +910,19 @@ fn market_config(
             format!("the contact key '{key}' can never be cleared"),
         );
     }
+    let promote_contact_types = m
+        .promote_contact_types
+        .unwrap_or_else(|| vec!["Contact".into()]);
+    let mut order_contact_types: Vec<String> = Vec::new();
+    for kind in search_contact_types
+        .iter()
+        .chain([&contact_type])
+        .chain(&promote_contact_types)
+    {
+        if !order_contact_types.contains(kind) {
+            order_contact_types.push(kind.clone());
+        }
+    }
     let create_defaults = m
         .create_defaults
         .iter()
@@ -929,9 +946,8 @@ fn market_config(
         mapping: m.mapping.unwrap_or_else(|| "default".into()),
         contact_type,
         search_contact_types,
-        promote_contact_types: m
-            .promote_contact_types
-            .unwrap_or_else(|| vec!["Contact".into()]),
+        promote_contact_types,
+        order_contact_types,
         contact_key: m.contact_key,
         member_number_lookup: m
             .member_number_lookup

@@ -8,6 +8,9 @@ use crate::config::{Config, ConfigError, MappingSource};
 use crate::sim::{FIXTURE, SITOO_FIXTURE, Simulator, SitooSimulator};
 
 pub const TENANT: &str = "demo";
+
+/// How often the demo's Voyado books the receipts it accepted (Voyado: about every 15 minutes).
+pub const RECEIPT_IMPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 pub const CRM_KEY: &str = "demo-key";
 
 /// The demo config; `{voyado}` becomes the simulator's URL and `{listen}` the address.
@@ -55,6 +58,7 @@ pub async fn start(listen: SocketAddr) -> Result<(Simulators, Config), ConfigErr
     let voyado = Simulator::start(any_port, FIXTURE)
         .await
         .map_err(|e| failed("Voyado", e))?;
+    voyado.import_receipts_every(RECEIPT_IMPORT_EVERY);
     let sitoo = SitooSimulator::start(any_port, SITOO_FIXTURE)
         .await
         .map_err(|e| failed("Sitoo", e))?;

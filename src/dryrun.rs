@@ -1,12 +1,14 @@
 //! `map`: what a market's mapping does, without a proxy or a network. For whoever edits a mapping:
-//! the SPI customer the till would see for a Voyado contact (or a whole card source), and the
-//! Voyado write an SPI body would send — an edit's against a current contact, else a create's.
+//! the SPI customer the till would see for a Voyado contact (or a whole card source), the
+//! Voyado write an SPI body would send — an edit's against a current contact, else a create's —
+//! and the Voyado receipt a Sitoo order would become (refunds and exchanges included).
 
 use serde_json::{Map, Value};
 
 use crate::app::{self, Compiled};
 use crate::mapping::{self, WritePolicy};
 use crate::ops;
+use crate::ops::receipt::{self, OrderState};
 
 /// What to map.
 #[derive(Debug)]
@@ -16,7 +18,16 @@ pub enum Input {
     Voyado(Value),
     /// An SPI customer body, and the Voyado contact it edits (none: a create).
     Spi { body: Value, current: Option<Value> },
+    /// A Sitoo order as its REST API answers it, and the type of the contact it would be booked
+    /// on (none: `Member`).
+    Order {
+        order: Value,
+        contact_type: Option<String>,
+    },
 }
+
+/// Stands for the contact id the order's customer resolves to, which only Voyado knows.
+const CONTACT_PLACEHOLDER: &str = "<the customer's contact id>";
 
 /// What the mapping made of it.
 #[derive(Debug, PartialEq)]
@@ -104,6 +115,54 @@ pub fn run(
                 vec!["the create body (POST /api/v2/contacts)".into()]
             };
             Ok(Mapped { document, notes })
+        }
+        Input::Order {
+            order,
+            contact_type,
+        } => {
+            let sitoo = settings.sitoo.as_ref().ok_or_else(|| {
+                format!("market {market} takes no order events: it has no sitoo_account_id")
+            })?;
+            let order_id = order["orderid"]
+                .as_u64()
+                .ok_or("the order has no orderid (a whole number)")?;
+            let derived = receipt::derive(
+                &order,
+                &receipt::Context {
+                    account_id: sitoo.account_id,
+                    order_id,
+                    timezone: &settings.timezone,
+                    currency: &settings.currency,
+                },
+            )
+            .map_err(|e| format!("refused for good, never sent to Voyado: {e}"))?;
+            let mut notes = vec![format!(
+                "the receipt (POST /api/v2/receipts); contact.matchKey is {CONTACT_PLACEHOLDER}"
+            )];
+            match OrderState::of(&order) {
+                OrderState::Closed => {}
+                state => notes.push(format!(
+                    "the order is {state:?} in Sitoo (orderstateid): the proxy books only closed orders"
+                )),
+            }
+            if !derived.bonus_check_ids.is_empty() {
+                notes.push(format!(
+                    "bonus checks {} are left out: their check numbers are read from Voyado when the order is booked",
+                    derived.bonus_check_ids.join(", ")
+                ));
+            }
+            let contact_type = contact_type.unwrap_or_else(|| "Member".into());
+            let source = receipt::source(
+                &order,
+                derived,
+                Vec::new(),
+                CONTACT_PLACEHOLDER,
+                Some(&contact_type),
+            );
+            Ok(Mapped {
+                document: plan.receipt(&source, &view),
+                notes,
+            })
         }
     }
 }

@@ -32,6 +32,9 @@ usage:
   sitoo-voyado-proxy map --config FILE --market TENANT/MARKET --spi BODY.json [--current CONTACT.json]
                                             the Voyado write an edit (or, without --current, a
                                             create) would send
+  sitoo-voyado-proxy map --config FILE --market TENANT/MARKET --order ORDER.json [--contact-type TYPE]
+                                            the Voyado receipt a Sitoo order (as its REST API
+                                            answers it) would become, signs and all
   sitoo-voyado-proxy probe --config FILE --market TENANT/MARKET [--contact ID]
                                             read-only tour of that market's Voyado: every call
                                             the proxy makes (with a test contact's id), its
@@ -54,9 +57,7 @@ enum Command {
     Map {
         config: PathBuf,
         market: String,
-        voyado: Option<PathBuf>,
-        spi: Option<PathBuf>,
-        current: Option<PathBuf>,
+        input: MapInput,
     },
     Probe {
         config: PathBuf,
@@ -81,24 +82,57 @@ fn flags<'a>(args: &'a [String], known: &[&str]) -> Result<Vec<(&'a str, &'a str
     Ok(out)
 }
 
+/// The files `map` reads.
+#[derive(Debug)]
+enum MapInput {
+    Voyado(PathBuf),
+    Spi {
+        body: PathBuf,
+        current: Option<PathBuf>,
+    },
+    Order {
+        order: PathBuf,
+        contact_type: Option<String>,
+    },
+}
+
 fn map_command(args: &[String]) -> Result<Command, String> {
     let given = flags(
         args,
-        &["--config", "--market", "--voyado", "--spi", "--current"],
+        &[
+            "--config",
+            "--market",
+            "--voyado",
+            "--spi",
+            "--current",
+            "--order",
+            "--contact-type",
+        ],
     )?;
     let value = |name: &str| given.iter().find(|(n, _)| *n == name).map(|(_, v)| *v);
     let required = |name: &str| value(name).ok_or_else(|| format!("map needs {name}"));
     let (voyado, spi, current) = (value("--voyado"), value("--spi"), value("--current"));
-    match (voyado, spi, current) {
-        (Some(_), None, None) | (None, Some(_), _) => {}
-        _ => return Err("map takes --voyado FILE, or --spi FILE [--current FILE]".into()),
-    }
+    let (order, contact_type) = (value("--order"), value("--contact-type"));
+    let input = match (voyado, spi, current, order, contact_type) {
+        (Some(file), None, None, None, None) => MapInput::Voyado(file.into()),
+        (None, Some(file), current, None, None) => MapInput::Spi {
+            body: file.into(),
+            current: current.map(PathBuf::from),
+        },
+        (None, None, None, Some(file), contact_type) => MapInput::Order {
+            order: file.into(),
+            contact_type: contact_type.map(str::to_owned),
+        },
+        _ => {
+            return Err("map takes --voyado FILE, --spi FILE [--current FILE], \
+                        or --order FILE [--contact-type TYPE]"
+                .into());
+        }
+    };
     Ok(Command::Map {
         config: required("--config")?.into(),
         market: required("--market")?.to_owned(),
-        voyado: voyado.map(PathBuf::from),
-        spi: spi.map(PathBuf::from),
-        current: current.map(PathBuf::from),
+        input,
     })
 }
 
@@ -179,17 +213,9 @@ fn main() -> ExitCode {
         Command::Map {
             config,
             market,
-            voyado,
-            spi,
-            current,
+            input,
         } => {
-            return map(
-                config,
-                market,
-                voyado.as_deref(),
-                spi.as_deref(),
-                current.as_deref(),
-            );
+            return map(config, market, input);
         }
         _ => {}
     }
@@ -252,20 +278,20 @@ fn json_file(file: &std::path::Path) -> Result<serde_json::Value, String> {
 
 /// `map`: compiles the config's mappings (no client, no network) and prints what the market's
 /// mapping makes of the input.
-fn map(
-    config: &std::path::Path,
-    market: &str,
-    voyado: Option<&std::path::Path>,
-    spi: Option<&std::path::Path>,
-    current: Option<&std::path::Path>,
-) -> ExitCode {
-    let input = match (voyado, spi) {
-        (Some(file), _) => json_file(file).map(dryrun::Input::Voyado),
-        (None, Some(file)) => json_file(file).and_then(|body| {
-            let current = current.map(json_file).transpose()?;
+fn map(config: &std::path::Path, market: &str, input: &MapInput) -> ExitCode {
+    let input = match input {
+        MapInput::Voyado(file) => json_file(file).map(dryrun::Input::Voyado),
+        MapInput::Spi { body, current } => json_file(body).and_then(|body| {
+            let current = current.as_deref().map(json_file).transpose()?;
             Ok(dryrun::Input::Spi { body, current })
         }),
-        (None, None) => Err("map takes --voyado FILE, or --spi FILE".into()),
+        MapInput::Order {
+            order,
+            contact_type,
+        } => json_file(order).map(|order| dryrun::Input::Order {
+            order,
+            contact_type: contact_type.clone(),
+        }),
     };
     let mapped = input.and_then(|input| {
         let compiled = app::check(config).map_err(|e| e.to_string())?;

@@ -569,3 +569,62 @@ fn a_build_without_otlp_refuses_an_otlp_endpoint() {
         "{message}"
     );
 }
+
+/// `map --order`: the receipt a Sitoo order becomes, without Voyado — a refund with its signs,
+/// the contact type named, and an order that cannot be booked refused with the row named.
+#[test]
+fn map_prints_the_receipt_of_a_refund_and_refuses_a_weighed_row() {
+    let dir = scratch("map-order");
+    let config = one_market_config("map-order");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(
+        "sitoo_api_url = \"http://127.0.0.1:9\"\nsitoo_account_id = 1500\n\
+         sitoo_api_user = \"u\"\nsitoo_api_password = \"p\"\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let fixture: Value = serde_json::from_str(sitoo_voyado_proxy::sim::SITOO_FIXTURE).unwrap();
+    let order = |id: u64| {
+        let file = dir.join(format!("order-{id}.json"));
+        let order = fixture["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["orderid"] == id)
+            .unwrap();
+        std::fs::write(&file, order.to_string()).unwrap();
+        file
+    };
+    let refund = order(1002);
+    let out = run_map(
+        &config,
+        &[
+            "--order",
+            refund.to_str().unwrap(),
+            "--contact-type",
+            "Contact",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let receipt: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(receipt["uniqueReceiptId"], "sitoo-1500-1002");
+    assert_eq!(receipt["contact"]["contactType"], "Contact");
+    assert_eq!(receipt["totalGrossPrice"], serde_json::json!(-200));
+    assert_eq!(receipt["items"][0]["type"], "RETURN");
+    assert_eq!(receipt["items"][0]["quantity"], serde_json::json!(-1));
+    assert_eq!(
+        receipt["items"][0]["grossPaidPrice"],
+        serde_json::json!(200)
+    );
+    let weighed = order(1010);
+    let out = run_map(&config, &["--order", weighed.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("orderitems[0].quantity 0.35"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -25,23 +25,41 @@ async fn start(extra: &str) -> (Harness, SitooSimulator) {
     (Harness::with(&keys).await, sitoo)
 }
 
-/// One order event per order id, as Sitoo sends them.
+/// One `update` order event per order id, as Sitoo sends them when the state changed.
 fn batch(orders: &[u64], state: &str) -> Value {
+    events(orders, "update", Some(state))
+}
+
+/// One order event per order id, with its `order_event_type` and `order_state_changed` (none:
+/// absent, as on a till sale Sitoo creates closed).
+fn events(orders: &[u64], kind: &str, state: Option<&str>) -> Value {
     Value::Array(
         orders
             .iter()
             .map(|id| {
-                json!({"event_id": format!("ev-{id}"), "event_type": "order",
-                       "event_date": 1_795_000_000, "account_id": ACCOUNT,
-                       "data": {"eshop_id": 1, "order_id": id, "order_event_type": "update",
-                                "order_state_changed": state}})
+                let mut data = json!({"eshop_id": 1, "order_id": id, "order_event_type": kind});
+                if let Some(state) = state {
+                    data["order_state_changed"] = json!(state);
+                }
+                json!({"event_id": format!("ev-{id}-{kind}"), "event_type": "order",
+                       "event_date": 1_795_000_000, "account_id": ACCOUNT, "data": data})
             })
             .collect(),
     )
 }
 
+/// The receipts Voyado booked, once its import has run over what it accepted.
 fn receipts(h: &Harness) -> Vec<Value> {
+    h.sim.import_receipts();
     h.sim.receipts(DEMO_KEY)
+}
+
+/// The receipt bodies that reached Voyado, as sent.
+fn sent(h: &Harness) -> Vec<Value> {
+    h.seen("POST", "/api/v2/receipts")
+        .into_iter()
+        .map(|r| r.body)
+        .collect()
 }
 
 #[tokio::test]
@@ -51,6 +69,13 @@ async fn a_closed_order_becomes_exactly_one_receipt() {
         .send(Method::POST, "/events", &batch(&[1001], "closed"))
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
+    // Accepted, not yet booked: Voyado imports receipts in batches.
+    let before = h.get(&format!("/customers/{ANNA}/transactions")).await;
+    assert!(
+        !before.body.to_string().contains("sitoo-1500-1001"),
+        "{}",
+        before.body
+    );
     let all = receipts(&h);
     assert_eq!(all.len(), 1);
     let r = &all[0];
@@ -70,8 +95,8 @@ async fn a_closed_order_becomes_exactly_one_receipt() {
     assert_eq!(
         items[0],
         json!({"type": "PURCHASE", "sku": "TSHIRT-M", "articleNumber": "TSHIRT-M",
-               "articleName": "T-shirt", "quantity": 2.0, "grossPaidPrice": 400, "taxAmount": 80,
-               "taxPercent": 25, "discounts": [{"value": 20, "type": "DISCOUNT"}]})
+               "articleName": "T-shirt", "quantity": 2, "grossPaidPrice": 400, "taxAmount": 80,
+               "taxPercent": 25, "discounts": [{"value": -40, "type": "DISCOUNT"}]})
     );
     assert_eq!(r["usedBonusChecks"], json!([{"checkNumber": "BC000001"}]));
     assert_eq!(r["usedPromotions"], json!([{"promotionId": PROMO_10}]));
@@ -80,7 +105,7 @@ async fn a_closed_order_becomes_exactly_one_receipt() {
         json!([{"type": "card", "value": 600, "description": "Card"},
                {"type": "bonuscheck", "value": 100, "description": "Bonus check"}])
     );
-    // The customer's history shows it (the simulator imports at once; Voyado in batches).
+    // Once imported, the customer's history shows it.
     let history = h.get(&format!("/customers/{ANNA}/transactions")).await;
     assert!(
         history.body.to_string().contains("sitoo-1500-1001"),
@@ -94,7 +119,7 @@ async fn a_closed_order_becomes_exactly_one_receipt() {
 }
 
 #[tokio::test]
-async fn a_refund_becomes_return_items() {
+async fn a_refund_is_booked_as_a_return_with_negative_quantity_total_and_payment() {
     let (h, _sitoo) = start("").await;
     let a = h
         .send(Method::POST, "/events", &batch(&[1002], "closed"))
@@ -102,21 +127,190 @@ async fn a_refund_becomes_return_items() {
     assert_eq!(a.status, 200, "{}", a.body);
     let r = &receipts(&h)[0];
     assert_eq!(r["items"][0]["type"], "RETURN");
-    assert_eq!(r["items"][0]["quantity"], json!(1.0));
+    assert_eq!(r["items"][0]["quantity"], json!(-1));
     assert_eq!(r["items"][0]["grossPaidPrice"], json!(200));
-    assert_eq!(r["totalGrossPrice"], json!(200));
+    assert_eq!(r["items"][0]["taxAmount"], json!(40));
+    assert_eq!(r["totalGrossPrice"], json!(-200));
+    assert_eq!(r["paymentMethods"][0]["value"], json!(-200));
 }
 
 #[tokio::test]
-async fn a_duplicate_batch_is_200_and_no_second_receipt() {
+async fn an_exchange_has_a_purchase_row_a_return_row_and_the_net_total() {
+    let (h, _sitoo) = start("").await;
+    let a = h
+        .send(Method::POST, "/events", &batch(&[1007], "closed"))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let r = &receipts(&h)[0];
+    let rows: Vec<(Value, Value, Value)> = r["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            (
+                i["type"].clone(),
+                i["quantity"].clone(),
+                i["grossPaidPrice"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (json!("PURCHASE"), json!(1), json!(200)),
+            (json!("RETURN"), json!(-1), json!(100))
+        ]
+    );
+    assert_eq!(r["totalGrossPrice"], json!(100));
+    assert_eq!(r["paymentMethods"][0]["value"], json!(100));
+}
+
+#[tokio::test]
+async fn quantities_reach_voyado_as_integers() {
+    let (h, _sitoo) = start("").await;
+    let a = h
+        .send(Method::POST, "/events", &batch(&[1001, 1002], "closed"))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let bodies = sent(&h);
+    assert_eq!(bodies.len(), 2);
+    for body in &bodies {
+        for item in body["items"].as_array().unwrap() {
+            assert!(item["quantity"].is_i64(), "{item}");
+        }
+    }
+    assert_eq!(receipts(&h).len(), 2, "Voyado's schema accepts both");
+}
+
+#[tokio::test]
+async fn a_row_sold_by_weight_refuses_its_order_and_the_batch_goes_on() {
+    let (h, _sitoo) = start("").await;
+    let a = h
+        .send(Method::POST, "/events", &batch(&[1010, 1003], "closed"))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let ids: Vec<Value> = sent(&h)
+        .iter()
+        .map(|r| r["uniqueReceiptId"].clone())
+        .collect();
+    assert_eq!(
+        ids,
+        [json!("sitoo-1500-1003")],
+        "the weighed order is not sent"
+    );
+    assert_eq!(
+        metric(&h, "svp_events_total", &[("result", "failed")]).await,
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn an_e_commerce_contact_is_booked_as_itself_and_none_is_created() {
+    let (h, _sitoo) = start("order_customer_create = true").await;
+    let a = h
+        .send(Method::POST, "/events", &batch(&[1006], "closed"))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(h.sim.contacts_created(DEMO_KEY), 0);
+    let all = receipts(&h);
+    assert_eq!(
+        all.len(),
+        1,
+        "booked: {:?}",
+        h.sim.unmatched_receipts(DEMO_KEY)
+    );
+    assert_eq!(
+        all[0]["contact"],
+        json!({"matchKey": ERIK, "matchKeyType": "contactId", "contactType": "Contact"})
+    );
+    let resolved = h
+        .send(
+            Method::POST,
+            "/orders/customer",
+            &json!({"email": "erik.ecom@example.com"}),
+        )
+        .await;
+    assert_eq!(
+        resolved.body,
+        json!({"customer_id": ERIK, "contact_type": "Contact", "created": false,
+               "matched_by": "email", "ambiguous": false})
+    );
+    assert_eq!(h.sim.contacts_created(DEMO_KEY), 0);
+}
+
+#[tokio::test]
+async fn a_till_sale_created_closed_is_booked_once() {
+    let (h, _sitoo) = start("").await;
+    let add = h
+        .send(Method::POST, "/events", &events(&[1003], "add", None))
+        .await;
+    assert_eq!(add.status, 200, "{}", add.body);
+    // Sitoo may also send an update for it; the receipt id makes it one receipt.
+    let update = h
+        .send(Method::POST, "/events", &events(&[1003], "update", None))
+        .await;
+    assert_eq!(update.status, 200, "{}", update.body);
+    let all = receipts(&h);
+    assert_eq!(all.len(), 1);
+    assert_eq!(all[0]["uniqueReceiptId"], "sitoo-1500-1003");
+}
+
+#[tokio::test]
+async fn cancelled_and_open_orders_are_never_booked_whatever_the_event_says() {
+    let (h, sitoo) = start("").await;
+    // 1008 is open and 1009 cancelled in Sitoo, though the events say "closed".
+    let a = h
+        .send(Method::POST, "/events", &batch(&[1008, 1009], "closed"))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let b = h
+        .send(Method::POST, "/events", &events(&[1008, 1009], "add", None))
+        .await;
+    assert_eq!(b.status, 200, "{}", b.body);
+    assert_eq!(sitoo.calls(), 4, "each order read, its state decides");
+    assert!(sent(&h).is_empty());
+    assert!(receipts(&h).is_empty());
+    // An event that says cancelled spares the read.
+    let c = h
+        .send(Method::POST, "/events", &batch(&[1001], "cancelled"))
+        .await;
+    assert_eq!(c.status, 200, "{}", c.body);
+    assert_eq!(sitoo.calls(), 4);
+    assert_eq!(
+        metric(&h, "svp_events_total", &[("result", "skipped")]).await,
+        Some(5.0)
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_batch_is_200_and_still_one_receipt() {
     let (h, _sitoo) = start("").await;
     for _ in 0..2 {
         let a = h
             .send(Method::POST, "/events", &batch(&[1001], "closed"))
             .await;
         assert_eq!(a.status, 200, "{}", a.body);
+        h.sim.import_receipts();
     }
+    assert_eq!(sent(&h).len(), 2, "Voyado ignores the second by its id");
     assert_eq!(receipts(&h).len(), 1);
+}
+
+/// A tenant that answers a duplicate with 409 (Voyado documents none) is a duplicate, not a
+/// failure.
+#[tokio::test]
+async fn a_409_for_a_receipt_counts_as_a_duplicate() {
+    let (h, _sitoo) = start("").await;
+    h.sim.inject(fault(
+        Method::POST,
+        "/api/v2/receipts",
+        FaultAction::Answer(409, r#"{"errorCode":"ReceiptAlreadyExists"}"#),
+        1,
+    ));
+    let a = h
+        .send(Method::POST, "/events", &batch(&[1001], "closed"))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(
         metric(&h, "svp_events_total", &[("result", "duplicate")]).await,
         Some(1.0)
@@ -272,7 +466,8 @@ async fn orders_customer_resolves_by_id_member_number_email_and_mobile() {
     let by_id = resolve(json!({"customer_id": ANNA, "email": "bo.berg@example.com"})).await;
     assert_eq!(
         by_id.body,
-        json!({"customer_id": ANNA, "created": false, "matched_by": "customer_id", "ambiguous": false})
+        json!({"customer_id": ANNA, "contact_type": "Member", "created": false,
+               "matched_by": "customer_id", "ambiguous": false})
     );
     let by_number = resolve(json!({"customer_id": "legacy-77", "member_number": "10013"})).await;
     assert_eq!(by_number.body["customer_id"], BO);
@@ -285,12 +480,14 @@ async fn orders_customer_resolves_by_id_member_number_email_and_mobile() {
         resolve(json!({"email": "anna.andersson@example.com", "mobile": "0702223344"})).await;
     assert_eq!(
         both.body,
-        json!({"customer_id": ANNA, "created": false, "matched_by": "email", "ambiguous": true})
+        json!({"customer_id": ANNA, "contact_type": "Member", "created": false,
+               "matched_by": "email", "ambiguous": true})
     );
     let none = resolve(json!({"email": "nobody@example.com"})).await;
     assert_eq!(
         none.body,
-        json!({"customer_id": null, "created": false, "matched_by": null, "ambiguous": false})
+        json!({"customer_id": null, "contact_type": null, "created": false, "matched_by": null,
+               "ambiguous": false})
     );
     let bad = resolve(json!({"name_first": "X"})).await;
     bad.assert_error(400, "invalid_input");

@@ -104,6 +104,7 @@ pub struct KeySpec {
 struct VoyadoSpec {
     approved: Spanned<String>,
     member_number: Spanned<String>,
+    contact_type: Spanned<String>,
     write_flatten: String,
     create_type_field: String,
 }
@@ -212,6 +213,7 @@ pub struct Plan {
     lookup: BTreeMap<String, KeySpec>,
     approved: Path,
     member_number: Path,
+    contact_type: Path,
     write_flatten: String,
     create_type_field: String,
     status_query_field: String,
@@ -446,6 +448,14 @@ impl Plan {
         }
     }
 
+    /// The contact's type as Voyado names it (`Member`, `Contact`, …).
+    pub fn contact_type(&self, contact: &Value) -> Option<String> {
+        match self.read_path(&self.contact_type, contact)? {
+            Value::String(s) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        }
+    }
+
     pub fn status_query_field(&self) -> &str {
         &self.status_query_field
     }
@@ -543,6 +553,10 @@ fn build(spec: ProfileSpec<'_>, problems: &mut Problems<'_>) -> Option<Plan> {
         .voyado
         .as_ref()
         .map(|v| section_path(&v.spec.member_number, v.file, problems));
+    let contact_type = spec
+        .voyado
+        .as_ref()
+        .map(|v| section_path(&v.spec.contact_type, v.file, problems));
     let pos_channel = spec
         .redeem
         .as_ref()
@@ -659,6 +673,7 @@ fn build(spec: ProfileSpec<'_>, problems: &mut Problems<'_>) -> Option<Plan> {
         lookup: spec.lookup,
         approved: approved.unwrap_or_default(),
         member_number: member_number.unwrap_or_default(),
+        contact_type: contact_type.unwrap_or_default(),
         write_flatten: voyado.spec.write_flatten,
         create_type_field: voyado.spec.create_type_field,
         status_query_field: status.spec.query_field,

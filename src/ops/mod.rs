@@ -7,6 +7,7 @@ mod card;
 mod consents;
 mod events;
 mod lookup;
+pub mod receipt;
 mod redeem;
 mod resolve;
 mod search;

@@ -1,8 +1,11 @@
 //! An order's customer in Voyado — the role of Omnium's `GetOrCreateCustomerFromOrder`: by the
 //! Voyado contact id the POS wrote on the order (`crm-customerid`), the member number
-//! (`crm-membernumber`), the email, then the mobile; a contact is created only when nothing
-//! matches and the market allows it (`order_customer_create`, source `order-import`). Order events
-//! use it, and so does `POST /orders/customer` for an order-import system.
+//! (`crm-membernumber`), the email, then the mobile, each among every contact type the market
+//! knows (`order_contact_types`: an e-commerce `Contact` is found, never duplicated); a contact is
+//! created only when nothing matches and the market allows it (`order_customer_create`, source
+//! `order-import`). The answer says the contact's type: a receipt for any type but `Member` must
+//! name it (Voyado matches a receipt as `Member` otherwise). Order events use it, and so does
+//! `POST /orders/customer` for an order-import system.
 //!
 //! Concurrent resolutions of one new identity create one contact: the create happens under the
 //! identity's lock, after a fresh look-up made under the same lock (across replicas, Voyado's own
@@ -12,7 +15,7 @@
 use serde_json::{Map, Value, json};
 
 use super::add::create;
-use super::search::find_contact;
+use super::search::find_typed;
 use super::{CUSTOMER, OpRequest, upstream};
 use crate::app::Market;
 use crate::keys;
@@ -39,6 +42,8 @@ pub struct Identity {
 pub struct Resolved {
     /// The Voyado contact id; none: no contact matched and none was created.
     pub customer_id: Option<String>,
+    /// The contact's type as Voyado names it (`Member`, `Contact`, …), when known.
+    pub contact_type: Option<String>,
     pub created: bool,
     /// `customer_id`, `member_number`, `email`, `mobile`, or none.
     pub matched_by: Option<&'static str>,
@@ -51,15 +56,17 @@ impl Resolved {
     fn none() -> Resolved {
         Resolved {
             customer_id: None,
+            contact_type: None,
             created: false,
             matched_by: None,
             ambiguous: false,
         }
     }
 
-    fn found(id: String, matched_by: &'static str) -> Resolved {
+    fn found((id, contact_type): Found, matched_by: &'static str) -> Resolved {
         Resolved {
             customer_id: Some(id),
+            contact_type,
             created: false,
             matched_by: Some(matched_by),
             ambiguous: false,
@@ -69,6 +76,7 @@ impl Resolved {
     pub fn answer(&self) -> Value {
         json!({
             "customer_id": self.customer_id,
+            "contact_type": self.contact_type,
             "created": self.created,
             "matched_by": self.matched_by,
             "ambiguous": self.ambiguous,
@@ -129,13 +137,13 @@ pub(super) async fn resolve(
     identity: &Identity,
     store: Option<&str>,
 ) -> Result<Resolved, ProxyError> {
-    if let Some(id) = by_contact_id(market, identity).await? {
-        return Ok(Resolved::found(id, "customer_id"));
+    if let Some(found) = by_contact_id(market, identity).await? {
+        return Ok(Resolved::found(found, "customer_id"));
     }
     if let Some(number) = &identity.member_number
-        && let Some(id) = by_key(market, "member_number", number).await?
+        && let Some(found) = by_key(market, "member_number", number).await?
     {
-        return Ok(Resolved::found(id, "member_number"));
+        return Ok(Resolved::found(found, "member_number"));
     }
     if let Some(found) = by_email_or_mobile(market, identity).await? {
         return Ok(found);
@@ -146,9 +154,12 @@ pub(super) async fn resolve(
     create_customer(market, identity, store).await
 }
 
+/// A contact Voyado has: its id, and its type when known.
+type Found = (String, Option<String>);
+
 /// The contact whose id the POS wrote on the order, if Voyado has it. Another CRM's id (not a
 /// GUID) names no Voyado contact.
-async fn by_contact_id(market: &Market, identity: &Identity) -> Result<Option<String>, ProxyError> {
+async fn by_contact_id(market: &Market, identity: &Identity) -> Result<Option<Found>, ProxyError> {
     let Some(id) = identity
         .customer_id
         .as_deref()
@@ -161,15 +172,19 @@ async fn by_contact_id(market: &Market, identity: &Identity) -> Result<Option<St
         .get_fresh(Endpoint::Contact, &[&id], &[])
         .await
     {
-        Ok(contact) => Ok(market.plan.item_id(&contact).map(str::to_owned)),
+        Ok(contact) => Ok(market
+            .plan
+            .item_id(&contact)
+            .map(|id| (id.to_owned(), market.plan.contact_type(&contact)))),
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(upstream(market, CUSTOMER)(e)),
     }
 }
 
 /// The contact with this value of an SPI key (`email`, `mobile`, `member_number`), normalised
-/// as a search would be. A value that cannot be one, or that several contacts share, finds none.
-async fn by_key(market: &Market, key_type: &str, raw: &str) -> Result<Option<String>, ProxyError> {
+/// as a search would be, among every type an order's customer may be. A value that cannot be
+/// one, or that several contacts of a type share, finds none.
+async fn by_key(market: &Market, key_type: &str, raw: &str) -> Result<Option<Found>, ProxyError> {
     let Some(spec) = market.plan.search_key(key_type) else {
         return Ok(None);
     };
@@ -180,9 +195,9 @@ async fn by_key(market: &Market, key_type: &str, raw: &str) -> Result<Option<Str
         tracing::info!(key_type, "an order's customer key is unusable; skipped");
         return Ok(None);
     };
-    let types = &market.settings.search_contact_types;
-    match find_contact(market, spec, &value, types, Read::Fresh).await {
-        Ok(found) => Ok(found),
+    let types = &market.settings.order_contact_types;
+    match find_typed(market, spec, &value, types, Read::Fresh).await {
+        Ok(found) => Ok(found.map(|(id, kind)| (id, Some(kind.to_owned())))),
         Err(ProxyError::Voyado { error, .. }) if error.status() == Some(409) => {
             tracing::info!(
                 key_type,
@@ -207,7 +222,7 @@ async fn by_email_or_mobile(
         None => None,
     };
     Ok(match (email, mobile) {
-        (Some(e), Some(m)) if e != m => {
+        (Some(e), Some(m)) if e.0 != m.0 => {
             let (id, by) = if market.contact_key == "mobile" {
                 (m, "mobile")
             } else {
@@ -301,6 +316,7 @@ async fn create_customer(
     tracing::info!(customer_id = %id, "contact created from an order");
     Ok(Resolved {
         customer_id: Some(id),
+        contact_type: Some(market.settings.contact_type.clone()),
         created: true,
         matched_by: None,
         ambiguous: false,

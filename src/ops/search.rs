@@ -49,6 +49,19 @@ pub(super) async fn find_contact(
     types: &[String],
     read: Read,
 ) -> Result<Option<String>, ProxyError> {
+    Ok(find_typed(market, spec, value, types, read)
+        .await?
+        .map(|(id, _)| id))
+}
+
+/// The id of the contact with this (normalised) key among `types`, and the type it was found as.
+pub(super) async fn find_typed<'t>(
+    market: &Market,
+    spec: &KeySpec,
+    value: &str,
+    types: &'t [String],
+    read: Read,
+) -> Result<Option<(String, &'t str)>, ProxyError> {
     for contact_type in types {
         let found = if spec.member_number
             && market.settings.member_number_lookup == MemberNumberLookup::ByKey
@@ -78,7 +91,7 @@ pub(super) async fn find_contact(
         match found {
             Ok(Some(id)) => {
                 return keys::guid(&id)
-                    .map(Some)
+                    .map(|id| Some((id, contact_type.as_str())))
                     .map_err(|_| upstream(market, CUSTOMER)(VoyadoError::Malformed));
             }
             Ok(None) => return Err(upstream(market, CUSTOMER)(VoyadoError::Malformed)),

@@ -626,16 +626,18 @@ fn reactivate(tenant: &mut Tenant, bid: &str) -> Outcome {
     wrote(200, json!("Reactivated"))
 }
 
-/// `POST /api/v2/receipts`: the documented required fields, the contact by `contactId`. The same
-/// `uniqueReceiptId` again is refused with 409 (what Voyado answers to a duplicate is not
-/// documented). An imported receipt shows in the contact's transactions at once (Voyado imports
-/// them in batches, about hourly).
+/// `POST /api/v2/receipts`, as Voyado's receipt pages describe it: the required fields, each
+/// item's with `quantity` an integer (the schema's type), a RETURN row with a negative quantity
+/// and a positive price, a PURCHASE row with positive ones ("Register a return"). An accepted
+/// receipt waits for the next import (`Simulator::import_receipts`; Voyado imports in batches,
+/// about every 15 minutes), where it is matched to its contact and a `uniqueReceiptId` already
+/// booked is ignored as a duplicate. The answer to a duplicate is the answer to any receipt:
+/// Voyado documents no other.
 fn receipt(tenant: &mut Tenant, body: Value) -> Outcome {
     let required = [
         "/contact/matchKey",
         "/contact/matchKeyType",
         "/uniqueReceiptId",
-        "/receiptNumber",
         "/createdDate",
         "/storeExternalId",
         "/currency",
@@ -652,36 +654,89 @@ fn receipt(tenant: &mut Tenant, body: Value) -> Outcome {
     if body["contact"]["matchKeyType"] != "contactId" {
         return fail(400, "InvalidMatchKeyType");
     }
-    let contact = body["contact"]["matchKey"].as_str().unwrap_or_default();
-    if let Err((status, code)) = tenant.find(contact) {
-        return fail(status, code);
+    let Some(items) = body["items"].as_array() else {
+        return fail(422, "ValidationError");
+    };
+    if !items.iter().all(bookable_row) || !body["totalGrossPrice"].is_number() {
+        return fail(400, "InvalidReceipt");
     }
-    let unique = &body["uniqueReceiptId"];
-    if tenant
-        .receipts
-        .iter()
-        .any(|r| &r["uniqueReceiptId"] == unique)
-    {
-        return fail(409, "ReceiptAlreadyExists");
-    }
-    let items = body["items"].as_array().map_or(0, Vec::len);
-    let transaction = json!({
-        "id": uuid::Uuid::new_v4().to_string(),
-        "transactionNumber": body["receiptNumber"],
-        "externalId": unique,
-        "createdDate": body["createdDate"],
-        "storeName": body["storeExternalId"],
-        "numberOfItems": items,
-        "localNetPriceSum": body["totalGrossPrice"],
-        "localCurrency": body["currency"],
-    });
-    tenant
-        .transactions
-        .entry(contact.to_owned())
-        .or_default()
-        .push(transaction);
-    tenant.receipts.push(body);
+    tenant.pending_receipts.push(body);
     wrote(200, Value::Null)
+}
+
+/// A receipt row Voyado's schema and its return rules allow.
+fn bookable_row(item: &Value) -> bool {
+    let required = [
+        "sku",
+        "articleNumber",
+        "articleName",
+        "grossPaidPrice",
+        "taxAmount",
+        "taxPercent",
+    ];
+    let (Some(quantity), Some(price)) =
+        (item["quantity"].as_i64(), item["grossPaidPrice"].as_f64())
+    else {
+        return false;
+    };
+    let signs = match item["type"].as_str() {
+        Some("PURCHASE") => quantity >= 0 && price >= 0.0,
+        Some("RETURN") => quantity < 0 && price >= 0.0,
+        Some("ADJUSTMENT") => true,
+        _ => false,
+    };
+    signs
+        && required
+            .iter()
+            .all(|f| item.get(*f).is_some_and(|v| !v.is_null()))
+}
+
+impl Tenant {
+    /// Voyado's import batch: each pending receipt is booked on the contact it matches — by id,
+    /// and only as the contact type it names (`Member` when it names none, as the field
+    /// definitions say) — unless its `uniqueReceiptId` is booked already (a duplicate, ignored).
+    /// One that matches no contact is kept apart, as Voyado's import leaves it unbooked.
+    pub(super) fn import_receipts(&mut self) {
+        for receipt in std::mem::take(&mut self.pending_receipts) {
+            let unique = &receipt["uniqueReceiptId"];
+            if self
+                .receipts
+                .iter()
+                .any(|r| &r["uniqueReceiptId"] == unique)
+            {
+                continue;
+            }
+            let id = receipt["contact"]["matchKey"].as_str().unwrap_or_default();
+            let kind = receipt["contact"]["contactType"]
+                .as_str()
+                .unwrap_or("Member");
+            let matched = self.contacts.iter().any(|c| {
+                c["id"] == id
+                    && c["meta"]["contactType"]
+                        .as_str()
+                        .is_some_and(|t| t.eq_ignore_ascii_case(kind))
+            });
+            if !matched {
+                self.unmatched_receipts.push(receipt);
+                continue;
+            }
+            let transaction = json!({
+                "id": uuid::Uuid::new_v4().to_string(),
+                "transactionNumber": receipt["receiptNumber"],
+                "externalId": unique,
+                "createdDate": receipt["createdDate"],
+                "storeName": receipt["storeExternalId"],
+                "numberOfItems": receipt["items"].as_array().map_or(0, Vec::len),
+                "localNetPriceSum": receipt["totalGrossPrice"],
+                "localCurrency": receipt["currency"],
+            });
+            self.transactions
+                .entry(id.to_owned())
+                .or_default()
+                .push(transaction);
+            self.receipts.push(receipt);
+        }
+    }
 }
 
 fn person(tenant: &Tenant, query: &HashMap<String, String>) -> Outcome {

@@ -4,7 +4,8 @@
 //! preferences call approves, lists page at 100, redeemed promotions are not listed). The demo,
 //! the tests and the benches run the proxy against it over a real socket.
 //!
-//! Each tenant's data sits behind its own API key (seeded from `fixtures/voyado.json`). Tests can
+//! Each tenant's data sits behind its own API key (seeded from `fixtures/voyado.json`). Receipts
+//! are accepted, then booked by an import as Voyado's batches do (`import_receipts`). Tests can
 //! count writes, read the request log (with each call's arrival time, on tokio's clock), set a
 //! latency per endpoint, and inject faults (an error status, a 429 with or without `Retry-After`,
 //! a delay, a write whose answer never comes, a redeem Voyado gives up on that lands later).
@@ -66,8 +67,12 @@ pub(crate) struct Tenant {
     transactions: HashMap<String, Vec<Value>>,
     consents: Vec<Value>,
     persons: Vec<Value>,
-    /// Receipts imported (`POST /api/v2/receipts`), in arrival order.
+    /// Receipts accepted (`POST /api/v2/receipts`) and not yet imported.
+    pending_receipts: Vec<Value>,
+    /// Receipts booked on a contact by an import, in arrival order.
     receipts: Vec<Value>,
+    /// Receipts an import found no contact for.
+    unmatched_receipts: Vec<Value>,
     created: usize,
 }
 
@@ -164,6 +169,14 @@ pub(crate) struct State {
     writes: usize,
 }
 
+impl State {
+    fn import_receipts(&mut self) {
+        for tenant in self.tenants.values_mut() {
+            tenant.import_receipts();
+        }
+    }
+}
+
 /// A running simulator; it stops when dropped.
 pub struct Simulator {
     addr: SocketAddr,
@@ -245,7 +258,7 @@ impl Simulator {
         }
     }
 
-    /// The receipts imported so far, oldest first.
+    /// The receipts booked on a contact so far, oldest first (accepted ones wait for an import).
     pub fn receipts(&self, api_key: &str) -> Vec<Value> {
         let state = self.state.lock();
         state
@@ -253,6 +266,37 @@ impl Simulator {
             .get(api_key)
             .map(|t| t.receipts.clone())
             .unwrap_or_default()
+    }
+
+    /// The receipts an import could not book: no contact of the type they name has their key.
+    pub fn unmatched_receipts(&self, api_key: &str) -> Vec<Value> {
+        let state = self.state.lock();
+        state
+            .tenants
+            .get(api_key)
+            .map(|t| t.unmatched_receipts.clone())
+            .unwrap_or_default()
+    }
+
+    /// Runs Voyado's receipt import now, for every tenant: accepted receipts are booked on their
+    /// contacts (and show in their transactions), duplicates ignored.
+    pub fn import_receipts(&self) {
+        self.state.lock().import_receipts();
+    }
+
+    /// Runs the receipt import every `period` for as long as the simulator runs (the demo's
+    /// stand-in for Voyado's batches).
+    pub fn import_receipts_every(&self, period: Duration) {
+        let state = Arc::downgrade(&self.state);
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(period);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let Some(state) = state.upgrade() else { break };
+                state.lock().import_receipts();
+            }
+        });
     }
 
     /// How many contacts were created (`POST /api/v2/contacts` that made one).

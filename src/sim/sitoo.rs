@@ -1,7 +1,8 @@
 //! The Sitoo REST simulator: the one call the proxy makes to Sitoo — an order with its items,
 //! payments and additional data, `GET /v2/accounts/{account}/sites/{eshop}/orders/{order}.json`
-//! with Basic auth — seeded from `fixtures/sitoo.json`. Tests can add orders, make the next
-//! answers fail, and count the calls.
+//! with Basic auth — seeded from `fixtures/sitoo.json`. Orders carry Sitoo's own state codes
+//! (`orderstateid` 0 open, 10 closed, 20 cancelled, -1 abandoned); a fixture with any other is
+//! refused. Tests can add orders, make the next answers fail, and count the calls.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -62,6 +63,15 @@ impl SitooSimulator {
             ..State::default()
         };
         for order in fixture.orders {
+            if !matches!(order["orderstateid"].as_i64(), Some(-1 | 0 | 10 | 20)) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "order {}: orderstateid is not one of Sitoo's codes",
+                        order["orderid"]
+                    ),
+                ));
+            }
             state.orders.insert(key_of(&order), order);
         }
         let state = Arc::new(Mutex::new(state));

@@ -1,0 +1,386 @@
+//! A Sitoo order as the facts of a Voyado receipt: the arithmetic and the checks a declarative
+//! rule cannot do, pure (no I/O, no clock). The mapping's `[[receipt]]` rules then name the
+//! fields; `events.rs` adds what only Voyado knows (a used bonus check's number) and sends it, and
+//! `map --order` (`dryrun.rs`) shows it without Voyado.
+//!
+//! Signs follow Voyado's "Register a return": each row keeps its own sign, a returned row has a
+//! negative `quantity` and a positive `grossPaidPrice` and `taxAmount`; the receipt's total and
+//! payments carry the order's own signs, so a refund is negative and an exchange nets out. A row's
+//! `direction` (`sale` or `return`) is what the rules turn into Voyado's row type.
+
+use rust_decimal::Decimal;
+use serde_json::{Map, Value, json};
+
+use crate::mapping;
+
+/// Sitoo's `orderstateid` (REST API v2, "Orders").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderState {
+    Open,
+    Closed,
+    Cancelled,
+    Abandoned,
+    /// Missing, or a code Sitoo does not document.
+    Unknown,
+}
+
+impl OrderState {
+    pub fn of(order: &Value) -> OrderState {
+        match order.get("orderstateid").and_then(Value::as_i64) {
+            Some(0) => OrderState::Open,
+            Some(10) => OrderState::Closed,
+            Some(20) => OrderState::Cancelled,
+            Some(-1) => OrderState::Abandoned,
+            _ => OrderState::Unknown,
+        }
+    }
+}
+
+/// Why an order cannot be booked as it stands. Voyado can never correct a receipt, so such an
+/// order is refused for good rather than guessed at.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unbookable {
+    #[error(
+        "orderitems[{row}].quantity {quantity} is not a whole number: Voyado books whole units"
+    )]
+    FractionalQuantity { row: usize, quantity: String },
+    #[error("orderitems[{row}].quantity is missing or not a number")]
+    NoQuantity { row: usize },
+    #[error("orderitems[{row}]: the quantity and the amount have opposite signs")]
+    SignsDisagree { row: usize },
+}
+
+/// What the order gives the receipt besides the rules' own reading of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Derived {
+    /// The `receipt` root without `bonus_checks` (their numbers are Voyado's).
+    pub root: Map<String, Value>,
+    /// The ids of the bonus checks the POS wrote on the rows, in order.
+    pub bonus_check_ids: Vec<String>,
+}
+
+/// Where the receipt is booked and how its facts read, from the market and the account.
+pub struct Context<'a> {
+    pub account_id: u64,
+    /// The event's order id (validated), never the order's own field: the receipt's id is made
+    /// of it, and a wrong one would make every later order a "duplicate".
+    pub order_id: u64,
+    pub timezone: &'a jiff::tz::TimeZone,
+    pub currency: &'a str,
+}
+
+/// The receipt facts of `order`.
+pub fn derive(order: &Value, at: &Context<'_>) -> Result<Derived, Unbookable> {
+    let mut bonus_check_ids = Vec::new();
+    let mut promotions = Vec::new();
+    let mut items = Vec::new();
+    for (row, item) in order["orderitems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        let extra = |name: &str| text(&item["additionaldata"][name]);
+        bonus_check_ids.extend(extra("crm-bonuscheckid"));
+        promotions.extend(extra("crm-promotionid"));
+        items.push(row_facts(row, item)?);
+    }
+    let payments: Vec<Value> = order["payments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let name = text(&p["name"]).unwrap_or_else(|| "other".into());
+            json!({
+                "type": name.to_lowercase().replace(' ', ""),
+                "value": number(money(&p["moneyamount"])),
+                "description": name,
+            })
+        })
+        .collect();
+    let zone = text(&order["additionaldata"]["pos-timezone"])
+        .and_then(|tz| jiff::tz::TimeZone::get(&tz).ok())
+        .unwrap_or_else(|| at.timezone.clone());
+    // A closed order always has its date; without one the receipt would be dated by a clock, so
+    // the epoch makes the gap visible rather than plausible.
+    let created = order["orderdate"]
+        .as_i64()
+        .and_then(|s| jiff::Timestamp::from_second(s).ok())
+        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .to_zoned(zone)
+        .strftime("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string();
+    let order_id = at.order_id;
+    let facts = [
+        (
+            "unique_id",
+            json!(format!("sitoo-{}-{order_id}", at.account_id)),
+        ),
+        (
+            "number",
+            json!(
+                text(&order["additionaldata"]["pos-receiptid"])
+                    .unwrap_or_else(|| order_id.to_string())
+            ),
+        ),
+        ("created", json!(created)),
+        (
+            "store",
+            json!(
+                text(&order["additionaldata"]["store-externalid"])
+                    .unwrap_or_else(|| order["eshopid"].to_string())
+            ),
+        ),
+        (
+            "currency",
+            json!(text(&order["currencycode"]).unwrap_or_else(|| at.currency.to_owned())),
+        ),
+        ("total", number(money(&order["moneytotal_gross_all"]))),
+        ("items", Value::Array(items)),
+        ("payments", Value::Array(payments)),
+        ("promotions", json!(promotions)),
+    ];
+    let root = facts
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value))
+        .collect();
+    Ok(Derived {
+        root,
+        bonus_check_ids,
+    })
+}
+
+/// One order row: its direction from its quantity's sign, the quantity as a whole number with
+/// that sign, the row's gross and tax as positive amounts, and Sitoo's per-unit discount as the
+/// row's discount (per unit × units), negative as Voyado's example shows a discount.
+fn row_facts(row: usize, item: &Value) -> Result<Value, Unbookable> {
+    let quantity = decimal(&item["quantity"]).ok_or(Unbookable::NoQuantity { row })?;
+    if !quantity.fract().is_zero() {
+        return Err(Unbookable::FractionalQuantity {
+            row,
+            quantity: quantity.normalize().to_string(),
+        });
+    }
+    let units: i64 = quantity
+        .try_into()
+        .map_err(|_| Unbookable::NoQuantity { row })?;
+    let net = money(&item["moneyitemtotal_net"]);
+    let tax = money(&item["moneyitemtotal_vat"]);
+    let gross = net + tax;
+    let returned = units < 0;
+    if (returned && gross.is_sign_positive() && !gross.is_zero())
+        || (!returned && gross.is_sign_negative() && !gross.is_zero())
+    {
+        return Err(Unbookable::SignsDisagree { row });
+    }
+    let discount = money(&item["moneydiscount"]).abs() * Decimal::from(units.unsigned_abs());
+    let discounts: Vec<Value> = (!discount.is_zero())
+        .then(|| json!({ "value": number(-discount) }))
+        .into_iter()
+        .collect();
+    Ok(json!({
+        "direction": if returned { "return" } else { "sale" },
+        "sku": text(&item["sku"]).unwrap_or_default(),
+        "name": text(&item["productname"]).unwrap_or_default(),
+        "quantity": units,
+        "gross": number(gross.abs()),
+        "tax": number(tax.abs()),
+        "tax_percent": item["vatvalue"],
+        "discounts": discounts,
+    }))
+}
+
+/// The rules' source document: the order, the derived facts (with the bonus checks' numbers),
+/// and the contact it is booked on (`type` as Voyado names it, when known).
+pub fn source(
+    order: &Value,
+    mut derived: Derived,
+    check_numbers: Vec<String>,
+    contact_id: &str,
+    contact_type: Option<&str>,
+) -> Value {
+    derived
+        .root
+        .insert("bonus_checks".into(), json!(check_numbers));
+    let mut source = Map::with_capacity(3);
+    source.insert(mapping::ORDER.into(), order.clone());
+    source.insert(mapping::RECEIPT.into(), Value::Object(derived.root));
+    source.insert(
+        mapping::CONTACT.into(),
+        json!({ "id": contact_id, "type": contact_type }),
+    );
+    Value::Object(source)
+}
+
+/// A non-empty string (Sitoo writes absent values as `""`).
+pub fn text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// A Sitoo decimal: a string (`"2.000"`, Sitoo's own form) or a JSON number.
+fn decimal(value: &Value) -> Option<Decimal> {
+    match value {
+        Value::String(s) => s.trim().parse().ok(),
+        Value::Number(n) => n.to_string().parse().ok(),
+        _ => None,
+    }
+}
+
+/// A Sitoo money value with its sign (a decimal string, or a number); none reads as zero.
+fn money(value: &Value) -> Decimal {
+    decimal(value).unwrap_or_default()
+}
+
+/// A decimal as a JSON number (two places; exact for money).
+fn number(d: Decimal) -> Value {
+    let text = d.round_dp(2).normalize().to_string();
+    serde_json::from_str(&text).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn context() -> (jiff::tz::TimeZone, u64) {
+        (jiff::tz::TimeZone::UTC, 1500)
+    }
+
+    fn order(rows: Value, total: &str, payments: Value) -> Value {
+        json!({"orderid": 9, "eshopid": 1, "orderdate": 1_795_001_001, "orderstateid": 10,
+               "currencycode": "SEK", "moneytotal_gross_all": total,
+               "additionaldata": {"store-externalid": "200"},
+               "orderitems": rows, "payments": payments})
+    }
+
+    fn derived(order: &Value) -> Result<Derived, Unbookable> {
+        let (zone, account) = context();
+        derive(
+            order,
+            &Context {
+                account_id: account,
+                order_id: 9,
+                timezone: &zone,
+                currency: "SEK",
+            },
+        )
+    }
+
+    #[test]
+    fn a_refund_keeps_its_signs_as_voyado_books_a_return() {
+        let refund = order(
+            json!([{"sku": "T", "quantity": -2, "moneyitemtotal_net": "-320.00",
+                    "moneyitemtotal_vat": "-80.00", "vatvalue": 25, "moneydiscount": "10.00"}]),
+            "-400.00",
+            json!([{"name": "Card", "moneyamount": "-400.00"}]),
+        );
+        let d = derived(&refund).unwrap();
+        assert_eq!(d.root["total"], json!(-400));
+        assert_eq!(d.root["payments"][0]["value"], json!(-400));
+        assert_eq!(
+            d.root["items"][0],
+            json!({"direction": "return", "sku": "T", "name": "", "quantity": -2,
+                   "gross": 400, "tax": 80, "tax_percent": 25,
+                   "discounts": [{"value": -20}]})
+        );
+    }
+
+    #[test]
+    fn an_exchange_has_a_sale_and_a_return_and_the_net_total() {
+        let exchange = order(
+            json!([{"sku": "CAP", "quantity": "1.000", "moneyitemtotal_net": "160.00",
+                    "moneyitemtotal_vat": "40.00"},
+                   {"sku": "SOCKS", "quantity": "-1.000", "moneyitemtotal_net": "-80.00",
+                    "moneyitemtotal_vat": "-20.00"}]),
+            "100.00",
+            json!([{"name": "Card", "moneyamount": "100.00"}]),
+        );
+        let d = derived(&exchange).unwrap();
+        let items = d.root["items"].as_array().unwrap();
+        assert_eq!(
+            (&items[0]["direction"], &items[0]["quantity"]),
+            (&json!("sale"), &json!(1))
+        );
+        assert_eq!(
+            (&items[1]["direction"], &items[1]["quantity"]),
+            (&json!("return"), &json!(-1))
+        );
+        assert_eq!(items[1]["gross"], json!(100));
+        assert_eq!(d.root["total"], json!(100));
+    }
+
+    #[test]
+    fn a_row_that_cannot_be_booked_is_named() {
+        let refused = |rows: Value| derived(&order(rows, "0", json!([]))).unwrap_err();
+        assert_eq!(
+            refused(json!([{"quantity": 1}, {"quantity": "0.350"}])).to_string(),
+            "orderitems[1].quantity 0.35 is not a whole number: Voyado books whole units"
+        );
+        assert_eq!(
+            refused(json!([{"quantity": 1, "moneyitemtotal_net": "-10.00"}])),
+            Unbookable::SignsDisagree { row: 0 }
+        );
+        assert_eq!(
+            refused(json!([{"quantity": -1, "moneyitemtotal_net": "10.00"}])),
+            Unbookable::SignsDisagree { row: 0 }
+        );
+        assert_eq!(
+            refused(json!([{"sku": "X"}])),
+            Unbookable::NoQuantity { row: 0 }
+        );
+    }
+
+    #[test]
+    fn sitoo_order_states_are_its_codes() {
+        let state = |id: Value| OrderState::of(&json!({ "orderstateid": id }));
+        assert_eq!(state(json!(0)), OrderState::Open);
+        assert_eq!(state(json!(10)), OrderState::Closed);
+        assert_eq!(state(json!(20)), OrderState::Cancelled);
+        assert_eq!(state(json!(-1)), OrderState::Abandoned);
+        assert_eq!(state(json!("10")), OrderState::Unknown);
+        assert_eq!(OrderState::of(&json!({})), OrderState::Unknown);
+    }
+
+    #[test]
+    fn money_keeps_its_sign_and_is_exact() {
+        assert_eq!(
+            number(money(&json!("-160.00")) + money(&json!("-40.00"))),
+            json!(-200)
+        );
+        assert_eq!(number(money(&json!("99.99"))), json!(99.99));
+        assert_eq!(number(money(&json!("x"))), json!(0));
+    }
+
+    proptest! {
+        /// Any order is booked or refused, never a panic; a booked row's quantity is whole and
+        /// carries the row's direction, and its amounts are positive.
+        #[test]
+        fn any_order_is_receipt_facts_or_a_refusal(order in crate::ops::tests::json_values()) {
+            if let Ok(d) = derived(&order) {
+                for item in d.root["items"].as_array().unwrap() {
+                    let quantity = item["quantity"].as_i64();
+                    prop_assert!(quantity.is_some(), "{item}");
+                    prop_assert_eq!(item["direction"] == "return", quantity < Some(0));
+                    prop_assert!(item["gross"].as_f64().is_some_and(|g| g >= 0.0), "{item}");
+                }
+            }
+        }
+
+        #[test]
+        fn a_whole_quantity_in_any_form_is_booked_as_an_integer(
+            units in -1_000i64..1_000, as_text in any::<bool>()
+        ) {
+            let quantity = if as_text { json!(format!("{units}.000")) } else { json!(units) };
+            let amount = format!("{}.00", units * 10);
+            let d = derived(&order(
+                json!([{"quantity": quantity, "moneyitemtotal_net": amount}]), "0", json!([]),
+            )).unwrap();
+            prop_assert_eq!(&d.root["items"][0]["quantity"], &json!(units));
+        }
+    }
+}
