@@ -48,6 +48,12 @@ fn events(orders: &[u64], kind: &str, state: Option<&str>) -> Value {
     )
 }
 
+/// Sends a batch, which must be answered `200`.
+async fn accepted(h: &Harness, batch: &Value) {
+    let a = h.send(Method::POST, "/events", batch).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+}
+
 /// The receipts Voyado booked, once its import has run over what it accepted.
 fn receipts(h: &Harness) -> Vec<Value> {
     h.sim.import_receipts();
@@ -65,10 +71,7 @@ fn sent(h: &Harness) -> Vec<Value> {
 #[tokio::test]
 async fn a_closed_order_becomes_exactly_one_receipt() {
     let (h, _sitoo) = start("").await;
-    let a = h
-        .send(Method::POST, "/events", &batch(&[1001], "closed"))
-        .await;
-    assert_eq!(a.status, 200, "{}", a.body);
+    accepted(&h, &batch(&[1001], "closed")).await;
     // Accepted, not yet booked: Voyado imports receipts in batches.
     let before = h.get(&format!("/customers/{ANNA}/transactions")).await;
     assert!(
@@ -121,10 +124,7 @@ async fn a_closed_order_becomes_exactly_one_receipt() {
 #[tokio::test]
 async fn a_refund_is_booked_as_a_return_with_negative_quantity_total_and_payment() {
     let (h, _sitoo) = start("").await;
-    let a = h
-        .send(Method::POST, "/events", &batch(&[1002], "closed"))
-        .await;
-    assert_eq!(a.status, 200, "{}", a.body);
+    accepted(&h, &batch(&[1002], "closed")).await;
     let r = &receipts(&h)[0];
     assert_eq!(r["items"][0]["type"], "RETURN");
     assert_eq!(r["items"][0]["quantity"], json!(-1));
@@ -137,10 +137,7 @@ async fn a_refund_is_booked_as_a_return_with_negative_quantity_total_and_payment
 #[tokio::test]
 async fn an_exchange_has_a_purchase_row_a_return_row_and_the_net_total() {
     let (h, _sitoo) = start("").await;
-    let a = h
-        .send(Method::POST, "/events", &batch(&[1007], "closed"))
-        .await;
-    assert_eq!(a.status, 200, "{}", a.body);
+    accepted(&h, &batch(&[1007], "closed")).await;
     let r = &receipts(&h)[0];
     let rows: Vec<(Value, Value, Value)> = r["items"]
         .as_array()
@@ -168,10 +165,7 @@ async fn an_exchange_has_a_purchase_row_a_return_row_and_the_net_total() {
 #[tokio::test]
 async fn quantities_reach_voyado_as_integers() {
     let (h, _sitoo) = start("").await;
-    let a = h
-        .send(Method::POST, "/events", &batch(&[1001, 1002], "closed"))
-        .await;
-    assert_eq!(a.status, 200, "{}", a.body);
+    accepted(&h, &batch(&[1001, 1002], "closed")).await;
     let bodies = sent(&h);
     assert_eq!(bodies.len(), 2);
     for body in &bodies {
@@ -185,10 +179,7 @@ async fn quantities_reach_voyado_as_integers() {
 #[tokio::test]
 async fn a_row_sold_by_weight_refuses_its_order_and_the_batch_goes_on() {
     let (h, _sitoo) = start("").await;
-    let a = h
-        .send(Method::POST, "/events", &batch(&[1010, 1003], "closed"))
-        .await;
-    assert_eq!(a.status, 200, "{}", a.body);
+    accepted(&h, &batch(&[1010, 1003], "closed")).await;
     let ids: Vec<Value> = sent(&h)
         .iter()
         .map(|r| r["uniqueReceiptId"].clone())
@@ -207,10 +198,7 @@ async fn a_row_sold_by_weight_refuses_its_order_and_the_batch_goes_on() {
 #[tokio::test]
 async fn an_e_commerce_contact_is_booked_as_itself_and_none_is_created() {
     let (h, _sitoo) = start("order_customer_create = true").await;
-    let a = h
-        .send(Method::POST, "/events", &batch(&[1006], "closed"))
-        .await;
-    assert_eq!(a.status, 200, "{}", a.body);
+    accepted(&h, &batch(&[1006], "closed")).await;
     assert_eq!(h.sim.contacts_created(DEMO_KEY), 0);
     let all = receipts(&h);
     assert_eq!(
@@ -241,15 +229,9 @@ async fn an_e_commerce_contact_is_booked_as_itself_and_none_is_created() {
 #[tokio::test]
 async fn a_till_sale_created_closed_is_booked_once() {
     let (h, _sitoo) = start("").await;
-    let add = h
-        .send(Method::POST, "/events", &events(&[1003], "add", None))
-        .await;
-    assert_eq!(add.status, 200, "{}", add.body);
+    accepted(&h, &events(&[1003], "add", None)).await;
     // Sitoo may also send an update for it; the receipt id makes it one receipt.
-    let update = h
-        .send(Method::POST, "/events", &events(&[1003], "update", None))
-        .await;
-    assert_eq!(update.status, 200, "{}", update.body);
+    accepted(&h, &events(&[1003], "update", None)).await;
     let all = receipts(&h);
     assert_eq!(all.len(), 1);
     assert_eq!(all[0]["uniqueReceiptId"], "sitoo-1500-1003");
@@ -259,22 +241,13 @@ async fn a_till_sale_created_closed_is_booked_once() {
 async fn cancelled_and_open_orders_are_never_booked_whatever_the_event_says() {
     let (h, sitoo) = start("").await;
     // 1008 is open and 1009 cancelled in Sitoo, though the events say "closed".
-    let a = h
-        .send(Method::POST, "/events", &batch(&[1008, 1009], "closed"))
-        .await;
-    assert_eq!(a.status, 200, "{}", a.body);
-    let b = h
-        .send(Method::POST, "/events", &events(&[1008, 1009], "add", None))
-        .await;
-    assert_eq!(b.status, 200, "{}", b.body);
+    accepted(&h, &batch(&[1008, 1009], "closed")).await;
+    accepted(&h, &events(&[1008, 1009], "add", None)).await;
     assert_eq!(sitoo.calls(), 4, "each order read, its state decides");
     assert!(sent(&h).is_empty());
     assert!(receipts(&h).is_empty());
     // An event that says cancelled spares the read.
-    let c = h
-        .send(Method::POST, "/events", &batch(&[1001], "cancelled"))
-        .await;
-    assert_eq!(c.status, 200, "{}", c.body);
+    accepted(&h, &batch(&[1001], "cancelled")).await;
     assert_eq!(sitoo.calls(), 4);
     assert_eq!(
         metric(&h, "svp_events_total", &[("result", "skipped")]).await,
@@ -286,10 +259,7 @@ async fn cancelled_and_open_orders_are_never_booked_whatever_the_event_says() {
 async fn a_repeated_batch_is_200_and_still_one_receipt() {
     let (h, _sitoo) = start("").await;
     for _ in 0..2 {
-        let a = h
-            .send(Method::POST, "/events", &batch(&[1001], "closed"))
-            .await;
-        assert_eq!(a.status, 200, "{}", a.body);
+        accepted(&h, &batch(&[1001], "closed")).await;
         h.sim.import_receipts();
     }
     assert_eq!(sent(&h).len(), 2, "Voyado ignores the second by its id");
@@ -307,10 +277,7 @@ async fn a_409_for_a_receipt_counts_as_a_duplicate() {
         FaultAction::Answer(409, r#"{"errorCode":"ReceiptAlreadyExists"}"#),
         1,
     ));
-    let a = h
-        .send(Method::POST, "/events", &batch(&[1001], "closed"))
-        .await;
-    assert_eq!(a.status, 200, "{}", a.body);
+    accepted(&h, &batch(&[1001], "closed")).await;
     assert_eq!(
         metric(&h, "svp_events_total", &[("result", "duplicate")]).await,
         Some(1.0)
@@ -332,10 +299,7 @@ async fn voyado_down_is_503_and_the_retried_batch_loses_nothing() {
     a.assert_error(503, "upstream_unavailable");
     assert!(a.headers.contains_key("retry-after"));
     assert!(receipts(&h).is_empty());
-    let again = h
-        .send(Method::POST, "/events", &batch(&[1003, 1001], "closed"))
-        .await;
-    assert_eq!(again.status, 200, "{}", again.body);
+    accepted(&h, &batch(&[1003, 1001], "closed")).await;
     let ids: Vec<Value> = receipts(&h)
         .iter()
         .map(|r| r["uniqueReceiptId"].clone())
@@ -357,10 +321,7 @@ async fn sitoo_down_is_503() {
 #[tokio::test]
 async fn an_order_known_only_by_email_resolves_to_its_contact() {
     let (h, _sitoo) = start("").await;
-    let a = h
-        .send(Method::POST, "/events", &batch(&[1003], "closed"))
-        .await;
-    assert_eq!(a.status, 200, "{}", a.body);
+    accepted(&h, &batch(&[1003], "closed")).await;
     assert_eq!(receipts(&h)[0]["contact"]["matchKey"], BO);
 }
 
@@ -407,10 +368,7 @@ async fn an_unknown_customer_is_created_once_under_concurrency() {
 #[tokio::test]
 async fn an_unknown_customer_is_not_created_unless_the_market_allows_it() {
     let (h, _sitoo) = start("").await;
-    let a = h
-        .send(Method::POST, "/events", &batch(&[1004, 1005], "closed"))
-        .await;
-    assert_eq!(a.status, 200, "{}", a.body);
+    accepted(&h, &batch(&[1004, 1005], "closed")).await;
     assert_eq!(h.sim.contacts_created(DEMO_KEY), 0);
     assert!(receipts(&h).is_empty());
     assert_eq!(
@@ -505,10 +463,7 @@ async fn an_order_refused_for_good_fails_alone_and_the_batch_goes_on() {
         FaultAction::Answer(422, r#"{"errorCode":"ValidationError"}"#),
         1,
     ));
-    let a = h
-        .send(Method::POST, "/events", &batch(&[1004, 1001], "closed"))
-        .await;
-    assert_eq!(a.status, 200, "{}", a.body);
+    accepted(&h, &batch(&[1004, 1001], "closed")).await;
     let all = receipts(&h);
     assert_eq!(all.len(), 1);
     assert_eq!(all[0]["uniqueReceiptId"], "sitoo-1500-1001");

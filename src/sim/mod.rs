@@ -260,21 +260,22 @@ impl Simulator {
 
     /// The receipts booked on a contact so far, oldest first (accepted ones wait for an import).
     pub fn receipts(&self, api_key: &str) -> Vec<Value> {
-        let state = self.state.lock();
-        state
-            .tenants
-            .get(api_key)
-            .map(|t| t.receipts.clone())
-            .unwrap_or_default()
+        self.tenant_list(api_key, |t| &t.receipts)
     }
 
     /// The receipts an import could not book: no contact of the type they name has their key.
     pub fn unmatched_receipts(&self, api_key: &str) -> Vec<Value> {
+        self.tenant_list(api_key, |t| &t.unmatched_receipts)
+    }
+
+    /// A copy of one of a tenant's lists (none for an unknown key).
+    fn tenant_list(&self, api_key: &str, list: impl Fn(&Tenant) -> &Vec<Value>) -> Vec<Value> {
         let state = self.state.lock();
         state
             .tenants
             .get(api_key)
-            .map(|t| t.unmatched_receipts.clone())
+            .map(list)
+            .cloned()
             .unwrap_or_default()
     }
 
