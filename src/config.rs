@@ -919,7 +919,10 @@ fn market_config(
         .chain([&contact_type])
         .chain(&promote_contact_types)
     {
-        if !order_contact_types.contains(kind) {
+        if !order_contact_types
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(kind))
+        {
             order_contact_types.push(kind.clone());
         }
     }

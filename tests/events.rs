@@ -490,3 +490,26 @@ async fn a_refused_voyado_key_keeps_the_batch_queued() {
     a.assert_error(503, "upstream_unavailable");
     assert!(receipts(&h).is_empty());
 }
+
+/// A refund names a customer Voyado does not have: no member is made of a return alone.
+#[tokio::test]
+async fn a_refund_by_an_unknown_customer_creates_no_contact() {
+    let (h, sitoo) = start("order_customer_create = true").await;
+    sitoo.add_order(json!({
+        "orderid": 1020, "eshopid": 1, "orderdate": 1_795_001_020, "orderstateid": 10,
+        "currencycode": "SEK", "moneytotal_gross_all": "-120.00",
+        "email": "stranger@example.com", "phone": "0709990011",
+        "additionaldata": {"store-externalid": "200", "pos-receiptid": "200-1020"},
+        "orderitems": [{"sku": "MUG", "productname": "Mug", "quantity": "-1.000",
+                        "moneyitemtotal_net": "-96.00", "moneyitemtotal_vat": "-24.00",
+                        "vatvalue": 25, "moneydiscount": "0.00"}],
+        "payments": [{"name": "Card", "moneyamount": "-120.00"}]
+    }));
+    accepted(&h, &batch(&[1020], "closed")).await;
+    assert_eq!(h.sim.contacts_created(DEMO_KEY), 0);
+    assert!(sent(&h).is_empty());
+    assert_eq!(
+        metric(&h, "svp_events_total", &[("result", "skipped")]).await,
+        Some(1.0)
+    );
+}

@@ -44,10 +44,18 @@ pub enum Unbookable {
         "orderitems[{row}].quantity {quantity} is not a whole number: Voyado books whole units"
     )]
     FractionalQuantity { row: usize, quantity: String },
-    #[error("orderitems[{row}].quantity is missing or not a number")]
+    #[error("orderitems[{row}].quantity is missing, zero or not a number")]
     NoQuantity { row: usize },
-    #[error("orderitems[{row}]: the quantity and the amount have opposite signs")]
+    #[error("orderitems[{row}]: the quantity and the amounts have opposite signs")]
     SignsDisagree { row: usize },
+    #[error("{field} is missing or not an amount")]
+    NoAmount { field: String },
+    #[error("orderdate is missing or not a time")]
+    NoDate,
+    #[error("the order names no store (additionaldata.store-externalid, eshopid)")]
+    NoStore,
+    #[error("moneytotal_gross_all's sign disagrees with the rows' or the payments'")]
+    TotalsDisagree,
 }
 
 /// What the order gives the receipt besides the rules' own reading of it.
@@ -57,6 +65,8 @@ pub struct Derived {
     pub root: Map<String, Value>,
     /// The ids of the bonus checks the POS wrote on the rows, in order.
     pub bonus_check_ids: Vec<String>,
+    /// Whether any row is a sale: a pure refund never creates a contact.
+    pub sells: bool,
 }
 
 /// Where the receipt is booked and how its facts read, from the market and the account.
@@ -69,11 +79,12 @@ pub struct Context<'a> {
     pub currency: &'a str,
 }
 
-/// The receipt facts of `order`.
+/// The receipt facts of `order`, or why it cannot be booked.
 pub fn derive(order: &Value, at: &Context<'_>) -> Result<Derived, Unbookable> {
     let mut bonus_check_ids = Vec::new();
     let mut promotions = Vec::new();
     let mut items = Vec::new();
+    let (mut sells, mut returns) = (false, false);
     for (row, item) in order["orderitems"]
         .as_array()
         .into_iter()
@@ -83,33 +94,58 @@ pub fn derive(order: &Value, at: &Context<'_>) -> Result<Derived, Unbookable> {
         let extra = |name: &str| text(&item["additionaldata"][name]);
         bonus_check_ids.extend(extra("crm-bonuscheckid"));
         promotions.extend(extra("crm-promotionid"));
-        items.push(row_facts(row, item)?);
+        let facts = row_facts(row, item)?;
+        let returned = facts["direction"] == "return";
+        (sells, returns) = (sells || !returned, returns || returned);
+        items.push(facts);
     }
-    let payments: Vec<Value> = order["payments"]
+    let total = amount(&order["moneytotal_gross_all"], "moneytotal_gross_all")?;
+    let mut paid = Decimal::ZERO;
+    let mut payments = Vec::new();
+    for (i, p) in order["payments"]
         .as_array()
         .into_iter()
         .flatten()
-        .map(|p| {
-            let name = text(&p["name"]).unwrap_or_else(|| "other".into());
-            json!({
-                "type": name.to_lowercase().replace(' ', ""),
-                "value": number(money(&p["moneyamount"])),
-                "description": name,
-            })
-        })
-        .collect();
+        .enumerate()
+    {
+        let value = amount(&p["moneyamount"], &format!("payments[{i}].moneyamount"))?;
+        paid = paid
+            .checked_add(value)
+            .ok_or_else(|| Unbookable::NoAmount {
+                field: format!("payments[{i}].moneyamount"),
+            })?;
+        let name = text(&p["name"]).unwrap_or_else(|| "other".into());
+        payments.push(json!({
+            "type": name.to_lowercase().replace(' ', ""),
+            "value": number(value),
+            "description": name,
+        }));
+    }
+    // A refund that adds to a customer's purchases (or a sale that takes from them) would stay
+    // wrong in Voyado for good.
+    let opposed = |a: Decimal, b: Decimal| {
+        (a > Decimal::ZERO && b < Decimal::ZERO) || (a < Decimal::ZERO && b > Decimal::ZERO)
+    };
+    if (returns && !sells && total > Decimal::ZERO)
+        || (sells && !returns && total < Decimal::ZERO)
+        || (!payments.is_empty() && opposed(paid, total))
+    {
+        return Err(Unbookable::TotalsDisagree);
+    }
     let zone = text(&order["additionaldata"]["pos-timezone"])
         .and_then(|tz| jiff::tz::TimeZone::get(&tz).ok())
         .unwrap_or_else(|| at.timezone.clone());
-    // A closed order always has its date; without one the receipt would be dated by a clock, so
-    // the epoch makes the gap visible rather than plausible.
     let created = order["orderdate"]
         .as_i64()
         .and_then(|s| jiff::Timestamp::from_second(s).ok())
-        .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+        .ok_or(Unbookable::NoDate)?
         .to_zoned(zone)
         .strftime("%Y-%m-%dT%H:%M:%S%:z")
         .to_string();
+    // A web order has no store of its own: its site (eshop) stands for it.
+    let store = text(&order["additionaldata"]["store-externalid"])
+        .or_else(|| order["eshopid"].as_u64().map(|id| id.to_string()))
+        .ok_or(Unbookable::NoStore)?;
     let order_id = at.order_id;
     let facts = [
         (
@@ -124,18 +160,12 @@ pub fn derive(order: &Value, at: &Context<'_>) -> Result<Derived, Unbookable> {
             ),
         ),
         ("created", json!(created)),
-        (
-            "store",
-            json!(
-                text(&order["additionaldata"]["store-externalid"])
-                    .unwrap_or_else(|| order["eshopid"].to_string())
-            ),
-        ),
+        ("store", json!(store)),
         (
             "currency",
             json!(text(&order["currencycode"]).unwrap_or_else(|| at.currency.to_owned())),
         ),
-        ("total", number(money(&order["moneytotal_gross_all"]))),
+        ("total", number(total)),
         ("items", Value::Array(items)),
         ("payments", Value::Array(payments)),
         ("promotions", json!(promotions)),
@@ -147,6 +177,7 @@ pub fn derive(order: &Value, at: &Context<'_>) -> Result<Derived, Unbookable> {
     Ok(Derived {
         root,
         bonus_check_ids,
+        sells,
     })
 }
 
@@ -163,17 +194,32 @@ fn row_facts(row: usize, item: &Value) -> Result<Value, Unbookable> {
     }
     let units: i64 = quantity
         .try_into()
-        .map_err(|_| Unbookable::NoQuantity { row })?;
-    let net = money(&item["moneyitemtotal_net"]);
-    let tax = money(&item["moneyitemtotal_vat"]);
-    let gross = net + tax;
+        .ok()
+        .filter(|u| *u != 0)
+        .ok_or(Unbookable::NoQuantity { row })?;
+    let field = |name: &str| format!("orderitems[{row}].{name}");
+    let net = amount(&item["moneyitemtotal_net"], &field("moneyitemtotal_net"))?;
+    let tax = amount(&item["moneyitemtotal_vat"], &field("moneyitemtotal_vat"))?;
+    let discount = match &item["moneydiscount"] {
+        Value::Null => Decimal::ZERO,
+        given => amount(given, &field("moneydiscount"))?,
+    };
     let returned = units < 0;
-    if (returned && gross.is_sign_positive() && !gross.is_zero())
-        || (!returned && gross.is_sign_negative() && !gross.is_zero())
-    {
+    // Each amount is zero or has the row's sign.
+    let against = |d: Decimal| !d.is_zero() && (d.is_sign_negative() != returned);
+    if against(net) || against(tax) {
         return Err(Unbookable::SignsDisagree { row });
     }
-    let discount = money(&item["moneydiscount"]).abs() * Decimal::from(units.unsigned_abs());
+    let too_large = || Unbookable::NoAmount {
+        field: field("moneyitemtotal_net"),
+    };
+    let gross = net.checked_add(tax).ok_or_else(too_large)?;
+    let discount = discount
+        .abs()
+        .checked_mul(Decimal::from(units.unsigned_abs()))
+        .ok_or_else(|| Unbookable::NoAmount {
+            field: field("moneydiscount"),
+        })?;
     let discounts: Vec<Value> = (!discount.is_zero())
         .then(|| json!({ "value": number(-discount) }))
         .into_iter()
@@ -230,9 +276,11 @@ fn decimal(value: &Value) -> Option<Decimal> {
     }
 }
 
-/// A Sitoo money value with its sign (a decimal string, or a number); none reads as zero.
-fn money(value: &Value) -> Decimal {
-    decimal(value).unwrap_or_default()
+/// A Sitoo money value with its sign (a decimal string, or a number), which must be there.
+fn amount(value: &Value, field: &str) -> Result<Decimal, Unbookable> {
+    decimal(value).ok_or_else(|| Unbookable::NoAmount {
+        field: field.to_owned(),
+    })
 }
 
 /// A decimal as a JSON number (two places; exact for money).
@@ -294,7 +342,7 @@ mod tests {
     fn an_exchange_has_a_sale_and_a_return_and_the_net_total() {
         let exchange = order(
             json!([{"sku": "CAP", "quantity": "1.000", "moneyitemtotal_net": "160.00",
-                    "moneyitemtotal_vat": "40.00"},
+                    "moneyitemtotal_vat": "40.00", "moneydiscount": "0.00"},
                    {"sku": "SOCKS", "quantity": "-1.000", "moneyitemtotal_net": "-80.00",
                     "moneyitemtotal_vat": "-20.00"}]),
             "100.00",
@@ -317,22 +365,88 @@ mod tests {
     #[test]
     fn a_row_that_cannot_be_booked_is_named() {
         let refused = |rows: Value| derived(&order(rows, "0", json!([]))).unwrap_err();
+        let row = |quantity: Value, net: &str| json!({"quantity": quantity, "moneyitemtotal_net": net, "moneyitemtotal_vat": "0"});
         assert_eq!(
-            refused(json!([{"quantity": 1}, {"quantity": "0.350"}])).to_string(),
+            refused(json!([row(json!(1), "0"), row(json!("0.350"), "0")])).to_string(),
             "orderitems[1].quantity 0.35 is not a whole number: Voyado books whole units"
         );
         assert_eq!(
-            refused(json!([{"quantity": 1, "moneyitemtotal_net": "-10.00"}])),
+            refused(json!([row(json!(1), "-10.00")])),
             Unbookable::SignsDisagree { row: 0 }
         );
         assert_eq!(
-            refused(json!([{"quantity": -1, "moneyitemtotal_net": "10.00"}])),
+            refused(json!([row(json!(-1), "10.00")])),
             Unbookable::SignsDisagree { row: 0 }
+        );
+        assert_eq!(
+            refused(json!([{"quantity": -1, "moneyitemtotal_net": "-100.00",
+                            "moneyitemtotal_vat": "20.00"}])),
+            Unbookable::SignsDisagree { row: 0 }
+        );
+        assert_eq!(
+            refused(json!([row(json!(0), "10.00")])),
+            Unbookable::NoQuantity { row: 0 }
         );
         assert_eq!(
             refused(json!([{"sku": "X"}])),
             Unbookable::NoQuantity { row: 0 }
         );
+        assert_eq!(
+            refused(
+                json!([{"quantity": 1, "moneyitemtotal_net": "abc", "moneyitemtotal_vat": "0"}])
+            )
+            .to_string(),
+            "orderitems[0].moneyitemtotal_net is missing or not an amount"
+        );
+    }
+
+    #[test]
+    fn an_order_whose_facts_are_missing_or_contradict_is_refused() {
+        let sale =
+            json!([{"quantity": 1, "moneyitemtotal_net": "80.00", "moneyitemtotal_vat": "20.00"}]);
+        let refund = json!([{"quantity": -1, "moneyitemtotal_net": "-80.00", "moneyitemtotal_vat": "-20.00"}]);
+        let card = |v: &str| json!([{"name": "Card", "moneyamount": v}]);
+        let refused = |o: Value| derived(&o).unwrap_err();
+        assert_eq!(
+            refused(order(refund.clone(), "100.00", card("100.00"))),
+            Unbookable::TotalsDisagree
+        );
+        assert_eq!(
+            refused(order(sale.clone(), "-100.00", card("-100.00"))),
+            Unbookable::TotalsDisagree
+        );
+        assert_eq!(
+            refused(order(sale.clone(), "100.00", card("-100.00"))),
+            Unbookable::TotalsDisagree
+        );
+        let mut undated = order(sale.clone(), "100.00", card("100.00"));
+        undated.as_object_mut().unwrap().remove("orderdate");
+        assert_eq!(refused(undated), Unbookable::NoDate);
+        let mut untotalled = order(sale.clone(), "100.00", card("100.00"));
+        untotalled
+            .as_object_mut()
+            .unwrap()
+            .remove("moneytotal_gross_all");
+        assert_eq!(
+            refused(untotalled).to_string(),
+            "moneytotal_gross_all is missing or not an amount"
+        );
+        let mut nowhere = order(sale.clone(), "100.00", card("100.00"));
+        nowhere.as_object_mut().unwrap().remove("eshopid");
+        nowhere["additionaldata"] = json!({});
+        assert_eq!(refused(nowhere), Unbookable::NoStore);
+        // Amounts past what a decimal holds are refused, never a panic.
+        let huge = "79228162514264337593543950335";
+        let overflowing = json!([{"quantity": 2, "moneyitemtotal_net": huge,
+                                  "moneyitemtotal_vat": huge, "moneydiscount": huge}]);
+        assert!(matches!(
+            refused(order(overflowing, "1", card("1"))),
+            Unbookable::NoAmount { .. }
+        ));
+        // A web order without a store of its own is booked on its site.
+        let mut web = order(sale, "100.00", card("100.00"));
+        web["additionaldata"] = json!({});
+        assert_eq!(derived(&web).unwrap().root["store"], "1");
     }
 
     #[test]
@@ -348,19 +462,64 @@ mod tests {
 
     #[test]
     fn money_keeps_its_sign_and_is_exact() {
+        let money = |v: Value| amount(&v, "x").unwrap();
         assert_eq!(
-            number(money(&json!("-160.00")) + money(&json!("-40.00"))),
+            number(money(json!("-160.00")) + money(json!("-40.00"))),
             json!(-200)
         );
-        assert_eq!(number(money(&json!("99.99"))), json!(99.99));
-        assert_eq!(number(money(&json!("x"))), json!(0));
+        assert_eq!(number(money(json!("99.99"))), json!(99.99));
+        assert_eq!(number(money(json!(12.5))), json!(12.5));
+        assert!(amount(&json!("x"), "x").is_err());
+    }
+
+    /// A Sitoo amount or quantity as it may come: a decimal string of any size and sign, a JSON
+    /// number, or something else.
+    fn sitoo_number() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            "-?[0-9]{1,30}(\\.[0-9]{1,3})?".prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| json!(f)),
+            crate::ops::tests::json_values(),
+        ]
+    }
+
+    fn orders() -> impl Strategy<Value = Value> {
+        let row = (
+            sitoo_number(),
+            sitoo_number(),
+            sitoo_number(),
+            sitoo_number(),
+        )
+            .prop_map(|(q, net, vat, discount)| {
+                json!({"quantity": q, "moneyitemtotal_net": net, "moneyitemtotal_vat": vat,
+                       "moneydiscount": discount})
+            });
+        let payment = sitoo_number().prop_map(|v| json!({"name": "Card", "moneyamount": v}));
+        (
+            proptest::collection::vec(row, 0..4),
+            sitoo_number(),
+            proptest::collection::vec(payment, 0..3),
+            any::<bool>(),
+        )
+            .prop_map(|(rows, total, payments, as_paid)| {
+                let mut o = order(json!(rows), "0", json!(payments));
+                // Often the total is what was paid, so that booked orders are generated too.
+                o["moneytotal_gross_all"] = match o["payments"][0]["moneyamount"].clone() {
+                    Value::Null => total,
+                    paid if as_paid => paid,
+                    _ => total,
+                };
+                o
+            })
     }
 
     proptest! {
         /// Any order is booked or refused, never a panic; a booked row's quantity is whole and
-        /// carries the row's direction, and its amounts are positive.
+        /// carries the row's direction, its amounts are positive, and the total's sign agrees.
         #[test]
-        fn any_order_is_receipt_facts_or_a_refusal(order in crate::ops::tests::json_values()) {
+        fn any_order_is_receipt_facts_or_a_refusal(
+            order in prop_oneof![orders(), crate::ops::tests::json_values()]
+        ) {
             if let Ok(d) = derived(&order) {
                 for item in d.root["items"].as_array().unwrap() {
                     let quantity = item["quantity"].as_i64();
@@ -376,9 +535,11 @@ mod tests {
             units in -1_000i64..1_000, as_text in any::<bool>()
         ) {
             let quantity = if as_text { json!(format!("{units}.000")) } else { json!(units) };
-            let amount = format!("{}.00", units * 10);
+            prop_assume!(units != 0);
+            let net = format!("{}.00", units * 10);
             let d = derived(&order(
-                json!([{"quantity": quantity, "moneyitemtotal_net": amount}]), "0", json!([]),
+                json!([{"quantity": quantity, "moneyitemtotal_net": net, "moneyitemtotal_vat": "0"}]),
+                "0", json!([]),
             )).unwrap();
             prop_assert_eq!(&d.root["items"][0]["quantity"], &json!(units));
         }

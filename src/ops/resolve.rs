@@ -127,15 +127,17 @@ impl Identity {
 /// `POST /orders/customer`.
 pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, ProxyError> {
     let identity = Identity::from_body(request.body()?)?;
-    let resolved = resolve(market, &identity, request.store_id.as_deref()).await?;
+    let resolved = resolve(market, &identity, request.store_id.as_deref(), true).await?;
     Ok(resolved.answer())
 }
 
-/// Finds the customer, or creates one where the market allows it.
+/// Finds the customer, or creates one where the market allows it and the caller may (an order
+/// that only returns goods never makes a new member).
 pub(super) async fn resolve(
     market: &Market,
     identity: &Identity,
     store: Option<&str>,
+    may_create: bool,
 ) -> Result<Resolved, ProxyError> {
     if let Some(found) = by_contact_id(market, identity).await? {
         return Ok(Resolved::found(found, "customer_id"));
@@ -148,7 +150,7 @@ pub(super) async fn resolve(
     if let Some(found) = by_email_or_mobile(market, identity).await? {
         return Ok(found);
     }
-    if !market.settings.order_customer_create {
+    if !(market.settings.order_customer_create && may_create) {
         return Ok(Resolved::none());
     }
     create_customer(market, identity, store).await
@@ -172,10 +174,17 @@ async fn by_contact_id(market: &Market, identity: &Identity) -> Result<Option<Fo
         .get_fresh(Endpoint::Contact, &[&id], &[])
         .await
     {
-        Ok(contact) => Ok(market
-            .plan
-            .item_id(&contact)
-            .map(|id| (id.to_owned(), market.plan.contact_type(&contact)))),
+        Ok(contact) => {
+            let contact_type = market.plan.contact_type(&contact);
+            if contact_type.is_none() {
+                // A receipt that names no type is matched as a Member by Voyado.
+                tracing::warn!("an order's contact has no contact type in Voyado's answer");
+            }
+            Ok(market
+                .plan
+                .item_id(&contact)
+                .map(|id| (id.to_owned(), contact_type)))
+        }
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(upstream(market, CUSTOMER)(e)),
     }

@@ -674,14 +674,16 @@ fn bookable_row(item: &Value) -> bool {
         "taxAmount",
         "taxPercent",
     ];
-    let (Some(quantity), Some(price)) =
-        (item["quantity"].as_i64(), item["grossPaidPrice"].as_f64())
-    else {
+    let (Some(quantity), Some(price), Some(tax)) = (
+        item["quantity"].as_i64(),
+        item["grossPaidPrice"].as_f64(),
+        item["taxAmount"].as_f64(),
+    ) else {
         return false;
     };
     let signs = match item["type"].as_str() {
-        Some("PURCHASE") => quantity >= 0 && price >= 0.0,
-        Some("RETURN") => quantity < 0 && price >= 0.0,
+        Some("PURCHASE") => quantity >= 0 && price >= 0.0 && tax >= 0.0,
+        Some("RETURN") => quantity < 0 && price >= 0.0 && tax >= 0.0,
         Some("ADJUSTMENT") => true,
         _ => false,
     };
