@@ -190,13 +190,41 @@ fn parse(args: &[String]) -> Result<Command, String> {
     }
 }
 
+/// The usage of one command (its lines of `USAGE`, and the options every command takes); the
+/// whole usage for a command it does not know.
+fn usage_of(command: &str) -> String {
+    let head = format!("  sitoo-voyado-proxy {command} ");
+    let mut out = String::new();
+    let mut taking = false;
+    for line in USAGE.lines() {
+        if line.starts_with("  sitoo-voyado-proxy") || !line.starts_with("  ") {
+            taking = line.starts_with(&head) || line == "options:" || line == "usage:";
+        }
+        if taking {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    if out.lines().any(|l| l.starts_with(&head)) {
+        out
+    } else {
+        USAGE.to_owned()
+    }
+}
+
 fn main() -> ExitCode {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    if matches!(
-        args.first().map(String::as_str),
-        Some("-h" | "--help" | "help")
-    ) {
+    let asks_help = |a: &String| matches!(a.as_str(), "-h" | "--help");
+    if matches!(args.first().map(String::as_str), Some("help"))
+        || args.first().is_some_and(asks_help)
+    {
         print!("{USAGE}");
+        return ExitCode::SUCCESS;
+    }
+    if let Some(command) = args.first()
+        && args.iter().skip(1).any(asks_help)
+    {
+        print!("{}", usage_of(command));
         return ExitCode::SUCCESS;
     }
     let chosen = take_log_format(&mut args)

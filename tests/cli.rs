@@ -628,3 +628,33 @@ fn map_prints_the_receipt_of_a_refund_and_refuses_a_weighed_row() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `--help` after any command prints that command's usage and exits 0, wherever it stands.
+#[test]
+fn every_command_answers_help_with_its_usage() {
+    for (command, rest) in [
+        ("demo", &[][..]),
+        ("serve", &[][..]),
+        ("check", &[][..]),
+        ("map", &["--config", "x.toml"][..]),
+        ("probe", &[][..]),
+        ("bench", &["--in-process"][..]),
+    ] {
+        let out = Command::new(BIN)
+            .arg(command)
+            .args(rest)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{command}: {out:?}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!("sitoo-voyado-proxy {command} ")),
+            "{command}: {text}"
+        );
+        assert!(
+            !text.contains("sitoo-voyado-proxy serve ") || command == "serve",
+            "{command}: {text}"
+        );
+    }
+}
