@@ -126,7 +126,7 @@ fn route_problems(doc: &Value) -> Vec<String> {
         let known = if path.starts_with(&format!("{SPI_PREFIX}/")) {
             table.contains_key(&(method.clone(), path.clone()))
         } else {
-            method == "GET" && ADMIN.contains(&path.as_str())
+            (method == "GET" || method == "HEAD") && ADMIN.contains(&path.as_str())
         };
         if !known {
             problems.push(format!(
@@ -135,8 +135,10 @@ fn route_problems(doc: &Value) -> Vec<String> {
         }
     }
     for path in ADMIN {
-        if !documented.contains_key(&("GET".to_owned(), path.to_owned())) {
-            problems.push(format!("openapi.yaml lacks GET {path}"));
+        for method in ["GET", "HEAD"] {
+            if !documented.contains_key(&(method.to_owned(), path.to_owned())) {
+                problems.push(format!("openapi.yaml lacks {method} {path}"));
+            }
         }
     }
     problems
@@ -353,19 +355,23 @@ impl Contract {
                 .to_ascii_lowercase()
         };
         let content = response["content"].as_object().cloned().unwrap_or_default();
-        let media = content
-            .iter()
-            .find(|(t, _)| essence(t) == essence(content_type));
-        match media {
-            None => self.problems.push(format!(
-                "{what}: answered {content_type:?}, documented {:?}",
-                content.keys().collect::<Vec<_>>()
-            )),
-            Some((_, media)) => {
-                let schema = media["schema"].clone();
-                if let Err(e) = self.validate(&schema, &answer.body) {
-                    self.problems
-                        .push(format!("{what}: body {} does not match: {e}", answer.body));
+        if content.is_empty() && answer.body == json!("") {
+            // A documented answer without a body (HEAD): none came.
+        } else {
+            let media = content
+                .iter()
+                .find(|(t, _)| essence(t) == essence(content_type));
+            match media {
+                None => self.problems.push(format!(
+                    "{what}: answered {content_type:?}, documented {:?}",
+                    content.keys().collect::<Vec<_>>()
+                )),
+                Some((_, media)) => {
+                    let schema = media["schema"].clone();
+                    if let Err(e) = self.validate(&schema, &answer.body) {
+                        self.problems
+                            .push(format!("{what}: body {} does not match: {e}", answer.body));
+                    }
                 }
             }
         }
@@ -586,11 +592,11 @@ async fn call(
     .await
 }
 
-/// A GET without authentication, its body kept as text (health, readiness, metrics).
-async fn get_text(h: &Harness, path: &str) -> Answer {
+/// A request without authentication, its body kept as text (health, readiness, metrics).
+async fn admin_text(h: &Harness, method: Method, path: &str) -> Answer {
     let response = h
         .client
-        .get(format!("{}{path}", h.proxy))
+        .request(method, format!("{}{path}", h.proxy))
         .send()
         .await
         .unwrap();
@@ -827,9 +833,11 @@ async fn run_every_route(contract: &mut Contract) {
 
     // Health, readiness, metrics.
     for path in ADMIN {
-        let a = get_text(&h, path).await;
-        assert_eq!(a.status, 200, "{path}");
-        contract.check(&get, path, &a);
+        for method in [Method::GET, Method::HEAD] {
+            let a = admin_text(&h, method.clone(), path).await;
+            assert_eq!(a.status, 200, "{method} {path}");
+            contract.check(&method, path, &a);
+        }
     }
 
     // Refusals.
@@ -1037,7 +1045,11 @@ async fn every_answer_matches_the_openapi_document() {
     run_voyado_failures(&mut contract).await;
     let documented: BTreeSet<(String, String)> = table_routes()
         .into_keys()
-        .chain(ADMIN.iter().map(|p| ("GET".to_owned(), (*p).to_owned())))
+        .chain(
+            ADMIN
+                .iter()
+                .flat_map(|p| ["GET", "HEAD"].map(|m| (m.to_owned(), (*p).to_owned()))),
+        )
         .collect();
     let missed: Vec<String> = documented
         .difference(&contract.covered)

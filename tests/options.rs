@@ -226,7 +226,7 @@ async fn an_option_id_with_no_rule_is_ignored() {
     let a = p
         .edit(
             ANNA,
-            json!([{"id": "fav-mlb-team", "enum_values": ["seattle-mariners", 7]}]),
+            json!([{"id": "fav-mlb-team", "enum_values": ["seattle-mariners", "7"]}]),
         )
         .await;
     assert_eq!(a.status, 200, "{}", a.body);
@@ -235,6 +235,19 @@ async fn an_option_id_with_no_rule_is_ignored() {
         a.body["additional_options"],
         json!([{"id": "fav-nhl-team", "enum_values": ["seattle-kraken"]}])
     );
+    // Ignored, but still an item of the document's shape.
+    let b = p
+        .edit(
+            ANNA,
+            json!([{"id": "fav-mlb-team", "enum_values": ["seattle-mariners", 7]}]),
+        )
+        .await;
+    b.assert_error(400, "invalid_input");
+    assert_eq!(
+        b.message(),
+        "additional_options[0].enum_values[1] must be a string"
+    );
+    assert_eq!(p.sim.writes(), 0);
 }
 
 #[tokio::test]

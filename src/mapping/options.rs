@@ -258,6 +258,9 @@ pub(crate) fn changes(
     policy: &WritePolicy<'_>,
     changes: &mut Map<String, Value>,
 ) -> Result<(), FieldError> {
+    if let Some(options) = body.get(FIELD) {
+        check_shape(options)?;
+    }
     if rules.is_empty() || policy.ignored.iter().any(|f| f == FIELD) {
         return Ok(());
     }
@@ -273,6 +276,46 @@ pub(crate) fn changes(
         let now = get_keys(current, &rule.voyado_keys);
         if let Some(value) = rule.change(now, &wanted, clearable) {
             set(changes, &rule.voyado_keys, value);
+        }
+    }
+    Ok(())
+}
+
+/// The field is a list (or `null`, or blank) and every item `{"id": string, "enum_values"?:
+/// [string] | null}` as the SPI document says, even one whose option this profile does not map
+/// (its values are not checked against a table).
+fn check_shape(options: &Value) -> Result<(), FieldError> {
+    let items = match options {
+        Value::Null => return Ok(()),
+        Value::String(s) if s.trim().is_empty() => return Ok(()),
+        Value::Array(items) => items,
+        _ => return Err(FieldError::new(FIELD, "must be a list")),
+    };
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("{FIELD}[{i}]");
+        let item = item
+            .as_object()
+            .ok_or_else(|| FieldError::new(&at, "must be an object"))?;
+        if !item.get(ID).is_some_and(Value::is_string) {
+            return Err(FieldError::new(&format!("{at}.{ID}"), "must be a string"));
+        }
+        match item.get(VALUES) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) if s.trim().is_empty() => {}
+            Some(Value::Array(values)) => {
+                if let Some(j) = values.iter().position(|v| !v.is_string()) {
+                    return Err(FieldError::new(
+                        &format!("{at}.{VALUES}[{j}]"),
+                        "must be a string",
+                    ));
+                }
+            }
+            Some(_) => {
+                return Err(FieldError::new(
+                    &format!("{at}.{VALUES}"),
+                    "must be a list of strings",
+                ));
+            }
         }
     }
     Ok(())
@@ -441,7 +484,7 @@ mod tests {
         let options = json!([
             {"id": "fav-nhl-team", "enum_values": [" seattle-kraken "]},
             {"id": "sports", "enum_values": ["hockey", "tennis", "hockey"]},
-            {"id": "unmapped", "enum_values": ["anything", 7]},
+            {"id": "unmapped", "enum_values": ["anything", "7"]},
         ]);
         let body = json!({"email": "new@example.com", FIELD: options});
         let policy = WritePolicy {
@@ -554,6 +597,11 @@ mod tests {
                 json!([{"id": "sports", "enum_values": ["hockey", "cricket"]}]),
                 "additional_options[0].enum_values[1]",
             ),
+            // An option this profile does not map still has the document's shape.
+            (
+                json!([{"id": "unmapped", "enum_values": [{}]}]),
+                "additional_options[0].enum_values[0]",
+            ),
             (
                 json!([{"id": "fav-nhl-team", "enum_values": ["seattle-kraken", "cricket"]}]),
                 "additional_options[0].enum_values",
@@ -568,9 +616,17 @@ mod tests {
             let error = write(p, options.clone(), json!({}), &[FIELD], &[]).unwrap_err();
             assert_eq!(error.field, field, "{options}");
             assert!(!error.message.contains("cricket"), "{error:?}");
-            // Without option rules the field is not the profile's: ignored like any unknown one.
+            // Without option rules the values are not the profile's: ignored like any unknown
+            // field's, once they have the document's shape.
             let default = default_plan();
-            assert_eq!(write(default, options, json!({}), &[], &[]), Ok(json!({})));
+            let expected = match super::check_shape(&options) {
+                Ok(()) => Ok(json!({})),
+                Err(_) => Err(field.to_owned()),
+            };
+            assert_eq!(
+                write(default, options, json!({}), &[], &[]).map_err(|e| e.field),
+                expected
+            );
         }
     }
 

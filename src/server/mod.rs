@@ -159,12 +159,23 @@ pub async fn serve_admin(
 ) -> std::io::Result<()> {
     let admin_app = app.clone();
     let service = tower::service_fn(move |request: Request<Incoming>| {
-        let answer = route::admin_answer(&admin_app, request.method(), request.uri().path())
-            .unwrap_or_else(|| {
-                let mut r = Response::new(Full::new(Bytes::from_static(b"not found\n")));
-                *r.status_mut() = StatusCode::NOT_FOUND;
+        let plain = |status, text: &'static str| {
+            let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+            *r.status_mut() = status;
+            r
+        };
+        let answer = match route::admin_answer(&admin_app, request.method(), request.uri().path()) {
+            Some(Ok(answer)) => answer,
+            Some(Err(_)) => {
+                let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+                r.headers_mut().insert(
+                    http::header::ALLOW,
+                    http::HeaderValue::from_static(route::ADMIN_METHODS),
+                );
                 r
-            });
+            }
+            None => plain(StatusCode::NOT_FOUND, "not found\n"),
+        };
         async move { Ok::<_, Infallible>(answer) }
     });
     accept_loop(listener, app, service, shutdown).await;

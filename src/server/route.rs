@@ -1,7 +1,9 @@
 //! Routing: health, readiness and metrics are answered here, unauthenticated and in front of the
 //! admission gate (a full proxy still answers its probes); every other path is
 //! `/{tenant}/{market}/...`, matched against the route table (data). The match goes into the
-//! request's extensions; an unknown path is `404`, a known one with another method `405`.
+//! request's extensions; an unknown path is `404`, a known one with another method `405` with
+//! `Allow` (the health routes take `GET` and `HEAD`: a load balancer's `HEAD` probe is a `GET`
+//! without the body).
 
 use std::task::{Context, Poll};
 
@@ -43,9 +45,16 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        if let Some(answer) = admin_answer(&self.app, request.method(), request.uri().path()) {
-            RequestContext::of(&request).set_operation("admin");
-            return Box::pin(async move { Ok(answer) });
+        match admin_answer(&self.app, request.method(), request.uri().path()) {
+            Some(Ok(answer)) => {
+                RequestContext::of(&request).set_operation("admin");
+                return Box::pin(async move { Ok(answer) });
+            }
+            Some(Err(e)) => {
+                RequestContext::of(&request).set_operation("admin");
+                return Box::pin(async move { Err(refuse(e).into()) });
+            }
+            None => {}
         }
         let path = request.uri().path();
         let mut segments = path.trim_start_matches('/').split('/');
@@ -91,11 +100,22 @@ fn refuse(error: RouteError) -> ProxyError {
     }
 }
 
+/// The methods the health routes take.
+pub const ADMIN_METHODS: &str = "GET, HEAD";
+
 /// `/healthz` (the process is up), `/readyz` (loaded and not draining) and `/metrics`: no auth,
-/// no tenant data. `None` for every other request.
-pub fn admin_answer(app: &App, method: &Method, path: &str) -> Option<Response<Full<Bytes>>> {
-    if method != Method::GET {
+/// no tenant data; `HEAD` as `GET` without the body, another method `405`. `None` for every
+/// other path.
+pub fn admin_answer(
+    app: &App,
+    method: &Method,
+    path: &str,
+) -> Option<Result<Response<Full<Bytes>>, RouteError>> {
+    if !matches!(path, "/healthz" | "/readyz" | "/metrics") {
         return None;
+    }
+    if method != Method::GET && method != Method::HEAD {
+        return Some(Err(RouteError::MethodNotAllowed(ADMIN_METHODS.to_owned())));
     }
     let (status, content_type, body) = match path {
         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
@@ -105,13 +125,17 @@ pub fn admin_answer(app: &App, method: &Method, path: &str) -> Option<Response<F
             "draining\n".to_owned(),
         ),
         "/readyz" => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
-        "/metrics" => (StatusCode::OK, Metrics::CONTENT_TYPE, app.metrics.render()),
-        _ => return None,
+        _ => (StatusCode::OK, Metrics::CONTENT_TYPE, app.metrics.render()),
     };
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+    let body = if method == Method::HEAD {
+        Bytes::new()
+    } else {
+        Bytes::from(body)
+    };
+    let mut response = Response::new(Full::new(body));
     *response.status_mut() = status;
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    Some(response)
+    Some(Ok(response))
 }

@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 
+use http::Method;
 use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::ServiceExt;
@@ -99,6 +100,42 @@ async fn health_and_readiness_answer_without_auth_and_readiness_follows_draining
     app.start_draining();
     assert_eq!(ask("/readyz").await, 503);
     assert_eq!(ask("/healthz").await, 200);
+}
+
+#[tokio::test]
+async fn health_routes_answer_head_like_get_and_other_methods_405_with_allow() {
+    let app = app();
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let ask = |method: Method| {
+            let request = Request::builder()
+                .method(method)
+                .uri(path)
+                .body(())
+                .unwrap();
+            stack_for_test(app.clone()).oneshot(request)
+        };
+        let head = ask(Method::HEAD).await.unwrap();
+        assert_eq!(head.status(), 200, "{path}");
+        assert!(head.headers().contains_key(http::header::CONTENT_TYPE));
+        assert!(
+            head.into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes()
+                .is_empty(),
+            "{path}"
+        );
+        for method in [Method::POST, Method::DELETE, Method::TRACE] {
+            let refused = ask(method).await.unwrap();
+            assert_eq!(refused.status(), 405, "{path}");
+            assert_eq!(refused.headers()[http::header::ALLOW], "GET, HEAD");
+            assert_eq!(
+                json(refused).await["error_data"]["reason"],
+                "method_not_allowed"
+            );
+        }
+    }
 }
 
 /// The route layer and everything outside it, over a unit body.
