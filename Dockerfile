@@ -7,8 +7,9 @@
 #     -v "$PWD/mappings:/etc/sitoo-voyado-proxy/mappings:ro" \
 #     -e CRM_API_KEY_... -e VOYADO_API_KEY_... sitoo-voyado-proxy   # serve --config (the default)
 #
-# Built with default features: the demo (Voyado simulator) stays in the image, so
-# `docker run IMAGE demo` works; the simulator only runs when asked for.
+# Built with the simulator but without the load generator: the demo (Voyado simulator) stays in
+# the image, so `docker run IMAGE demo` works (the simulator only runs when asked for); `bench`,
+# its charts and progress bar are a load-tester's tool, run from a clone, not in production.
 
 # The toolchain pinned in rust-toolchain.toml (tests/deploy.rs checks the two agree).
 ARG RUST_VERSION=1.95.0
@@ -27,6 +28,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     rustc --version \
     && cargo build --release --locked --bin sitoo-voyado-proxy \
+        --no-default-features --features simulator \
     && install -D -m 0755 target/release/sitoo-voyado-proxy /out/sitoo-voyado-proxy
 
 # Same Debian release as the builder, so the glibc the binary links against is there.

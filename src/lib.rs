@@ -6,11 +6,14 @@
 //! into plain data), `app` (the composition root: markets, clients and plans from the config), `ops`
 //! (one file per SPI operation, Sitoo's order events too), `sitoo` (the Sitoo REST client),
 //! `server` (the tower stack); tools: `dryrun` (`map`), `probe`, `reload`. `sim` (the Voyado and
-//! Sitoo simulators) and `demo` sit behind the default-on `simulator` feature.
+//! Sitoo simulators) and `demo` sit behind the default-on `simulator` feature, the load generator
+//! (`bench`) behind the default-on `bench` feature.
 
 pub mod app;
-// The load-test command. Not behind `simulator`: a deployment build runs it against a target;
-// only its in-process mode needs the simulator.
+// The load-test command, behind the default-on `bench` feature (the production image leaves it
+// out). Not behind `simulator`: it runs against a target; only its in-process mode needs the
+// simulator.
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod config;
 #[cfg(feature = "simulator")]

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use sitoo_voyado_proxy::app::{self, App};
+#[cfg(feature = "bench")]
 use sitoo_voyado_proxy::bench;
 use sitoo_voyado_proxy::config::{Config, ConfigError};
 #[cfg(feature = "simulator")]
@@ -64,6 +65,7 @@ enum Command {
         market: String,
         contact: Option<String>,
     },
+    #[cfg(feature = "bench")]
     Bench(Box<bench::Args>),
 }
 
@@ -185,7 +187,10 @@ fn parse(args: &[String]) -> Result<Command, String> {
         Some("check") => Ok(Command::Check(flag("--config")?.into())),
         Some("map") => map_command(&args[1..]),
         Some("probe") => probe_command(&args[1..]),
+        #[cfg(feature = "bench")]
         Some("bench") => bench::parse(&args[1..]).map(|b| Command::Bench(Box::new(b))),
+        #[cfg(not(feature = "bench"))]
+        Some("bench") => Err("this build has no bench (built without the bench feature)".into()),
         Some(other) => Err(format!("unknown command '{other}'")),
     }
 }
@@ -249,6 +254,7 @@ fn main() -> ExitCode {
     }
     // The bench prints its own progress and summary; the in-process proxy's request logs would
     // drown them, so no log subscriber is installed for it.
+    #[cfg(feature = "bench")]
     if let Command::Bench(args) = command {
         return bench::main(*args);
     }
@@ -357,6 +363,7 @@ async fn run(command: Command, config: Option<Config>) -> ExitCode {
         Command::Serve(file) => config.map(|c| (c, None)).ok_or_else(|| ConfigError {
             errors: vec![format!("{}: not loaded", file.display())],
         }),
+        #[cfg(feature = "bench")]
         Command::Bench(_) => return ExitCode::FAILURE,
         #[cfg(feature = "simulator")]
         Command::Demo(listen) => demo::start(listen).await.map(|(sim, config)| {
