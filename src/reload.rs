@@ -6,6 +6,10 @@
 //! events all look the same that way, and the directory is a few small files. A change is compiled
 //! only once two reads in a row agree, so a save still being written is not tried; a set that was
 //! refused is not tried again until it changes.
+//!
+//! Applying one is `App::reload` (`app.rs`): the compiled set (`Served`) is swapped whole, and
+//! `server/route.rs` takes the set a request is served with, to its end; the mapping loader and
+//! its diagnostics are `mapping/`.
 
 use std::sync::Arc;
 use std::time::Duration;

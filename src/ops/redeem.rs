@@ -9,6 +9,10 @@
 //! back as redeemed is never reactivated (contract §6.4). Undo reactivates only this customer's
 //! redeemed bonus checks; a promotion redemption cannot be reverted in Voyado, so undoing one is
 //! refused.
+//!
+//! Answered once: a till's repeat of a redeem (same `Request-ID`) never reaches this file; it is
+//! answered from `server/replay.rs`, and the redeem runs in its own task (`server/operation.rs`)
+//! so a till's deadline never cuts a sequence short.
 
 use serde_json::{Map, Value, json};
 

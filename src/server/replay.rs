@@ -5,6 +5,9 @@
 //! One slot per (market, customer, Request-ID), kept 10 minutes. The slot's lock is held by the
 //! redeem's own task until it ends, so a repeat that arrives while the first is still running
 //! waits for it (within its own deadline) instead of redeeming again.
+//!
+//! `server/operation.rs` asks here before it runs a redeem and stores the answer after; the
+//! redeem itself (all or nothing, compensation, unclear results) is `ops/redeem.rs`.
 
 use std::sync::Arc;
 use std::time::Duration;
