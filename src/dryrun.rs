@@ -5,7 +5,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::app::{self, Compiled};
+use crate::app::Compiled;
 use crate::mapping::{self, WritePolicy};
 use crate::ops;
 use crate::ops::receipt::{self, OrderState};
@@ -48,7 +48,7 @@ pub fn run(
     let (settings, plan) = compiled
         .market(market)
         .ok_or_else(|| format!("no market {market} (TENANT/MARKET)"))?;
-    let view = app::view(settings, now);
+    let view = crate::market::view(settings, now);
     match input {
         Input::Voyado(voyado) => {
             let roots = [

@@ -1,13 +1,14 @@
 //! sitoo-voyado-proxy: Sitoo POS's CRM SPI v2 answered from Voyado Engage.
 //!
 //! Rooms, used in one direction (leaves first): `keys` (normalisation of phones, emails, personal
-//! ids, dates), `telemetry` (metrics and logs), `voyado` (the client), `mapping` (the declarative
-//! engine, pure), `spi` (operations, route table, the error envelope), `config` (the file, parsed
-//! into plain data), `app` (the composition root: markets, clients and plans from the config), `ops`
-//! (one file per SPI operation, Sitoo's order events too), `sitoo` (the Sitoo REST client),
-//! `server` (the tower stack); tools: `dryrun` (`map`), `probe`, `reload`. `sim` (the Voyado and
-//! Sitoo simulators) and `demo` sit behind the default-on `simulator` feature, the load generator
-//! (`bench`) behind the default-on `bench` feature.
+//! ids, dates), `limiter` (an upstream key's request budget), `telemetry` (metrics and logs),
+//! `voyado` (the client), `mapping` (the declarative engine, pure), `spi` (operations, route
+//! table, the error envelope), `config` (the file, parsed into plain data), `sitoo` (the Sitoo
+//! REST client), `market` (the state a request is served with), `app` (the composition root:
+//! markets, clients and plans from the config), `ops` (one file per SPI operation, Sitoo's order
+//! events too), `server` (the tower stack); tools: `dryrun` (`map`), `probe`, `reload`. `sim`
+//! (the Voyado and Sitoo simulators) and `demo` sit behind the default-on `simulator` feature, the
+//! load generator (`bench`) behind the default-on `bench` feature.
 
 pub mod app;
 // The load-test command, behind the default-on `bench` feature (the production image leaves it
@@ -20,7 +21,9 @@ pub mod config;
 pub mod demo;
 pub mod dryrun;
 pub mod keys;
+pub mod limiter;
 pub mod mapping;
+pub mod market;
 pub mod ops;
 pub mod probe;
 pub mod reload;

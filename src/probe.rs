@@ -9,9 +9,9 @@ use std::fmt::Write as _;
 
 use serde_json::Value;
 
-use crate::app::Market;
 use crate::config::MemberNumberLookup;
 use crate::keys;
+use crate::market::Market;
 use crate::voyado::{Endpoint, PAGE, VoyadoError};
 
 /// What one call showed.

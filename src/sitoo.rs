@@ -10,7 +10,7 @@ use http::{HeaderValue, header};
 use serde_json::Value;
 
 use crate::config::SitooSettings;
-use crate::voyado::{Budget, KeyLimiter, Priority};
+use crate::limiter::{Budget, KeyLimiter, Priority};
 
 /// Why the order could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

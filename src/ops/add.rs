@@ -13,9 +13,9 @@ use serde_json::{Map, Value, json};
 use super::card::fetch_card;
 use super::search::find_contact;
 use super::{CUSTOMER, OpRequest, upstream};
-use crate::app::Market;
 use crate::config::MarketConfig;
 use crate::mapping::{KeySpec, Plan, WritePolicy};
+use crate::market::Market;
 use crate::spi::{ProxyError, Reason};
 use crate::voyado::{Endpoint, Read, VoyadoError};
 

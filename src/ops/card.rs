@@ -10,9 +10,9 @@ use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
 use super::{CUSTOMER, OpRequest, upstream};
-use crate::app::Market;
 use crate::config::MarketConfig;
 use crate::mapping;
+use crate::market::Market;
 use crate::spi::ProxyError;
 use crate::voyado::{Endpoint, Read, VoyadoError};
 

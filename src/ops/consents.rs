@@ -4,8 +4,8 @@
 use serde_json::{Map, Value};
 
 use super::upstream;
-use crate::app::Market;
 use crate::mapping;
+use crate::market::Market;
 use crate::spi::ProxyError;
 use crate::voyado::Endpoint;
 

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::receipt::{self, OrderState};
 use super::resolve::{Identity, resolve};
 use super::{OpRequest, upstream};
-use crate::app::Market;
+use crate::market::Market;
 use crate::sitoo::{SitooClient, SitooError};
 use crate::spi::{ProxyError, Reason};
 use crate::telemetry::EventResult;

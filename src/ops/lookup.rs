@@ -5,8 +5,8 @@
 use serde_json::{Map, Value, json};
 
 use super::{OpRequest, upstream};
-use crate::app::Market;
 use crate::mapping;
+use crate::market::Market;
 use crate::spi::{ProxyError, Reason};
 use crate::voyado::Endpoint;
 

@@ -22,8 +22,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::app::Market;
 use crate::keys;
+use crate::market::Market;
 use crate::spi::{Operation, ProxyError};
 use crate::voyado::VoyadoError;
 

@@ -17,10 +17,10 @@
 use serde_json::{Map, Value, json};
 
 use super::{OpRequest, upstream};
-use crate::app::Market;
 use crate::config::UndoPromotion;
 use crate::keys;
 use crate::mapping::RedeemNames;
+use crate::market::Market;
 use crate::spi::{ProxyError, Reason};
 use crate::telemetry::{Event, UnclearRedeem};
 use crate::voyado::{Call, Endpoint, Read, VoyadoError};

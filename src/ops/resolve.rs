@@ -17,9 +17,9 @@ use serde_json::{Map, Value, json};
 use super::add::create;
 use super::search::find_typed;
 use super::{CUSTOMER, OpRequest, upstream};
-use crate::app::Market;
 use crate::keys;
 use crate::mapping::WritePolicy;
+use crate::market::Market;
 use crate::spi::{ProxyError, Reason};
 use crate::voyado::{Endpoint, Read};
 

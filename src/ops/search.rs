@@ -8,10 +8,10 @@ use bytes::{Bytes, BytesMut};
 
 use super::card::fetch_card;
 use super::{CUSTOMER, OpRequest, upstream};
-use crate::app::Market;
 use crate::config::MemberNumberLookup;
 use crate::keys;
 use crate::mapping::KeySpec;
+use crate::market::Market;
 use crate::spi::ProxyError;
 use crate::voyado::{Endpoint, Read, VoyadoError};
 

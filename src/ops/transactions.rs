@@ -6,8 +6,8 @@
 use serde_json::{Map, Value};
 
 use super::{CUSTOMER, OpRequest, upstream};
-use crate::app::Market;
 use crate::mapping::{self, PageOrder};
+use crate::market::Market;
 use crate::spi::ProxyError;
 use crate::voyado::Endpoint;
 

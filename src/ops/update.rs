@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use super::card::fetch_card;
 use super::{CUSTOMER, OpRequest, upstream};
-use crate::app::Market;
 use crate::mapping::WritePolicy;
+use crate::market::Market;
 use crate::spi::ProxyError;
 use crate::voyado::Endpoint;
 

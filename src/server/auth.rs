@@ -15,8 +15,8 @@ use tower::Service;
 use super::BoxFuture;
 use super::context::RequestContext;
 use super::route::PathScope;
-use crate::app::{Market, Served};
 use crate::config::CrmKeyDigest;
+use crate::market::{Market, Served};
 use crate::spi::{ProxyError, Reason};
 
 app_layer!(AuthLayer => Auth);

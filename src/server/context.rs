@@ -9,7 +9,7 @@ use std::sync::{Arc, OnceLock};
 use http::{HeaderMap, Request};
 use tokio::time::Instant;
 
-use crate::app::Market;
+use crate::market::Market;
 
 pub struct RequestContext {
     pub request_id: String,

@@ -13,7 +13,7 @@ use tower::{Layer, Service};
 
 use super::BoxFuture;
 use super::context::RequestContext;
-use crate::app::Market;
+use crate::market::Market;
 use crate::spi::Operation;
 use crate::spi::ProxyError;
 use crate::spi::routes::Matched;

@@ -4,7 +4,7 @@
 //! here, from the Voyado code table. The error table (`mappings/errors.toml`, with per-market
 //! overrides) turns the reason into the HTTP status and `error_code`, and [`rescue`] writes the
 //! envelope, always with the request id. Messages never carry personal data. Where errors start:
-//! Voyado's in `voyado/error.rs` (a 429 also pauses the key, `voyado/limiter.rs`), the proxy's
+//! Voyado's in `voyado/error.rs` (a 429 also pauses the key, `limiter.rs`), the proxy's
 //! refusals in the layers of `server/` and in `ops/`.
 
 use std::collections::BTreeMap;

@@ -1,7 +1,7 @@
 //! What can go wrong on a Voyado call, decoded tolerantly from whatever error body Voyado sent
 //! (`errorCode`/`message`, `validationErrors`, `messageDetails.multipleMatchesFound`, or RFC 7807).
 //! Voyado's raw body and the request URL never travel further than this module. A 429 pauses the
-//! key in `limiter.rs`; `spi/error.rs` turns every failure here into the till's answer.
+//! key in `src/limiter.rs`; `spi/error.rs` turns every failure here into the till's answer.
 
 use serde_json::Value;
 

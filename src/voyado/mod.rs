@@ -13,7 +13,6 @@ mod cache;
 mod client;
 mod endpoints;
 mod error;
-mod limiter;
 mod trace;
 
 use std::sync::Arc;
@@ -24,12 +23,12 @@ use bytes::Bytes;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use crate::limiter::{KeyLimiter, Priority};
 pub use breaker::{Breaker, BreakerSettings};
 pub use cache::{CacheTtls, Caches, CardKey};
 pub use client::{Reply, Transport, build_http_client};
 pub use endpoints::Endpoint;
 pub use error::VoyadoError;
-pub use limiter::{Budget, KeyLimiter, Priority};
 pub use trace::TraceContext;
 
 pub use client::Call;
@@ -40,7 +39,7 @@ use crate::telemetry::Metrics;
 
 tokio::task_local! {
     /// The SPI request a Voyado call belongs to: its first call is new work, the rest are under
-    /// way (see `limiter.rs` for why that split keeps writes and second rounds from starving).
+    /// way (see `src/limiter.rs` for why that split keeps writes and second rounds from starving).
     static REQUEST: RequestBudget;
 }
 

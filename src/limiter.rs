@@ -1,12 +1,12 @@
-//! The request budget of one Voyado API key (contract §6.3): Voyado wants < 50 requests/s per key
-//! and answers 429 above ~200/s, so every call to Voyado first takes a permit here. New work is
-//! shed early with a 429 of our own; work already under way waits its turn.
+//! The request budget of one upstream API key, shared by both clients: Voyado's (contract §6.3:
+//! Voyado wants < 50 requests/s per key and answers 429 above ~200/s, so every call to Voyado
+//! first takes a permit here) and Sitoo's REST client (`sitoo.rs`), which has a budget of its own.
+//! New work is shed early with a 429 of our own; work already under way waits its turn.
 //!
 //! The 429 story, room by room: a Voyado 429 is decoded in `voyado/error.rs`, pauses this key
 //! here (`KeyLimiter::pause`, called by the call path in `voyado/mod.rs`), and reaches the till as
 //! the reason `too_many_requests` with `Retry-After`, which `spi/error.rs` maps to its status; the
-//! admission gate's own shedding (`server/mod.rs`) is the proxy's 503, not Voyado's 429. The Sitoo
-//! client (`sitoo.rs`) borrows this limiter for its own budget.
+//! admission gate's own shedding (`server/mod.rs`) is the proxy's 503, not Voyado's 429.
 
 use std::fmt;
 use std::num::NonZeroU32;
