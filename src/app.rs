@@ -13,10 +13,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 use tokio_util::task::TaskTracker;
 
@@ -25,7 +24,7 @@ use crate::config::{
 };
 use crate::limiter::{Budget, KeyLimiter};
 use crate::mapping::Plan;
-use crate::market::{Market, Served};
+use crate::market::{Draining, Market, Served, ServedSet};
 use crate::sitoo::SitooClient;
 use crate::spi::ErrorTable;
 use crate::spi::routes::RouteTable;
@@ -220,7 +219,7 @@ fn breaker_settings(b: &VoyadoBudget) -> BreakerSettings {
 
 /// The running proxy: markets, shared tables, metrics and the detached writes in flight.
 pub struct App {
-    served: ArcSwap<Served>,
+    pub served: Arc<ServedSet>,
     /// What a reload compiles against: the config as loaded (markets and the mappings source).
     config: Config,
     /// The last generation handed out; reloads are numbered in the order they were applied.
@@ -237,7 +236,7 @@ pub struct App {
     pub write_slots: Arc<tokio::sync::Semaphore>,
     /// Compared against when the tenant or market is unknown, so timing reveals nothing.
     pub decoy_key: CrmKeyDigest,
-    draining: AtomicBool,
+    pub draining: Arc<Draining>,
 }
 
 impl App {
@@ -313,13 +312,13 @@ impl App {
         metrics.mappings_in_service(0, &digest);
         tracing::info!(generation = 0, mappings = %digest, "mappings loaded");
         Arc::new(App {
-            served: ArcSwap::from_pointee(Served {
+            served: Arc::new(ServedSet::new(Served {
                 markets,
                 routes: compiled.routes,
                 errors: compiled.errors,
                 generation: 0,
                 digest,
-            }),
+            })),
             config: config.clone(),
             generation: AtomicU64::new(0),
             reloading: tokio::sync::Mutex::new(()),
@@ -328,7 +327,7 @@ impl App {
             writes: TaskTracker::new(),
             write_slots: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight)),
             decoy_key: CrmKeyDigest::of(&uuid::Uuid::new_v4().to_string()),
-            draining: AtomicBool::new(false),
+            draining: Arc::default(),
         })
     }
 
@@ -339,7 +338,7 @@ impl App {
 
     /// The set requests are served with now; a request keeps the one it took.
     pub fn served(&self) -> Arc<Served> {
-        self.served.load_full()
+        self.served.current()
     }
 
     /// Reads and compiles the mappings again and, when they changed and compile, serves them
@@ -383,13 +382,13 @@ impl App {
                 }))
             })
             .collect();
-        self.served.store(Arc::new(Served {
+        self.served.replace(Served {
             markets,
             routes: compiled.routes,
             errors: compiled.errors,
             generation,
             digest: digest.clone(),
-        }));
+        });
         self.metrics.mappings_reload(true);
         self.metrics.mappings_in_service(generation, &digest);
         tracing::info!(generation, mappings = %digest, "mappings reloaded");
@@ -399,10 +398,6 @@ impl App {
     /// From now on readiness answers 503; with `limits.shutdown_delay_ms` the listener stays open
     /// that long, so a load balancer stops sending before it closes.
     pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::Relaxed);
-    }
-
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
+        self.draining.start();
     }
 }

@@ -4,7 +4,9 @@
 //! `server/` and the operations of `ops/` use them, never the root.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
+use arc_swap::ArcSwap;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Limits, MarketConfig};
@@ -96,5 +98,40 @@ pub fn view(s: &MarketConfig, now: jiff::Timestamp) -> MarketView<'_> {
         personal_id_region: &s.personal_id_region,
         consent_map: &s.consent_map,
         now,
+    }
+}
+
+/// The set requests are served with, behind an atomic pointer: a live reload replaces it whole
+/// (`App::reload`), and a request keeps the set it took until it ends.
+#[derive(Debug)]
+pub struct ServedSet(ArcSwap<Served>);
+
+impl ServedSet {
+    pub fn new(served: Served) -> ServedSet {
+        ServedSet(ArcSwap::from_pointee(served))
+    }
+
+    /// The set in service now.
+    pub fn current(&self) -> Arc<Served> {
+        self.0.load_full()
+    }
+
+    /// Serves `served` from the next request on.
+    pub fn replace(&self, served: Served) {
+        self.0.store(Arc::new(served));
+    }
+}
+
+/// Whether shutdown has begun: readiness answers `503` from then on.
+#[derive(Debug, Default)]
+pub struct Draining(AtomicBool);
+
+impl Draining {
+    pub fn start(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
     }
 }

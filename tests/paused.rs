@@ -86,7 +86,7 @@ async fn a_write_still_running_at_the_end_of_the_grace_is_abandoned_and_counted(
         took, GRACE,
         "serve should return exactly at the end of the grace"
     );
-    assert!(app.is_draining());
+    assert!(app.draining.is_on());
     assert_eq!(abandoned(&app), Some(1.0));
     let text = logs.text();
     assert!(
@@ -130,7 +130,7 @@ async fn the_grace_starts_after_the_shutdown_delay() {
     let started = Instant::now();
     let serving = tokio::spawn(serve(listener, app.clone(), async {}));
     tokio::time::sleep(DELAY - Duration::from_millis(1)).await;
-    assert!(app.is_draining(), "readiness not 503 during the delay");
+    assert!(app.draining.is_on(), "readiness not 503 during the delay");
     assert!(!serving.is_finished());
     assert!(
         std::net::TcpListener::bind(address).is_err(),

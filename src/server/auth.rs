@@ -10,16 +10,46 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response, header};
 use http_body_util::Full;
 use subtle::{Choice, ConstantTimeEq};
-use tower::Service;
+use tower::{Layer, Service};
 
 use super::BoxFuture;
 use super::context::RequestContext;
 use super::route::PathScope;
 use crate::config::CrmKeyDigest;
-use crate::market::{Market, Served};
+use crate::market::{Market, Served, ServedSet};
 use crate::spi::{ProxyError, Reason};
 
-app_layer!(AuthLayer => Auth);
+/// What authentication reads: the served set (when routing has not handed one over) and the
+/// decoy key compared against for an unknown tenant or market.
+#[derive(Clone)]
+pub struct AuthLayer {
+    served: Arc<ServedSet>,
+    decoy_key: CrmKeyDigest,
+}
+
+impl AuthLayer {
+    pub fn new(served: Arc<ServedSet>, decoy_key: CrmKeyDigest) -> AuthLayer {
+        AuthLayer { served, decoy_key }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = Auth<S>;
+
+    fn layer(&self, inner: S) -> Auth<S> {
+        Auth {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The authenticating service: the request goes on with its `Arc<Market>`, or is refused `401`.
+#[derive(Clone)]
+pub struct Auth<S> {
+    inner: S,
+    layer: AuthLayer,
+}
 
 impl<S, B> Service<Request<B>> for Auth<S>
 where
@@ -40,13 +70,13 @@ where
             .extensions()
             .get::<Arc<Served>>()
             .cloned()
-            .unwrap_or_else(|| self.app.served());
+            .unwrap_or_else(|| self.layer.served.current());
         let found = request
             .extensions()
             .get::<PathScope>()
             .and_then(|scope| served.market(&scope.tenant, &scope.market))
             .cloned();
-        match authenticate(&self.app.decoy_key, found.as_ref(), request.headers()) {
+        match authenticate(&self.layer.decoy_key, found.as_ref(), request.headers()) {
             Ok(market) => {
                 // Path segments are the caller's text: only a configured tenant and market are
                 // logged, and only once the key proved the caller is theirs.

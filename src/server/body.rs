@@ -13,7 +13,7 @@ use http::{Request, Response, header};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use serde_json::Value;
 use tokio::time::Instant;
-use tower::{BoxError, Service};
+use tower::{BoxError, Layer, Service};
 
 use super::BoxFuture;
 use super::deadline::Deadline;
@@ -25,7 +25,36 @@ use crate::spi::{ProxyError, Reason};
 #[derive(Debug, Clone, Default)]
 pub struct RequestBody(pub Option<Value>);
 
-app_layer!(BodyLayer => ReadBody);
+/// What the body reader reads: the limits (size, drain).
+#[derive(Clone)]
+pub struct BodyLayer {
+    limits: Limits,
+}
+
+impl BodyLayer {
+    pub fn new(limits: Limits) -> BodyLayer {
+        BodyLayer { limits }
+    }
+}
+
+impl<S> Layer<S> for BodyLayer {
+    type Service = ReadBody<S>;
+
+    fn layer(&self, inner: S) -> ReadBody<S> {
+        ReadBody {
+            inner,
+            limits: self.limits,
+        }
+    }
+}
+
+/// The body-reading service: the inner service gets the request without its body, the parsed
+/// JSON in a [`RequestBody`] extension.
+#[derive(Clone)]
+pub struct ReadBody<S> {
+    inner: S,
+    limits: Limits,
+}
 
 impl<S, B> Service<Request<B>> for ReadBody<S>
 where
@@ -55,7 +84,7 @@ where
         if !operation.takes_body() {
             return Box::pin(self.inner.call(request.map(drop)));
         }
-        let limits = self.app.limits;
+        let limits = self.limits;
         // The inner service is stateless: a clone serves this request once the body is in.
         let mut inner = self.inner.clone();
         Box::pin(async move {

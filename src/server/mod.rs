@@ -13,40 +13,12 @@
 //! Connections are bounded too: past `max_connections` a new one is answered `503` and closed.
 //! Shutdown stops accepting, answers what is in flight, then waits for the detached write tasks,
 //! all within the grace period.
-
-/// The struct pair every layer that needs the app is made of: `XLayer::new(app)` and the
-/// service `X<S>` holding the inner service and the app.
-macro_rules! app_layer {
-    ($layer:ident => $service:ident) => {
-        #[derive(Clone)]
-        pub struct $layer {
-            app: std::sync::Arc<crate::app::App>,
-        }
-
-        impl $layer {
-            pub fn new(app: std::sync::Arc<crate::app::App>) -> $layer {
-                $layer { app }
-            }
-        }
-
-        impl<S> tower::Layer<S> for $layer {
-            type Service = $service<S>;
-
-            fn layer(&self, inner: S) -> $service<S> {
-                $service {
-                    inner,
-                    app: self.app.clone(),
-                }
-            }
-        }
-
-        #[derive(Clone)]
-        pub struct $service<S> {
-            inner: S,
-            app: std::sync::Arc<crate::app::App>,
-        }
-    };
-}
+//!
+//! Each layer is a plain `XLayer::new(..)` holding only what it reads, so it can be driven alone
+//! with a `service_fn` inside it: `RescueLayer` (the served set's default error table, the
+//! metrics), `RouteLayer` (the served set, the draining flag, the metrics), `AuthLayer` (the
+//! served set, the decoy key), `BodyLayer` (the limits), `RunOperation` (the write tracker and
+//! slots). Only [`stack`] and the accept loop here take the whole `App`.
 
 mod auth;
 mod body;
@@ -113,14 +85,27 @@ where
         ]))
         .layer(request_id::RequestIdLayer)
         .layer(trace::TraceLayer::new(app.metrics.clone()))
-        .layer(rescue::RescueLayer::new(app.clone()))
-        .layer(route::RouteLayer::new(app.clone()))
+        .layer(rescue::RescueLayer::new(
+            app.served.clone(),
+            app.metrics.clone(),
+        ))
+        .layer(route::RouteLayer::new(
+            app.served.clone(),
+            app.draining.clone(),
+            app.metrics.clone(),
+        ))
         .layer(LoadShedLayer::new())
         .layer(ConcurrencyLimitLayer::new(app.limits.max_in_flight))
-        .layer(auth::AuthLayer::new(app.clone()))
+        .layer(auth::AuthLayer::new(
+            app.served.clone(),
+            app.decoy_key.clone(),
+        ))
         .layer(deadline::DeadlineLayer)
-        .layer(body::BodyLayer::new(app.clone()))
-        .service(operation::RunOperation::new(app))
+        .layer(body::BodyLayer::new(app.limits))
+        .service(operation::RunOperation::new(
+            app.writes.clone(),
+            app.write_slots.clone(),
+        ))
 }
 
 /// Serves the SPI on `listener` until `shutdown` resolves, then drains: readiness turns `503`,
@@ -164,7 +149,9 @@ pub async fn serve_admin(
             *r.status_mut() = status;
             r
         };
-        let answer = match route::admin_answer(&admin_app, request.method(), request.uri().path()) {
+        let (draining, metrics) = (&admin_app.draining, &admin_app.metrics);
+        let path = request.uri().path();
+        let answer = match route::admin_answer(draining, metrics, request.method(), path) {
             Some(Ok(answer)) => answer,
             Some(Err(_)) => {
                 let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");

@@ -10,6 +10,8 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::Full;
+use tokio::sync::Semaphore;
+use tokio_util::task::TaskTracker;
 use tower::Service;
 use tracing::Instrument;
 
@@ -17,7 +19,6 @@ use super::BoxFuture;
 use super::body::RequestBody;
 use super::context::RequestContext;
 use super::replay::{Decision, Replays};
-use crate::app::App;
 use crate::market::Market;
 use crate::ops::{self, OpRequest};
 use crate::spi::error::json_response;
@@ -26,16 +27,20 @@ use crate::spi::{Operation, ProxyError};
 use crate::telemetry::Event;
 use crate::voyado;
 
+/// What running an operation holds: the tracker that shutdown waits on for detached write
+/// sequences, the write slots that bound them, and the redeem replays.
 #[derive(Clone)]
 pub struct RunOperation {
-    app: Arc<App>,
+    writes: TaskTracker,
+    write_slots: Arc<Semaphore>,
     replays: Replays,
 }
 
 impl RunOperation {
-    pub fn new(app: Arc<App>) -> RunOperation {
+    pub fn new(writes: TaskTracker, write_slots: Arc<Semaphore>) -> RunOperation {
         RunOperation {
-            app,
+            writes,
+            write_slots,
             replays: Replays::new(),
         }
     }
@@ -92,8 +97,8 @@ impl Service<Request<()>> for RunOperation {
             ops::run(operation, market, op_request),
         )
         .in_current_span();
-        let writes = self.app.writes.clone();
-        let write_slots = self.app.write_slots.clone();
+        let writes = self.writes.clone();
+        let write_slots = self.write_slots.clone();
         let replays = self.replays.clone();
         Box::pin(async move {
             let body = if operation.is_write() {

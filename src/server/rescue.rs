@@ -3,24 +3,55 @@
 //! request id. Requests the admission gate sheds arrive here as `503 overloaded`.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_util::FutureExt;
 use http::{Request, Response};
 use http_body_util::Full;
-use tower::{BoxError, Service};
+use tower::{BoxError, Layer, Service};
 
 use super::BoxFuture;
 use super::context::RequestContext;
-use crate::app::App;
+use crate::market::ServedSet;
 use crate::spi::ProxyError;
 use crate::spi::error::rescue;
-use crate::telemetry::Shed;
+use crate::telemetry::{Metrics, Shed};
 
-app_layer!(RescueLayer => Rescue);
+/// What the rescue reads: the served set (the error table before a market is known) and the
+/// metrics (a shed request is counted).
+#[derive(Clone)]
+pub struct RescueLayer {
+    served: Arc<ServedSet>,
+    metrics: Arc<Metrics>,
+}
 
-impl<S, B> Service<Request<B>> for Rescue<S>
+impl RescueLayer {
+    pub fn new(served: Arc<ServedSet>, metrics: Arc<Metrics>) -> RescueLayer {
+        RescueLayer { served, metrics }
+    }
+}
+
+impl<S> Layer<S> for RescueLayer {
+    type Service = Rescuer<S>;
+
+    fn layer(&self, inner: S) -> Rescuer<S> {
+        Rescuer {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The rescuing service: never fails; every error and panic below is an SPI answer.
+#[derive(Clone)]
+pub struct Rescuer<S> {
+    inner: S,
+    layer: RescueLayer,
+}
+
+impl<S, B> Service<Request<B>> for Rescuer<S>
 where
     S: Service<Request<B>, Response = Response<Full<Bytes>>> + Send + 'static,
     S::Error: Into<BoxError>,
@@ -42,7 +73,7 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let context = RequestContext::of(&request);
-        let app = self.app.clone();
+        let layer = self.layer.clone();
         // A panic while building the future is caught like one while running it.
         let future = std::panic::catch_unwind(AssertUnwindSafe(|| self.inner.call(request)));
         Box::pin(async move {
@@ -52,7 +83,7 @@ where
             };
             let error = match outcome {
                 Ok(Ok(response)) => return Ok(response),
-                Ok(Err(error)) => to_proxy_error(error.into(), &app),
+                Ok(Err(error)) => to_proxy_error(error.into(), &layer.metrics),
                 // The panic hook has logged where it happened.
                 Err(_) => ProxyError::internal(),
             };
@@ -60,7 +91,7 @@ where
             let table = match context.market() {
                 Some(market) => &market.errors,
                 None => {
-                    served = app.served();
+                    served = layer.served.current();
                     &served.errors
                 }
             };
@@ -69,9 +100,9 @@ where
     }
 }
 
-fn to_proxy_error(error: BoxError, app: &App) -> ProxyError {
+fn to_proxy_error(error: BoxError, metrics: &Metrics) -> ProxyError {
     if error.is::<tower::load_shed::error::Overloaded>() {
-        app.metrics.shed(Shed::Requests);
+        metrics.shed(Shed::Requests);
         return ProxyError::overloaded();
     }
     match error.downcast::<ProxyError>() {

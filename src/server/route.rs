@@ -5,16 +5,17 @@
 //! `Allow` (the health routes take `GET` and `HEAD`: a load balancer's `HEAD` probe is a `GET`
 //! without the body).
 
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
-use tower::{BoxError, Service};
+use tower::{BoxError, Layer, Service};
 
 use super::BoxFuture;
 use super::context::RequestContext;
-use crate::app::App;
+use crate::market::{Draining, ServedSet};
 use crate::spi::routes::RouteError;
 use crate::spi::{ProxyError, Reason, Refusal};
 use crate::telemetry::Metrics;
@@ -26,9 +27,44 @@ pub struct PathScope {
     pub market: String,
 }
 
-app_layer!(RouteLayer => Route);
+/// What routing reads: the served set (its route table), and for the health routes whether the
+/// proxy is draining and the metrics.
+#[derive(Clone)]
+pub struct RouteLayer {
+    served: Arc<ServedSet>,
+    draining: Arc<Draining>,
+    metrics: Arc<Metrics>,
+}
 
-impl<S, B> Service<Request<B>> for Route<S>
+impl RouteLayer {
+    pub fn new(served: Arc<ServedSet>, draining: Arc<Draining>, metrics: Arc<Metrics>) -> Self {
+        RouteLayer {
+            served,
+            draining,
+            metrics,
+        }
+    }
+}
+
+impl<S> Layer<S> for RouteLayer {
+    type Service = Router<S>;
+
+    fn layer(&self, inner: S) -> Router<S> {
+        Router {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The routing service: health routes answered here, every other request matched and passed on.
+#[derive(Clone)]
+pub struct Router<S> {
+    inner: S,
+    layer: RouteLayer,
+}
+
+impl<S, B> Service<Request<B>> for Router<S>
 where
     S: Service<Request<B>, Response = Response<Full<Bytes>>> + Send + 'static,
     S::Error: Into<BoxError>,
@@ -45,7 +81,8 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        match admin_answer(&self.app, request.method(), request.uri().path()) {
+        let (draining, metrics) = (&self.layer.draining, &self.layer.metrics);
+        match admin_answer(draining, metrics, request.method(), request.uri().path()) {
             Some(Ok(answer)) => {
                 RequestContext::of(&request).set_operation("admin");
                 return Box::pin(async move { Ok(answer) });
@@ -62,7 +99,7 @@ where
         let market = segments.next().unwrap_or("").to_owned();
         let rest: Vec<&str> = segments.collect();
         // The set this request is served with, to its end, whatever a reload does meanwhile.
-        let served = self.app.served();
+        let served = self.layer.served.current();
         let found = if rest.is_empty() {
             Err(RouteError::NotFound)
         } else {
@@ -107,7 +144,8 @@ pub const ADMIN_METHODS: &str = "GET, HEAD";
 /// no tenant data; `HEAD` as `GET` without the body, another method `405`. `None` for every
 /// other path.
 pub fn admin_answer(
-    app: &App,
+    draining: &Draining,
+    metrics: &Metrics,
     method: &Method,
     path: &str,
 ) -> Option<Result<Response<Full<Bytes>>, RouteError>> {
@@ -119,13 +157,13 @@ pub fn admin_answer(
     }
     let (status, content_type, body) = match path {
         "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_owned()),
-        "/readyz" if app.is_draining() => (
+        "/readyz" if draining.is_on() => (
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",
             "draining\n".to_owned(),
         ),
         "/readyz" => (StatusCode::OK, "text/plain", "ready\n".to_owned()),
-        _ => (StatusCode::OK, Metrics::CONTENT_TYPE, app.metrics.render()),
+        _ => (StatusCode::OK, Metrics::CONTENT_TYPE, metrics.render()),
     };
     let body = if method == Method::HEAD {
         Bytes::new()

@@ -31,7 +31,7 @@ async fn json(response: Response<Full<Bytes>>) -> Value {
 async fn a_panic_is_an_internal_envelope_with_the_request_id() {
     let service = ServiceBuilder::new()
         .layer(request_id::RequestIdLayer)
-        .layer(rescue::RescueLayer::new(app()))
+        .layer(rescue_layer(&app()))
         .service_fn(|_: Request<()>| async {
             panic!("secret panic text");
             #[allow(unreachable_code)]
@@ -56,7 +56,7 @@ async fn a_shed_request_is_a_503_with_retry_after() {
     // A service that is never ready stands for a full concurrency limit.
     let service = ServiceBuilder::new()
         .layer(request_id::RequestIdLayer)
-        .layer(rescue::RescueLayer::new(app()))
+        .layer(rescue_layer(&app()))
         .layer(LoadShedLayer::new())
         .layer(ConcurrencyLimitLayer::new(1))
         .service(tower::service_fn(|_: Request<()>| {
@@ -138,14 +138,67 @@ async fn health_routes_answer_head_like_get_and_other_methods_405_with_allow() {
     }
 }
 
+fn rescue_layer(app: &Arc<App>) -> rescue::RescueLayer {
+    rescue::RescueLayer::new(app.served.clone(), app.metrics.clone())
+}
+
+/// The body layer alone, with no app: what it holds is the limits. A declared length past the
+/// limit is refused before the body is read; a JSON body reaches the inner service parsed.
+#[tokio::test]
+async fn the_body_layer_alone_reads_within_its_limits() {
+    use crate::spi::Operation;
+    use crate::spi::routes::Matched;
+    let limits = crate::config::Limits {
+        body_max_bytes: 16,
+        ..crate::config::Limits::default()
+    };
+    let request = |body: &'static str, declared: usize| {
+        let mut request = Request::post("/x")
+            .header(http::header::CONTENT_LENGTH, declared)
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap();
+        request.extensions_mut().insert(Matched {
+            operation: Operation::UpdateCustomer,
+            template: "/customers/{customer_id}".into(),
+            param: None,
+        });
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        request
+            .extensions_mut()
+            .insert(deadline::Deadline(deadline));
+        request
+    };
+    let service = || {
+        ServiceBuilder::new()
+            .layer(body::BodyLayer::new(limits))
+            .service(tower::service_fn(|r: Request<()>| async move {
+                let body = r.extensions().get::<body::RequestBody>().cloned();
+                let text = body.and_then(|b| b.0).unwrap_or(Value::Null).to_string();
+                Ok::<_, ProxyError>(Response::new(Full::new(Bytes::from(text))))
+            }))
+    };
+    let refused = service().oneshot(request("{}", 1_000)).await.unwrap_err();
+    assert!(
+        matches!(&refused, ProxyError::Refused(r) if r.reason == crate::spi::Reason::BodyTooLarge),
+        "{refused:?}"
+    );
+    let passed = service().oneshot(request(r#"{"a":1}"#, 7)).await.unwrap();
+    let bytes = passed.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&bytes[..], br#"{"a":1}"#);
+}
+
 /// The route layer and everything outside it, over a unit body.
 fn stack_for_test(
     app: Arc<App>,
 ) -> impl Service<Request<()>, Response = Response<Full<Bytes>>, Error = Infallible> {
     ServiceBuilder::new()
         .layer(request_id::RequestIdLayer)
-        .layer(rescue::RescueLayer::new(app.clone()))
-        .layer(route::RouteLayer::new(app))
+        .layer(rescue_layer(&app))
+        .layer(route::RouteLayer::new(
+            app.served.clone(),
+            app.draining.clone(),
+            app.metrics.clone(),
+        ))
         .service(tower::service_fn(|_: Request<()>| async {
             Err::<Response<Full<Bytes>>, _>(ProxyError::internal())
         }))
