@@ -22,7 +22,7 @@ use crate::voyado::{Endpoint, Read, VoyadoError};
 pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Bytes, ProxyError> {
     let body = request.body()?;
     let plan = &market.plan;
-    let view = market.view(jiff::Timestamp::now());
+    let view = market.view(request.now);
     let key = plan.key_value(&market.contact_key, body, &view)?;
     if let Some(missing) = market
         .settings
@@ -32,7 +32,7 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Bytes, P
     {
         return Err(ProxyError::field(missing, "is required"));
     }
-    let now = jiff::Timestamp::now().to_string();
+    let now = request.now.to_string();
     let policy = WritePolicy {
         clearable: &[],
         ignored: &[],
@@ -59,13 +59,13 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Bytes, P
             if own && plan.is_approved(&contact) {
                 return Err(exists());
             }
-            return adopt(market, &id, &contact, body, &policy, !own).await;
+            return adopt(market, &id, &contact, body, &policy, !own, request.now).await;
         }
     }
     let store = request.store_id.as_deref();
     let source = &market.settings.source;
     let id = create(market, store, source, key_spec, &key, new_contact).await?;
-    fetch_card(market, &id).await
+    fetch_card(market, &id, request.now).await
 }
 
 fn exists() -> ProxyError {
@@ -89,12 +89,12 @@ async fn adopt(
     body: &Value,
     policy: &WritePolicy<'_>,
     promote: bool,
+    now: jiff::Timestamp,
 ) -> Result<Bytes, ProxyError> {
     let plan = &market.plan;
     let voyado = &market.voyado;
     let fail = upstream(market, CUSTOMER);
-    let changes =
-        plan.contact_changes(body, contact, policy, &market.view(jiff::Timestamp::now()))?;
+    let changes = plan.contact_changes(body, contact, policy, &market.view(now))?;
     let update = Value::Object(plan.voyado_body(changes));
     if update.as_object().is_some_and(|u| !u.is_empty()) {
         voyado
@@ -135,7 +135,7 @@ async fn adopt(
             .map_err(&fail)?;
         tracing::info!(customer_id = id, "unapproved contact approved");
     }
-    fetch_card(market, id).await
+    fetch_card(market, id, now).await
 }
 
 /// The body of a create: the POS fields as Voyado writes them, the market's `create_defaults`

@@ -17,12 +17,16 @@ use crate::spi::ProxyError;
 use crate::voyado::{Endpoint, Read, VoyadoError};
 
 pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Bytes, ProxyError> {
-    fetch_card(market, &request.customer_id()?).await
+    fetch_card(market, &request.customer_id()?, request.now).await
 }
 
 /// The card's bytes for a Voyado contact id (already a GUID): rendered before and still fresh,
 /// or rendered now and kept.
-pub(super) async fn fetch_card(market: &Market, id: &str) -> Result<Bytes, ProxyError> {
+pub(super) async fn fetch_card(
+    market: &Market,
+    id: &str,
+    now: jiff::Timestamp,
+) -> Result<Bytes, ProxyError> {
     let key = market
         .voyado
         .card_key(market.key.clone(), id, market.generation);
@@ -30,7 +34,7 @@ pub(super) async fn fetch_card(market: &Market, id: &str) -> Result<Bytes, Proxy
         return Ok(bytes);
     }
     let rendered_from = Instant::now();
-    let (card, fresh_until) = render_card(market, id).await?;
+    let (card, fresh_until) = render_card(market, id, now).await?;
     let card = Bytes::from(serde_json::to_vec(&card).unwrap_or_default());
     if fresh_until > Instant::now() {
         market
@@ -79,7 +83,11 @@ fn far_future() -> Instant {
 
 /// The full SPI customer for a Voyado contact id, mapped from Voyado's answers, and until when
 /// it may be kept: the earliest expiry of the answers it was made of.
-async fn render_card(market: &Market, id: &str) -> Result<(Value, Instant), ProxyError> {
+async fn render_card(
+    market: &Market,
+    id: &str,
+    now: jiff::Timestamp,
+) -> Result<(Value, Instant), ProxyError> {
     let needs = market.plan.card_needs();
     let voyado = &market.voyado;
     let segments = [id];
@@ -140,9 +148,7 @@ async fn render_card(market: &Market, id: &str) -> Result<(Value, Instant), Prox
         &market.settings,
         [contact, promotions, bonus_checks, points, status],
     );
-    let (customer, omitted) = market
-        .plan
-        .customer(&source, &market.view(jiff::Timestamp::now()));
+    let (customer, omitted) = market.plan.customer(&source, &market.view(now));
     if omitted > 0 {
         tracing::info!(
             omitted,

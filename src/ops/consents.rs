@@ -3,20 +3,20 @@
 
 use serde_json::{Map, Value};
 
-use super::upstream;
+use super::{OpRequest, upstream};
 use crate::mapping;
 use crate::market::Market;
 use crate::spi::ProxyError;
 use crate::voyado::Endpoint;
 
-pub(super) async fn run(market: &Market) -> Result<Value, ProxyError> {
+pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, ProxyError> {
     let definitions = market
         .voyado
         .get(Endpoint::Consents, &[], &[])
         .await
         .map_err(upstream(market, "consents"))?;
     let plan = &market.plan;
-    let view = market.view(jiff::Timestamp::now());
+    let view = market.view(request.now);
     let out = plan
         .list_items(&definitions)
         .iter()

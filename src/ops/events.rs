@@ -113,7 +113,7 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, P
                     tracing::error!("an order event for a market without Sitoo API credentials");
                     return Err(retry_later("this market has no Sitoo API credentials yet"));
                 };
-                export(market, sitoo, &order).await?
+                export(market, sitoo, &order, request.now).await?
             }
             Event::Other => EventResult::Skipped,
         };
@@ -140,6 +140,7 @@ async fn export(
     market: &Market,
     sitoo: &SitooClient,
     event: &OrderEvent,
+    now: jiff::Timestamp,
 ) -> Result<EventResult, ProxyError> {
     let order_id = event.order_id;
     if event.account_id != sitoo.account_id() {
@@ -204,7 +205,7 @@ async fn export(
         name_last: receipt::text(&order["namelast"]),
     };
     let store = extra("store-externalid");
-    let resolved = match resolve(market, &identity, store.as_deref(), derived.sells).await {
+    let resolved = match resolve(market, &identity, store.as_deref(), derived.sells, now).await {
         Ok(resolved) => resolved,
         Err(e) => return failed_or_retry(e, order_id),
     };
@@ -223,9 +224,7 @@ async fn export(
         &customer,
         resolved.contact_type.as_deref(),
     );
-    let receipt = market
-        .plan
-        .receipt(&source, &market.view(jiff::Timestamp::now()));
+    let receipt = market.plan.receipt(&source, &market.view(now));
     match market
         .voyado
         .send(Endpoint::Receipts, &[], &[], &[], Some(&receipt))

@@ -24,7 +24,7 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, P
         .lookup_key(key_type)
         .ok_or_else(|| ProxyError::field("key_type", "is not supported by lookup"))?;
     let value = market
-        .view(jiff::Timestamp::now())
+        .view(request.now)
         .normalize(spec.normalize, key)
         .map_err(|m| ProxyError::field("key", m))?;
     let person = match market
@@ -53,6 +53,6 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, P
     source.insert("key".into(), Value::Object(key_doc));
     Ok(json!([market.plan.person(
         &Value::Object(source),
-        &market.view(jiff::Timestamp::now())
+        &market.view(request.now)
     )]))
 }

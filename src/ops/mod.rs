@@ -36,6 +36,8 @@ pub struct OpRequest {
     pub customer_id: Option<(Arc<str>, String)>,
     /// The decoded `Store-ID` header: Voyado's `storeExternalId` on a create.
     pub store_id: Option<String>,
+    /// The request's one reading of the clock: every date the operation compares or writes.
+    pub now: jiff::Timestamp,
 }
 
 impl OpRequest {
@@ -101,7 +103,7 @@ pub async fn run(
         Operation::Transactions => transactions::run(&market, &request).await.map(json),
         Operation::Redeem => redeem::redeem(&market, &request).await.map(json),
         Operation::UndoRedeem => redeem::undo(&market, &request).await.map(json),
-        Operation::Consents => consents::run(&market).await.map(json),
+        Operation::Consents => consents::run(&market, &request).await.map(json),
         Operation::Lookup => lookup::run(&market, &request).await.map(json),
         Operation::Events => events::run(&market, &request).await.map(json),
         Operation::ResolveCustomer => resolve::run(&market, &request).await.map(json),

@@ -219,7 +219,7 @@ pub(super) async fn redeem(market: &Market, request: &OpRequest) -> Result<Value
 
     // Every item is checked before the first write.
     let plan = &market.plan;
-    let now = jiff::Timestamp::now();
+    let now = request.now;
     let refuse = |item: &Value, what: &str| -> Result<(), ProxyError> {
         if plan.item_redeemed(item) {
             Err(ProxyError::new(

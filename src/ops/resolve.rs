@@ -127,7 +127,8 @@ impl Identity {
 /// `POST /orders/customer`.
 pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, ProxyError> {
     let identity = Identity::from_body(request.body()?)?;
-    let resolved = resolve(market, &identity, request.store_id.as_deref(), true).await?;
+    let store = request.store_id.as_deref();
+    let resolved = resolve(market, &identity, store, true, request.now).await?;
     Ok(resolved.answer())
 }
 
@@ -138,22 +139,23 @@ pub(super) async fn resolve(
     identity: &Identity,
     store: Option<&str>,
     may_create: bool,
+    now: jiff::Timestamp,
 ) -> Result<Resolved, ProxyError> {
     if let Some(found) = by_contact_id(market, identity).await? {
         return Ok(Resolved::found(found, "customer_id"));
     }
     if let Some(number) = &identity.member_number
-        && let Some(found) = by_key(market, "member_number", number).await?
+        && let Some(found) = by_key(market, "member_number", number, now).await?
     {
         return Ok(Resolved::found(found, "member_number"));
     }
-    if let Some(found) = by_email_or_mobile(market, identity).await? {
+    if let Some(found) = by_email_or_mobile(market, identity, now).await? {
         return Ok(found);
     }
     if !(market.settings.order_customer_create && may_create) {
         return Ok(Resolved::none());
     }
-    create_customer(market, identity, store).await
+    create_customer(market, identity, store, now).await
 }
 
 /// A contact Voyado has: its id, and its type when known.
@@ -193,14 +195,16 @@ async fn by_contact_id(market: &Market, identity: &Identity) -> Result<Option<Fo
 /// The contact with this value of an SPI key (`email`, `mobile`, `member_number`), normalised
 /// as a search would be, among every type an order's customer may be. A value that cannot be
 /// one, or that several contacts of a type share, finds none.
-async fn by_key(market: &Market, key_type: &str, raw: &str) -> Result<Option<Found>, ProxyError> {
+async fn by_key(
+    market: &Market,
+    key_type: &str,
+    raw: &str,
+    now: jiff::Timestamp,
+) -> Result<Option<Found>, ProxyError> {
     let Some(spec) = market.plan.search_key(key_type) else {
         return Ok(None);
     };
-    let Ok(value) = market
-        .view(jiff::Timestamp::now())
-        .normalize(spec.normalize, raw)
-    else {
+    let Ok(value) = market.view(now).normalize(spec.normalize, raw) else {
         tracing::info!(key_type, "an order's customer key is unusable; skipped");
         return Ok(None);
     };
@@ -221,13 +225,14 @@ async fn by_key(market: &Market, key_type: &str, raw: &str) -> Result<Option<Fou
 async fn by_email_or_mobile(
     market: &Market,
     identity: &Identity,
+    now: jiff::Timestamp,
 ) -> Result<Option<Resolved>, ProxyError> {
     let email = match &identity.email {
-        Some(email) => by_key(market, "email", email).await?,
+        Some(email) => by_key(market, "email", email, now).await?,
         None => None,
     };
     let mobile = match &identity.mobile {
-        Some(mobile) => by_key(market, "mobile", mobile).await?,
+        Some(mobile) => by_key(market, "mobile", mobile, now).await?,
         None => None,
     };
     Ok(match (email, mobile) {
@@ -255,6 +260,7 @@ async fn create_customer(
     market: &Market,
     identity: &Identity,
     store: Option<&str>,
+    now: jiff::Timestamp,
 ) -> Result<Resolved, ProxyError> {
     let key_type = market.contact_key.as_str();
     let key = match key_type {
@@ -269,12 +275,12 @@ async fn create_customer(
         );
         return Ok(Resolved::none());
     };
-    let view = market.view(jiff::Timestamp::now());
+    let view = market.view(now);
     let Ok(normalised) = view.normalize(spec.normalize, key) else {
         return Ok(Resolved::none());
     };
     let _one_at_a_time = market.identities.lock(&normalised).await;
-    if let Some(found) = by_email_or_mobile(market, identity).await? {
+    if let Some(found) = by_email_or_mobile(market, identity, now).await? {
         return Ok(found);
     }
     let mut body = Map::new();
@@ -288,12 +294,12 @@ async fn create_customer(
             body.insert(field.to_owned(), Value::String(value.clone()));
         }
     }
-    let now = jiff::Timestamp::now().to_string();
+    let written_at = now.to_string();
     let policy = WritePolicy {
         clearable: &[],
         ignored: &[],
         source: SOURCE,
-        now: &now,
+        now: &written_at,
     };
     // An order's fields are not the cashier's form: one Voyado would refuse is left out.
     let body = Value::Object(body);
@@ -315,7 +321,7 @@ async fn create_customer(
         Ok(id) => id,
         // Another replica created it meanwhile: Voyado refused a second contact with the key.
         Err(e) if already_there(&e) => {
-            return match by_email_or_mobile(market, identity).await? {
+            return match by_email_or_mobile(market, identity, now).await? {
                 Some(found) => Ok(found),
                 None => Err(e),
             };

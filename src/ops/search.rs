@@ -23,14 +23,14 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Bytes, P
         ProxyError::field("key_type", &format!("must be one of {}", known.join(", ")))
     })?;
     let value = market
-        .view(jiff::Timestamp::now())
+        .view(request.now)
         .normalize(spec.normalize, key)
         .map_err(|m| ProxyError::field("key", m))?;
     let types = &market.settings.search_contact_types;
     match find_contact(market, spec, &value, types, Read::Cached).await? {
         Some(id) => {
             // `[card]`, around the card's bytes as they are.
-            let card = fetch_card(market, &id).await?;
+            let card = fetch_card(market, &id, request.now).await?;
             let mut list = BytesMut::with_capacity(card.len() + 2);
             list.extend_from_slice(b"[");
             list.extend_from_slice(&card);

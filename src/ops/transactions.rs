@@ -33,7 +33,7 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, P
     let mut items: Vec<&Value> = plan.transaction_items(&list).iter().collect();
     items.sort_by_key(|item| std::cmp::Reverse(plan.transaction_time(item)));
     items.truncate(limit as usize);
-    let view = market.view(jiff::Timestamp::now());
+    let view = market.view(request.now);
     let out = items
         .into_iter()
         .map(|item| {

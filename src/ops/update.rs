@@ -18,8 +18,8 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Bytes, P
     let id = request.customer_id()?;
     let body = request.body()?;
     let plan = &market.plan;
-    let view = market.view(jiff::Timestamp::now());
-    let now = jiff::Timestamp::now().to_string();
+    let view = market.view(request.now);
+    let now = request.now.to_string();
     let policy = WritePolicy {
         clearable: &market.settings.clearable_fields,
         ignored: &market.settings.read_only_fields,
@@ -43,5 +43,5 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Bytes, P
             .await
             .map_err(upstream(market, CUSTOMER))?;
     }
-    fetch_card(market, &id).await
+    fetch_card(market, &id, request.now).await
 }

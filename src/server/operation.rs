@@ -89,6 +89,7 @@ impl Service<Request<()>> for RunOperation {
             body: body.0,
             customer_id: matched.param,
             store_id: context.store_id.clone(),
+            now: jiff::Timestamp::now(),
         };
         let metrics = market.metrics.clone();
         let work = voyado::within_request(
