@@ -126,6 +126,17 @@ pub fn run(
             let order_id = order["orderid"]
                 .as_u64()
                 .ok_or("the order has no orderid (a whole number)")?;
+            // The state first, as the proxy looks at it: an order it would not book is said so
+            // before anything else.
+            let state = match OrderState::of(&order) {
+                OrderState::Unknown => {
+                    return Err(
+                        "the order has no state Sitoo documents (orderstateid): the proxy would count it failed, never booked"
+                            .into(),
+                    );
+                }
+                state => state,
+            };
             let derived = receipt::derive(
                 &order,
                 &receipt::Context {
@@ -135,15 +146,19 @@ pub fn run(
                     currency: &settings.currency,
                 },
             )
-            .map_err(|e| format!("refused for good, never sent to Voyado: {e}"))?;
+            .map_err(|e| match state {
+                OrderState::Closed => format!("refused for good, never sent to Voyado: {e}"),
+                _ => format!(
+                    "the order is {state:?} in Sitoo (not booked), and as it stands could not be: {e}"
+                ),
+            })?;
             let mut notes = vec![format!(
                 "the receipt (POST /api/v2/receipts); contact.matchKey is {CONTACT_PLACEHOLDER}"
             )];
-            match OrderState::of(&order) {
-                OrderState::Closed => {}
-                state => notes.push(format!(
+            if state != OrderState::Closed {
+                notes.push(format!(
                     "the order is {state:?} in Sitoo (orderstateid): the proxy books only closed orders"
-                )),
+                ));
             }
             if !derived.bonus_check_ids.is_empty() {
                 notes.push(format!(

@@ -619,6 +619,15 @@ fn map_prints_the_receipt_of_a_refund_and_refuses_a_weighed_row() {
         receipt["items"][0]["grossPaidPrice"],
         serde_json::json!(200)
     );
+    // An open order is shown with what the proxy would do with it: nothing yet.
+    let open = order(1008);
+    let out = run_map(&config, &["--order", open.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the order is Open in Sitoo"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let weighed = order(1010);
     let out = run_map(&config, &["--order", weighed.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));

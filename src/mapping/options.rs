@@ -176,9 +176,8 @@ impl OptionRule {
         let mut out = Vec::with_capacity(values.len());
         for (j, value) in values.iter().enumerate() {
             let here = format!("{field}[{j}]");
-            let spi = value
-                .as_str()
-                .ok_or_else(|| FieldError::new(&here, "must be a string"))?;
+            // A string: `check_shape` has seen every value.
+            let spi = value.as_str().unwrap_or_default();
             let voyado = self
                 .values
                 .to_voyado(spi.trim())
@@ -258,18 +257,21 @@ pub(crate) fn changes(
     policy: &WritePolicy<'_>,
     changes: &mut Map<String, Value>,
 ) -> Result<(), FieldError> {
-    if let Some(options) = body.get(FIELD) {
-        check_shape(options)?;
-    }
-    if rules.is_empty() || policy.ignored.iter().any(|f| f == FIELD) {
+    // A read-only field is skipped unseen, like every other read-only field.
+    if policy.ignored.iter().any(|f| f == FIELD) {
         return Ok(());
     }
-    let wishes: Vec<(&OptionRule, Vec<&str>)> = match body.get(FIELD) {
-        None => return Ok(()),
-        Some(Value::String(s)) if s.trim().is_empty() => return Ok(()),
-        Some(Value::Null) => rules.iter().map(|r| (r, Vec::new())).collect(),
-        Some(Value::Array(items)) => wishes(rules, items)?,
-        Some(_) => return Err(FieldError::new(FIELD, "must be a list")),
+    let Some(options) = body.get(FIELD) else {
+        return Ok(());
+    };
+    let shape = check_shape(options)?;
+    if rules.is_empty() {
+        return Ok(());
+    }
+    let wishes: Vec<(&OptionRule, Vec<&str>)> = match shape {
+        Shape::Blank => return Ok(()),
+        Shape::ClearAll => rules.iter().map(|r| (r, Vec::new())).collect(),
+        Shape::Items(items) => wishes(rules, items)?,
     };
     let clearable = policy.clearable.iter().any(|f| f == FIELD);
     for (rule, wanted) in wishes {
@@ -281,13 +283,23 @@ pub(crate) fn changes(
     Ok(())
 }
 
+/// What the field asks, once its shape is known good.
+enum Shape<'a> {
+    /// `""`: nothing.
+    Blank,
+    /// `null`: every option cleared.
+    ClearAll,
+    /// Items of the document's shape.
+    Items(&'a [Value]),
+}
+
 /// The field is a list (or `null`, or blank) and every item `{"id": string, "enum_values"?:
 /// [string] | null}` as the SPI document says, even one whose option this profile does not map
 /// (its values are not checked against a table).
-fn check_shape(options: &Value) -> Result<(), FieldError> {
+fn check_shape(options: &Value) -> Result<Shape<'_>, FieldError> {
     let items = match options {
-        Value::Null => return Ok(()),
-        Value::String(s) if s.trim().is_empty() => return Ok(()),
+        Value::Null => return Ok(Shape::ClearAll),
+        Value::String(s) if s.trim().is_empty() => return Ok(Shape::Blank),
         Value::Array(items) => items,
         _ => return Err(FieldError::new(FIELD, "must be a list")),
     };
@@ -318,11 +330,11 @@ fn check_shape(options: &Value) -> Result<(), FieldError> {
             }
         }
     }
-    Ok(())
+    Ok(Shape::Items(items))
 }
 
-/// What each item asks of its option: the wanted Voyado values (empty to clear). Items whose id
-/// has no rule, and items without `enum_values`, ask nothing.
+/// What each item (already of the document's shape) asks of its option: the wanted Voyado values
+/// (empty to clear). Items whose id has no rule, and items without `enum_values`, ask nothing.
 fn wishes<'a>(
     rules: &'a [OptionRule],
     items: &[Value],
@@ -330,13 +342,7 @@ fn wishes<'a>(
     let mut wishes: Vec<(&OptionRule, Vec<&str>)> = Vec::new();
     for (i, item) in items.iter().enumerate() {
         let at = format!("{FIELD}[{i}]");
-        let item = item
-            .as_object()
-            .ok_or_else(|| FieldError::new(&at, "must be an object"))?;
-        let id = item
-            .get(ID)
-            .and_then(Value::as_str)
-            .ok_or_else(|| FieldError::new(&format!("{at}.{ID}"), "must be a string"))?;
+        let id = item[ID].as_str().unwrap_or_default();
         let Some(rule) = rules.iter().find(|r| r.id == id) else {
             continue;
         };
@@ -347,16 +353,10 @@ fn wishes<'a>(
             ));
         }
         let wanted = match item.get(VALUES) {
-            None => continue,
-            Some(Value::String(s)) if s.trim().is_empty() => continue,
             Some(Value::Null) => Vec::new(),
             Some(Value::Array(values)) => rule.wanted(values, &at)?,
-            Some(_) => {
-                return Err(FieldError::new(
-                    &format!("{at}.{VALUES}"),
-                    "must be a list of strings",
-                ));
-            }
+            // Absent or blank (the shape allows nothing else): this option is unchanged.
+            _ => continue,
         };
         wishes.push((rule, wanted));
     }
@@ -620,7 +620,7 @@ mod tests {
             // field's, once they have the document's shape.
             let default = default_plan();
             let expected = match super::check_shape(&options) {
-                Ok(()) => Ok(json!({})),
+                Ok(_) => Ok(json!({})),
                 Err(_) => Err(field.to_owned()),
             };
             assert_eq!(

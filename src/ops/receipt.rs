@@ -44,10 +44,12 @@ pub enum Unbookable {
         "orderitems[{row}].quantity {quantity} is not a whole number: Voyado books whole units"
     )]
     FractionalQuantity { row: usize, quantity: String },
-    #[error("orderitems[{row}].quantity is missing, zero or not a number")]
+    #[error("orderitems[{row}].quantity is missing, zero, past Voyado's range or not a number")]
     NoQuantity { row: usize },
     #[error("orderitems[{row}]: the quantity and the amounts have opposite signs")]
     SignsDisagree { row: usize },
+    #[error("the order has no rows")]
+    NoRows,
     #[error("{field} is missing or not an amount")]
     NoAmount { field: String },
     #[error("orderdate is missing or not a time")]
@@ -96,8 +98,13 @@ pub fn derive(order: &Value, at: &Context<'_>) -> Result<Derived, Unbookable> {
         promotions.extend(extra("crm-promotionid"));
         let facts = row_facts(row, item)?;
         let returned = facts["direction"] == "return";
-        (sells, returns) = (sells || !returned, returns || returned);
+        // A free bag or gift beside a refund does not make the order a sale.
+        let sold = !returned && facts["gross"] != json!(0);
+        (sells, returns) = (sells || sold, returns || returned);
         items.push(facts);
+    }
+    if items.is_empty() {
+        return Err(Unbookable::NoRows);
     }
     let total = amount(&order["moneytotal_gross_all"], "moneytotal_gross_all")?;
     let mut paid = Decimal::ZERO;
@@ -192,7 +199,8 @@ fn row_facts(row: usize, item: &Value) -> Result<Value, Unbookable> {
             quantity: quantity.normalize().to_string(),
         });
     }
-    let units: i64 = quantity
+    // Voyado's quantity is a 32-bit integer.
+    let units: i32 = quantity
         .try_into()
         .ok()
         .filter(|u| *u != 0)
@@ -200,6 +208,7 @@ fn row_facts(row: usize, item: &Value) -> Result<Value, Unbookable> {
     let field = |name: &str| format!("orderitems[{row}].{name}");
     let net = amount(&item["moneyitemtotal_net"], &field("moneyitemtotal_net"))?;
     let tax = amount(&item["moneyitemtotal_vat"], &field("moneyitemtotal_vat"))?;
+    let tax_percent = amount(&item["vatvalue"], &field("vatvalue"))?;
     let discount = match &item["moneydiscount"] {
         Value::Null => Decimal::ZERO,
         given => amount(given, &field("moneydiscount"))?,
@@ -231,7 +240,7 @@ fn row_facts(row: usize, item: &Value) -> Result<Value, Unbookable> {
         "quantity": units,
         "gross": number(gross.abs()),
         "tax": number(tax.abs()),
-        "tax_percent": item["vatvalue"],
+        "tax_percent": number(tax_percent),
         "discounts": discounts,
     }))
 }
@@ -299,7 +308,13 @@ mod tests {
         (jiff::tz::TimeZone::UTC, 1500)
     }
 
-    fn order(rows: Value, total: &str, payments: Value) -> Value {
+    /// An order with these rows (each given a VAT rate unless it has one), total and payments.
+    fn order(mut rows: Value, total: &str, payments: Value) -> Value {
+        for row in rows.as_array_mut().into_iter().flatten() {
+            if let Some(row) = row.as_object_mut() {
+                row.entry("vatvalue").or_insert(json!(25));
+            }
+        }
         json!({"orderid": 9, "eshopid": 1, "orderdate": 1_795_001_001, "orderstateid": 10,
                "currencycode": "SEK", "moneytotal_gross_all": total,
                "additionaldata": {"store-externalid": "200"},
@@ -392,6 +407,19 @@ mod tests {
             Unbookable::NoQuantity { row: 0 }
         );
         assert_eq!(
+            refused(json!([row(json!("3000000000"), "1.00")])),
+            Unbookable::NoQuantity { row: 0 }
+        );
+        assert_eq!(
+            refused(
+                json!([{"quantity": 1, "moneyitemtotal_net": "1", "moneyitemtotal_vat": "0",
+                            "vatvalue": "x"}])
+            )
+            .to_string(),
+            "orderitems[0].vatvalue is missing or not an amount"
+        );
+        assert_eq!(refused(json!([])), Unbookable::NoRows);
+        assert_eq!(
             refused(
                 json!([{"quantity": 1, "moneyitemtotal_net": "abc", "moneyitemtotal_vat": "0"}])
             )
@@ -443,6 +471,20 @@ mod tests {
             refused(order(overflowing, "1", card("1"))),
             Unbookable::NoAmount { .. }
         ));
+        // A free row beside a refund does not make it a sale (no contact is created for it).
+        let refund_with_bag = json!([
+            {"quantity": -1, "moneyitemtotal_net": "-80.00", "moneyitemtotal_vat": "-20.00"},
+            {"quantity": 1, "moneyitemtotal_net": "0.00", "moneyitemtotal_vat": "0.00"}]);
+        assert!(
+            !derived(&order(refund_with_bag, "-100.00", card("-100.00")))
+                .unwrap()
+                .sells
+        );
+        assert!(
+            derived(&order(sale.clone(), "100.00", card("100.00")))
+                .unwrap()
+                .sells
+        );
         // A web order without a store of its own is booked on its site.
         let mut web = order(sale, "100.00", card("100.00"));
         web["additionaldata"] = json!({});
