@@ -33,6 +33,7 @@ use path::{Path, Scope};
 use profile::{InFile, ProfileSpec};
 use rules::{Compiler, Group, Omitted, Rule, RuleSpec, check_overlap, target};
 
+pub(crate) use codec::decimal;
 pub use contact::{FieldError, WritePolicy};
 pub use diagnostic::{Diagnostic, MappingError};
 

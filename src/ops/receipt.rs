@@ -11,7 +11,7 @@
 use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};
 
-use crate::mapping;
+use crate::mapping::{self, decimal};
 
 /// Sitoo's `orderstateid` (REST API v2, "Orders").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,15 +272,6 @@ pub fn text(value: &Value) -> Option<String> {
     match value {
         Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
         Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-/// A Sitoo decimal: a string (`"2.000"`, Sitoo's own form) or a JSON number.
-fn decimal(value: &Value) -> Option<Decimal> {
-    match value {
-        Value::String(s) => s.trim().parse().ok(),
-        Value::Number(n) => n.to_string().parse().ok(),
         _ => None,
     }
 }
