@@ -25,6 +25,7 @@ use crate::config::{
 use crate::limiter::{Budget, KeyLimiter};
 use crate::mapping::Plan;
 use crate::market::{Draining, Market, Served, ServedSet};
+use crate::ops::Cards;
 use crate::sitoo::SitooClient;
 use crate::spi::ErrorTable;
 use crate::spi::routes::RouteTable;
@@ -237,6 +238,9 @@ pub struct App {
     /// Compared against when the tenant or market is unknown, so timing reveals nothing.
     pub decoy_key: CrmKeyDigest,
     pub draining: Arc<Draining>,
+    /// The rendered cards of every market, kept across reloads (the plan's generation is in
+    /// their key).
+    pub cards: Cards,
 }
 
 impl App {
@@ -323,11 +327,12 @@ impl App {
             generation: AtomicU64::new(0),
             reloading: tokio::sync::Mutex::new(()),
             limits,
-            metrics,
+            metrics: metrics.clone(),
             writes: TaskTracker::new(),
             write_slots: Arc::new(tokio::sync::Semaphore::new(limits.max_in_flight)),
             decoy_key: CrmKeyDigest::of(&uuid::Uuid::new_v4().to_string()),
             draining: Arc::default(),
+            cards: Cards::new(config.cache.max_bytes, caches, metrics.clone()),
         })
     }
 

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value, json};
 
 use super::card::fetch_card;
+use super::cards::Cards;
 use super::search::find_contact;
 use super::{CUSTOMER, OpRequest, upstream};
 use crate::config::MarketConfig;
@@ -19,7 +20,11 @@ use crate::market::Market;
 use crate::spi::{ProxyError, Reason};
 use crate::voyado::{Endpoint, Read, VoyadoError};
 
-pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Bytes, ProxyError> {
+pub(super) async fn run(
+    market: &Market,
+    cards: &Cards,
+    request: &OpRequest,
+) -> Result<Bytes, ProxyError> {
     let body = request.body()?;
     let plan = &market.plan;
     let view = market.view(request.now);
@@ -59,13 +64,14 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Bytes, P
             if own && plan.is_approved(&contact) {
                 return Err(exists());
             }
-            return adopt(market, &id, &contact, body, &policy, !own, request.now).await;
+            adopt(market, &id, &contact, body, &policy, !own, request.now).await?;
+            return fetch_card(market, cards, &id, request.now).await;
         }
     }
     let store = request.store_id.as_deref();
     let source = &market.settings.source;
     let id = create(market, store, source, key_spec, &key, new_contact).await?;
-    fetch_card(market, &id, request.now).await
+    fetch_card(market, cards, &id, request.now).await
 }
 
 fn exists() -> ProxyError {
@@ -90,7 +96,7 @@ async fn adopt(
     policy: &WritePolicy<'_>,
     promote: bool,
     now: jiff::Timestamp,
-) -> Result<Bytes, ProxyError> {
+) -> Result<(), ProxyError> {
     let plan = &market.plan;
     let voyado = &market.voyado;
     let fail = upstream(market, CUSTOMER);
@@ -135,7 +141,7 @@ async fn adopt(
             .map_err(&fail)?;
         tracing::info!(customer_id = id, "unapproved contact approved");
     }
-    fetch_card(market, id, now).await
+    Ok(())
 }
 
 /// The body of a create: the POS fields as Voyado writes them, the market's `create_defaults`

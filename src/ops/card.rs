@@ -3,12 +3,13 @@
 //! Two Voyado rounds: the contact, promotions, available bonus checks and point accounts (every
 //! page of each paged list) together; then the member status by the contact's member number. Only the calls the mapping reads are made.
 //! The rendered card is kept (as bytes) for as long as the shortest-lived answer in it, so a warm
-//! card costs no Voyado call and no JSON work; a write to the contact drops it.
+//! card costs no Voyado call and no JSON work; a write to the contact drops it (`cards.rs`).
 
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use tokio::time::Instant;
 
+use super::cards::{CardKey, Cards};
 use super::{CUSTOMER, OpRequest, upstream};
 use crate::config::MarketConfig;
 use crate::mapping;
@@ -16,30 +17,32 @@ use crate::market::Market;
 use crate::spi::ProxyError;
 use crate::voyado::{Endpoint, Read, VoyadoError};
 
-pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Bytes, ProxyError> {
-    fetch_card(market, &request.customer_id()?, request.now).await
+pub(super) async fn run(
+    market: &Market,
+    cards: &Cards,
+    request: &OpRequest,
+) -> Result<Bytes, ProxyError> {
+    fetch_card(market, cards, &request.customer_id()?, request.now).await
 }
 
 /// The card's bytes for a Voyado contact id (already a GUID): rendered before and still fresh,
 /// or rendered now and kept.
 pub(super) async fn fetch_card(
     market: &Market,
+    cards: &Cards,
     id: &str,
     now: jiff::Timestamp,
 ) -> Result<Bytes, ProxyError> {
-    let key = market
-        .voyado
-        .card_key(market.key.clone(), id, market.generation);
-    if let Some(bytes) = market.voyado.cached_card(&key).await {
+    let key = CardKey::new(&market.voyado, market.key.clone(), id, market.generation);
+    if let Some(bytes) = cards.get(&key).await {
         return Ok(bytes);
     }
     let rendered_from = Instant::now();
     let (card, fresh_until) = render_card(market, id, now).await?;
     let card = Bytes::from(serde_json::to_vec(&card).unwrap_or_default());
     if fresh_until > Instant::now() {
-        market
-            .voyado
-            .keep_card(key, card.clone(), fresh_until, rendered_from)
+        cards
+            .keep(key, card.clone(), fresh_until, rendered_from)
             .await;
     }
     Ok(card)

@@ -4,6 +4,7 @@
 
 mod add;
 mod card;
+mod cards;
 mod consents;
 mod events;
 mod lookup;
@@ -16,6 +17,7 @@ mod update;
 
 pub use add::create_body;
 pub use card::card_source;
+pub use cards::Cards;
 
 use std::sync::Arc;
 
@@ -92,14 +94,15 @@ impl OpRequest {
 pub async fn run(
     operation: Operation,
     market: Arc<Market>,
+    cards: Cards,
     request: OpRequest,
 ) -> Result<Bytes, ProxyError> {
     let json = |value: Value| Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
     match operation {
-        Operation::Search => search::run(&market, &request).await,
-        Operation::AddCustomer => add::run(&market, &request).await,
-        Operation::GetCustomer => card::run(&market, &request).await,
-        Operation::UpdateCustomer => update::run(&market, &request).await,
+        Operation::Search => search::run(&market, &cards, &request).await,
+        Operation::AddCustomer => add::run(&market, &cards, &request).await,
+        Operation::GetCustomer => card::run(&market, &cards, &request).await,
+        Operation::UpdateCustomer => update::run(&market, &cards, &request).await,
         Operation::Transactions => transactions::run(&market, &request).await.map(json),
         Operation::Redeem => redeem::redeem(&market, &request).await.map(json),
         Operation::UndoRedeem => redeem::undo(&market, &request).await.map(json),

@@ -7,6 +7,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::card::fetch_card;
+use super::cards::Cards;
 use super::{CUSTOMER, OpRequest, upstream};
 use crate::config::MemberNumberLookup;
 use crate::keys;
@@ -15,7 +16,11 @@ use crate::market::Market;
 use crate::spi::ProxyError;
 use crate::voyado::{Endpoint, Read, VoyadoError};
 
-pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Bytes, ProxyError> {
+pub(super) async fn run(
+    market: &Market,
+    cards: &Cards,
+    request: &OpRequest,
+) -> Result<Bytes, ProxyError> {
     let key_type = request.required_param("key_type")?;
     let key = request.required_param("key")?;
     let spec = market.plan.search_key(key_type).ok_or_else(|| {
@@ -30,7 +35,7 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Bytes, P
     match find_contact(market, spec, &value, types, Read::Cached).await? {
         Some(id) => {
             // `[card]`, around the card's bytes as they are.
-            let card = fetch_card(market, &id, request.now).await?;
+            let card = fetch_card(market, cards, &id, request.now).await?;
             let mut list = BytesMut::with_capacity(card.len() + 2);
             list.extend_from_slice(b"[");
             list.extend_from_slice(&card);

@@ -8,13 +8,18 @@ use bytes::Bytes;
 use serde_json::Value;
 
 use super::card::fetch_card;
+use super::cards::Cards;
 use super::{CUSTOMER, OpRequest, upstream};
 use crate::mapping::WritePolicy;
 use crate::market::Market;
 use crate::spi::ProxyError;
 use crate::voyado::Endpoint;
 
-pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Bytes, ProxyError> {
+pub(super) async fn run(
+    market: &Market,
+    cards: &Cards,
+    request: &OpRequest,
+) -> Result<Bytes, ProxyError> {
     let id = request.customer_id()?;
     let body = request.body()?;
     let plan = &market.plan;
@@ -43,5 +48,5 @@ pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Bytes, P
             .await
             .map_err(upstream(market, CUSTOMER))?;
     }
-    fetch_card(market, &id, request.now).await
+    fetch_card(market, cards, &id, request.now).await
 }

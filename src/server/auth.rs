@@ -1,5 +1,5 @@
-//! Market and authentication: the path's tenant and market select a configured market, whose CRM
-//! API keys are checked against the Basic-auth password (any user name) in constant time. An
+//! Market and authentication: the path's tenant and market (routing's [`Routed`]) select a
+//! market of the set the request is served with, whose CRM API keys are checked against the Basic-auth password (any user name) in constant time. An
 //! unknown tenant or market answers exactly like a wrong key — same body, same work — and only the
 //! log says which it was.
 
@@ -7,29 +7,28 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, Response, header};
+use http::{HeaderMap, Response, header};
 use http_body_util::Full;
 use subtle::{Choice, ConstantTimeEq};
 use tower::{Layer, Service};
 
 use super::BoxFuture;
 use super::context::RequestContext;
-use super::route::PathScope;
+use super::handoff::{Authenticated, Routed};
 use crate::config::CrmKeyDigest;
-use crate::market::{Market, Served, ServedSet};
+use crate::market::Market;
 use crate::spi::{ProxyError, Reason};
 
-/// What authentication reads: the served set (when routing has not handed one over) and the
-/// decoy key compared against for an unknown tenant or market.
+/// What authentication holds: the decoy key compared against for an unknown tenant or market.
+/// The markets themselves come with the request, in the set routing took.
 #[derive(Clone)]
 pub struct AuthLayer {
-    served: Arc<ServedSet>,
     decoy_key: CrmKeyDigest,
 }
 
 impl AuthLayer {
-    pub fn new(served: Arc<ServedSet>, decoy_key: CrmKeyDigest) -> AuthLayer {
-        AuthLayer { served, decoy_key }
+    pub fn new(decoy_key: CrmKeyDigest) -> AuthLayer {
+        AuthLayer { decoy_key }
     }
 }
 
@@ -44,16 +43,19 @@ impl<S> Layer<S> for AuthLayer {
     }
 }
 
-/// The authenticating service: the request goes on with its `Arc<Market>`, or is refused `401`.
+/// The authenticating service: the request goes on as [`Authenticated`], with its market, or is
+/// refused `401`.
 #[derive(Clone)]
 pub struct Auth<S> {
     inner: S,
     layer: AuthLayer,
 }
 
-impl<S, B> Service<Request<B>> for Auth<S>
+impl<S, B> Service<Routed<B>> for Auth<S>
 where
-    S: Service<Request<B>, Response = Response<Full<Bytes>>, Error = ProxyError> + Send + 'static,
+    S: Service<Authenticated<B>, Response = Response<Full<Bytes>>, Error = ProxyError>
+        + Send
+        + 'static,
     S::Future: Send,
     B: Send + 'static,
 {
@@ -65,17 +67,15 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let served = request
-            .extensions()
-            .get::<Arc<Served>>()
-            .cloned()
-            .unwrap_or_else(|| self.layer.served.current());
-        let found = request
-            .extensions()
-            .get::<PathScope>()
-            .and_then(|scope| served.market(&scope.tenant, &scope.market))
-            .cloned();
+    fn call(&mut self, routed: Routed<B>) -> Self::Future {
+        let Routed {
+            request,
+            tenant,
+            market: market_id,
+            served,
+            route,
+        } = routed;
+        let found = served.market(&tenant, &market_id).cloned();
         match authenticate(&self.layer.decoy_key, found.as_ref(), request.headers()) {
             Ok(market) => {
                 // Path segments are the caller's text: only a configured tenant and market are
@@ -87,8 +87,11 @@ where
                 span.record("store_id", context.store_id.as_deref());
                 span.record("register_id", context.register_id.as_deref());
                 context.set_market(market.clone());
-                request.extensions_mut().insert(market);
-                Box::pin(self.inner.call(request))
+                Box::pin(self.inner.call(Authenticated {
+                    request,
+                    market,
+                    route,
+                }))
             }
             Err(e) => Box::pin(async move { Err(e) }),
         }

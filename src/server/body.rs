@@ -3,27 +3,22 @@
 //! A body still arriving at the deadline is `408 body_timeout` and the connection is closed:
 //! a client that trickles its body holds nothing and reaches no Voyado call. A declared
 //! `Content-Length` over the limit is answered at once (what the client still sends is drained by
-//! `linger.rs`, so it sees the `400 body_too_large`, not a broken pipe). The parsed JSON goes into the request's extensions for the operation, which gets the
-//! request without its body.
+//! `linger.rs`, so it sees the `400 body_too_large`, not a broken pipe). The operation gets the
+//! parsed JSON in place of the body: `Admitted<B>` in, `Admitted<Option<Value>>` out.
 
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Request, Response, header};
+use http::{Response, header};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use serde_json::Value;
 use tokio::time::Instant;
 use tower::{BoxError, Layer, Service};
 
 use super::BoxFuture;
-use super::deadline::Deadline;
+use super::handoff::Admitted;
 use crate::config::Limits;
-use crate::spi::routes::Matched;
 use crate::spi::{ProxyError, Reason};
-
-/// The parsed JSON body, `None` when the operation takes none or an optional one was empty.
-#[derive(Debug, Clone, Default)]
-pub struct RequestBody(pub Option<Value>);
 
 /// What the body reader reads: the limits (size, drain).
 #[derive(Clone)]
@@ -48,17 +43,17 @@ impl<S> Layer<S> for BodyLayer {
     }
 }
 
-/// The body-reading service: the inner service gets the request without its body, the parsed
-/// JSON in a [`RequestBody`] extension.
+/// The body-reading service: the inner service gets the parsed JSON as the body, `None` when the
+/// operation takes none or an optional one was empty.
 #[derive(Clone)]
 pub struct ReadBody<S> {
     inner: S,
     limits: Limits,
 }
 
-impl<S, B> Service<Request<B>> for ReadBody<S>
+impl<S, B> Service<Admitted<B>> for ReadBody<S>
 where
-    S: Service<Request<()>, Response = Response<Full<Bytes>>, Error = ProxyError>
+    S: Service<Admitted<Option<Value>>, Response = Response<Full<Bytes>>, Error = ProxyError>
         + Clone
         + Send
         + 'static,
@@ -75,21 +70,19 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        let operation = request.extensions().get::<Matched>().map(|m| m.operation);
-        let deadline = request.extensions().get::<Deadline>().copied();
-        let (Some(operation), Some(Deadline(deadline))) = (operation, deadline) else {
-            return Box::pin(async { Err(ProxyError::internal()) });
-        };
+    fn call(&mut self, admitted: Admitted<B>) -> Self::Future {
+        let operation = admitted.route.operation;
         if !operation.takes_body() {
-            return Box::pin(self.inner.call(request.map(drop)));
+            // Dropped unread, the body drains itself (see `linger.rs`).
+            let (admitted, _) = admitted.take_body();
+            return Box::pin(self.inner.call(admitted.with_body(None)));
         }
         let limits = self.limits;
         // The inner service is stateless: a clone serves this request once the body is in.
         let mut inner = self.inner.clone();
         Box::pin(async move {
-            let (mut parts, body) = request.into_parts();
-            let declared = parts
+            let declared = admitted
+                .head
                 .headers
                 .get(header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
@@ -98,10 +91,11 @@ where
             if declared.is_some_and(|n| n > limits.body_max_bytes as u64) {
                 return Err(too_large(limits.body_max_bytes));
             }
+            let deadline = admitted.deadline;
+            let (admitted, body) = admitted.take_body();
             let bytes = read(body, &limits, deadline).await?;
             let value = parse(&bytes, operation.body_optional())?;
-            parts.extensions.insert(RequestBody(value));
-            inner.call(Request::from_parts(parts, ())).await
+            inner.call(admitted.with_body(value)).await
         })
     }
 }

@@ -1,12 +1,16 @@
 //! What the layers learn about one request as it travels inwards — its id, the operation, the
 //! market — kept where the outer layers (trace, rescue) can read it on the way back out.
 //!
-//! The request-id layer puts an `Arc<RequestContext>` into the request's extensions; each inner
-//! layer fills in what it finds once.
+//! The request-id layer puts an `Arc<RequestContext>` into the request's extensions — the one
+//! extension the stack uses (what the inner layers hand each other is typed, `handoff.rs`) —
+//! and routing and authentication fill in the operation and the market once, for the trace
+//! and the rescue to read on the way out. The clock is read here, once per request: `started`
+//! (tokio's, for the deadline and the latency) and `now` (the wall clock, for every date the
+//! operation compares or writes).
 
 use std::sync::{Arc, OnceLock};
 
-use http::{HeaderMap, Request};
+use http::{Extensions, HeaderMap, Request};
 use tokio::time::Instant;
 
 use crate::market::Market;
@@ -16,6 +20,7 @@ pub struct RequestContext {
     /// Whether the id is the client's own (only then may a repeat be answered from memory).
     pub client_sent_id: bool,
     pub started: Instant,
+    pub now: jiff::Timestamp,
     /// The decoded `Store-ID`: tracing and Voyado's `storeExternalId` on a create.
     pub store_id: Option<String>,
     pub register_id: Option<String>,
@@ -31,6 +36,7 @@ impl RequestContext {
             request_id,
             client_sent_id: false,
             started: Instant::now(),
+            now: jiff::Timestamp::now(),
             store_id: header_text(headers, "store-id"),
             register_id: header_text(headers, "register-id"),
             trace: crate::voyado::TraceContext::from_headers(headers),
@@ -67,16 +73,15 @@ impl RequestContext {
     /// The context the request-id layer attached. Inner layers always run behind it; a request
     /// without one (a test calling an inner layer alone) gets a fresh context.
     pub fn of<B>(request: &Request<B>) -> Arc<RequestContext> {
-        request
-            .extensions()
+        RequestContext::in_head(request.extensions(), request.headers())
+    }
+
+    /// [`RequestContext::of`] for a request taken apart.
+    pub fn in_head(extensions: &Extensions, headers: &HeaderMap) -> Arc<RequestContext> {
+        extensions
             .get::<Arc<RequestContext>>()
             .cloned()
-            .unwrap_or_else(|| {
-                Arc::new(RequestContext::new(
-                    super::request_id::fresh(),
-                    request.headers(),
-                ))
-            })
+            .unwrap_or_else(|| Arc::new(RequestContext::new(super::request_id::fresh(), headers)))
     }
 }
 

@@ -2,29 +2,24 @@
 //! body and the operation both happen inside it. Past it the waiting stops with `504`; a write
 //! sequence runs in its own task and is never cut (see `operation.rs`).
 
-use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::Response;
 use http_body_util::Full;
-use tokio::time::Instant;
 use tower::{Layer, Service};
 
 use super::BoxFuture;
 use super::context::RequestContext;
-use crate::market::Market;
+use super::handoff::{Admitted, Authenticated};
 use crate::spi::Operation;
 use crate::spi::ProxyError;
-use crate::spi::routes::Matched;
 
 /// How long an events batch may take: inside Sitoo's 15 s.
-const EVENTS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(13);
+const EVENTS_DEADLINE: Duration = Duration::from_secs(13);
 
-/// When this request must be answered; the body layer reads against it.
-#[derive(Debug, Clone, Copy)]
-pub struct Deadline(pub Instant);
-
+/// Holds nothing: the timeout is the market's, the start the request's own.
 #[derive(Clone, Default)]
 pub struct DeadlineLayer;
 
@@ -36,14 +31,16 @@ impl<S> Layer<S> for DeadlineLayer {
     }
 }
 
+/// The deadline service: the request goes on as [`Admitted`], with its deadline, and the waiting
+/// for its answer ends there with `504`.
 #[derive(Clone)]
 pub struct DeadlineService<S> {
     inner: S,
 }
 
-impl<S, B> Service<Request<B>> for DeadlineService<S>
+impl<S, B> Service<Authenticated<B>> for DeadlineService<S>
 where
-    S: Service<Request<B>, Response = Response<Full<Bytes>>, Error = ProxyError> + Send + 'static,
+    S: Service<Admitted<B>, Response = Response<Full<Bytes>>, Error = ProxyError> + Send + 'static,
     S::Future: Send,
     B: Send + 'static,
 {
@@ -55,26 +52,29 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let Some(mut timeout) = request
-            .extensions()
-            .get::<Arc<Market>>()
-            .map(|m| m.settings.request_timeout)
-        else {
-            return Box::pin(async { Err(ProxyError::internal()) });
-        };
+    fn call(&mut self, authenticated: Authenticated<B>) -> Self::Future {
+        let Authenticated {
+            request,
+            market,
+            route,
+        } = authenticated;
+        let mut timeout = market.settings.request_timeout;
         // Sitoo waits 15 s for an events answer, and a batch is up to ten orders: the batch gets
         // that time (less a margin for the answer's way back), not a till's.
-        if request
-            .extensions()
-            .get::<Matched>()
-            .is_some_and(|m| m.operation == Operation::Events)
-        {
+        if route.operation == Operation::Events {
             timeout = timeout.max(EVENTS_DEADLINE);
         }
-        let deadline = RequestContext::of(&request).started + timeout;
-        request.extensions_mut().insert(Deadline(deadline));
-        let future = self.inner.call(request);
+        let context = RequestContext::of(&request);
+        let deadline = context.started + timeout;
+        let (head, body) = request.into_parts();
+        let future = self.inner.call(Admitted {
+            head,
+            body,
+            market,
+            route,
+            deadline,
+            now: context.now,
+        });
         Box::pin(async move {
             // The body layer reads against the same instant and, being polled first, answers
             // for a body still arriving at the deadline (408) before this says 504.

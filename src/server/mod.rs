@@ -17,13 +17,29 @@
 //! Each layer is a plain `XLayer::new(..)` holding only what it reads, so it can be driven alone
 //! with a `service_fn` inside it: `RescueLayer` (the served set's default error table, the
 //! metrics), `RouteLayer` (the served set, the draining flag, the metrics), `AuthLayer` (the
-//! served set, the decoy key), `BodyLayer` (the limits), `RunOperation` (the write tracker and
-//! slots). Only [`stack`] and the accept loop here take the whole `App`.
+//! decoy key), `BodyLayer` (the limits), `RunOperation` (the write tracker and slots, the
+//! rendered cards). Only [`stack`] and the accept loop here take the whole `App`.
+//!
+//! What a layer learns about the request, who puts it there and who reads it:
+//!
+//! | what | carried as | made by | read by |
+//! |---|---|---|---|
+//! | id, client's id?, arrival (`started`, `now`), `Store-ID`, trace context | `Arc<RequestContext>` extension | `request_id` | trace, rescue, deadline, operation |
+//! | operation name, market (for the log line and the error table) | set once in that context | route, auth | trace, rescue |
+//! | route, path's tenant and market, served set | [`handoff::Routed`] | route | auth |
+//! | market | [`handoff::Authenticated`] | auth | deadline |
+//! | deadline, `now`, head, body as sent | [`handoff::Admitted<B>`](handoff::Admitted) | deadline | body |
+//! | the parsed body | `Admitted<Option<Value>>` | body | operation |
+//!
+//! The context is the one extension: the layers above routing read it on the way out. Everything
+//! below routing is handed on as a value, so a layer stacked where its input is not known yet does
+//! not compile.
 
 mod auth;
 mod body;
 mod context;
 mod deadline;
+mod handoff;
 mod linger;
 mod operation;
 mod replay;
@@ -96,15 +112,13 @@ where
         ))
         .layer(LoadShedLayer::new())
         .layer(ConcurrencyLimitLayer::new(app.limits.max_in_flight))
-        .layer(auth::AuthLayer::new(
-            app.served.clone(),
-            app.decoy_key.clone(),
-        ))
+        .layer(auth::AuthLayer::new(app.decoy_key.clone()))
         .layer(deadline::DeadlineLayer)
         .layer(body::BodyLayer::new(app.limits))
         .service(operation::RunOperation::new(
             app.writes.clone(),
             app.write_slots.clone(),
+            app.cards.clone(),
         ))
 }
 

@@ -8,45 +8,46 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::Response;
 use http_body_util::Full;
+use serde_json::Value;
 use tokio::sync::Semaphore;
 use tokio_util::task::TaskTracker;
 use tower::Service;
 use tracing::Instrument;
 
 use super::BoxFuture;
-use super::body::RequestBody;
 use super::context::RequestContext;
+use super::handoff::Admitted;
 use super::replay::{Decision, Replays};
-use crate::market::Market;
-use crate::ops::{self, OpRequest};
+use crate::ops::{self, Cards, OpRequest};
 use crate::spi::error::json_response;
-use crate::spi::routes::Matched;
 use crate::spi::{Operation, ProxyError};
 use crate::telemetry::Event;
 use crate::voyado;
 
 /// What running an operation holds: the tracker that shutdown waits on for detached write
-/// sequences, the write slots that bound them, and the redeem replays.
+/// sequences, the write slots that bound them, the redeem replays and the rendered cards.
 #[derive(Clone)]
 pub struct RunOperation {
     writes: TaskTracker,
     write_slots: Arc<Semaphore>,
     replays: Replays,
+    cards: Cards,
 }
 
 impl RunOperation {
-    pub fn new(writes: TaskTracker, write_slots: Arc<Semaphore>) -> RunOperation {
+    pub fn new(writes: TaskTracker, write_slots: Arc<Semaphore>, cards: Cards) -> RunOperation {
         RunOperation {
             writes,
             write_slots,
             replays: Replays::new(),
+            cards,
         }
     }
 }
 
-impl Service<Request<()>> for RunOperation {
+impl Service<Admitted<Option<Value>>> for RunOperation {
     type Response = Response<Full<Bytes>>;
     type Error = ProxyError;
     type Future = BoxFuture<Result<Response<Full<Bytes>>, ProxyError>>;
@@ -55,17 +56,18 @@ impl Service<Request<()>> for RunOperation {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut request: Request<()>) -> Self::Future {
-        let context = RequestContext::of(&request);
-        let extensions = request.extensions_mut();
-        let matched = extensions.remove::<Matched>();
-        let market = extensions.remove::<Arc<Market>>();
-        let body = extensions.remove::<RequestBody>().unwrap_or_default();
-        let (Some(matched), Some(market)) = (matched, market) else {
-            return Box::pin(async { Err(ProxyError::internal()) });
-        };
-        let query = request
-            .uri()
+    fn call(&mut self, admitted: Admitted<Option<Value>>) -> Self::Future {
+        let Admitted {
+            head,
+            body,
+            market,
+            route: matched,
+            now,
+            ..
+        } = admitted;
+        let context = RequestContext::in_head(&head.extensions, &head.headers);
+        let query = head
+            .uri
             .query()
             .map(|q| {
                 url::form_urlencoded::parse(q.as_bytes())
@@ -80,22 +82,22 @@ impl Service<Request<()>> for RunOperation {
                 market.key.clone(),
                 customer.clone(),
                 context.request_id.clone(),
-                body.0.clone(),
+                body.clone(),
             )),
             _ => None,
         };
         let op_request = OpRequest {
             query,
-            body: body.0,
+            body,
             customer_id: matched.param,
             store_id: context.store_id.clone(),
-            now: jiff::Timestamp::now(),
+            now,
         };
         let metrics = market.metrics.clone();
         let work = voyado::within_request(
             operation.is_write(),
             context.trace.clone(),
-            ops::run(operation, market, op_request),
+            ops::run(operation, market, self.cards.clone(), op_request),
         )
         .in_current_span();
         let writes = self.writes.clone();

@@ -1,7 +1,7 @@
 //! Routing: health, readiness and metrics are answered here, unauthenticated and in front of the
 //! admission gate (a full proxy still answers its probes); every other path is
-//! `/{tenant}/{market}/...`, matched against the route table (data). The match goes into the
-//! request's extensions; an unknown path is `404`, a known one with another method `405` with
+//! `/{tenant}/{market}/...`, matched against the route table (data). The match is handed on as a
+//! [`Routed`] (`handoff.rs`); an unknown path is `404`, a known one with another method `405` with
 //! `Allow` (the health routes take `GET` and `HEAD`: a load balancer's `HEAD` probe is a `GET`
 //! without the body).
 
@@ -15,17 +15,11 @@ use tower::{BoxError, Layer, Service};
 
 use super::BoxFuture;
 use super::context::RequestContext;
+use super::handoff::Routed;
 use crate::market::{Draining, ServedSet};
 use crate::spi::routes::RouteError;
 use crate::spi::{ProxyError, Reason, Refusal};
 use crate::telemetry::Metrics;
-
-/// The tenant and market segments of the path, as sent (not yet known to be configured).
-#[derive(Debug, Clone)]
-pub struct PathScope {
-    pub tenant: String,
-    pub market: String,
-}
 
 /// What routing reads: the served set (its route table), and for the health routes whether the
 /// proxy is draining and the metrics.
@@ -57,7 +51,8 @@ impl<S> Layer<S> for RouteLayer {
     }
 }
 
-/// The routing service: health routes answered here, every other request matched and passed on.
+/// The routing service: health routes answered here, every other request matched and passed on
+/// as a [`Routed`].
 #[derive(Clone)]
 pub struct Router<S> {
     inner: S,
@@ -66,7 +61,7 @@ pub struct Router<S> {
 
 impl<S, B> Service<Request<B>> for Router<S>
 where
-    S: Service<Request<B>, Response = Response<Full<Bytes>>> + Send + 'static,
+    S: Service<Routed<B>, Response = Response<Full<Bytes>>> + Send + 'static,
     S::Error: Into<BoxError>,
     S::Future: Send,
     B: Send + 'static,
@@ -80,7 +75,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+    fn call(&mut self, request: Request<B>) -> Self::Future {
         let (draining, metrics) = (&self.layer.draining, &self.layer.metrics);
         match admin_answer(draining, metrics, request.method(), request.uri().path()) {
             Some(Ok(answer)) => {
@@ -105,21 +100,22 @@ where
         } else {
             served.routes.find(request.method(), &rest)
         };
-        let matched = match found {
+        let route = match found {
             Ok(m) => m,
             Err(e) => return Box::pin(async move { Err(refuse(e).into()) }),
         };
         let context = RequestContext::of(&request);
-        context.set_operation(matched.operation.name());
+        context.set_operation(route.operation.name());
         let span = tracing::Span::current();
-        span.record("operation", matched.operation.name());
-        span.record("route", &*matched.template);
-        request.extensions_mut().insert(matched);
-        request
-            .extensions_mut()
-            .insert(PathScope { tenant, market });
-        request.extensions_mut().insert(served);
-        let future = self.inner.call(request);
+        span.record("operation", route.operation.name());
+        span.record("route", &*route.template);
+        let future = self.inner.call(Routed {
+            request,
+            tenant,
+            market,
+            served,
+            route,
+        });
         Box::pin(async move { future.await.map_err(Into::into) })
     }
 }

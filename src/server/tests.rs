@@ -5,10 +5,14 @@ use std::convert::Infallible;
 use http::Method;
 use http_body_util::BodyExt;
 use serde_json::Value;
+use tower::BoxError;
 use tower::ServiceExt;
 
 use super::*;
 use crate::config::{Config, MappingSource};
+use crate::market::Market;
+use crate::spi::routes::Matched;
+use crate::spi::{Operation, Reason};
 
 fn app() -> Arc<App> {
     let config = Config::parse(
@@ -142,49 +146,215 @@ fn rescue_layer(app: &Arc<App>) -> rescue::RescueLayer {
     rescue::RescueLayer::new(app.served.clone(), app.metrics.clone())
 }
 
-/// The body layer alone, with no app: what it holds is the limits. A declared length past the
-/// limit is refused before the body is read; a JSON body reaches the inner service parsed.
+/// The one market of [`app`], as routing and authentication would hand it on.
+fn market(app: &Arc<App>) -> Arc<Market> {
+    app.served().market("t", "m").cloned().unwrap()
+}
+
+fn route(operation: Operation, template: &str) -> Matched {
+    Matched {
+        operation,
+        template: template.into(),
+        param: None,
+    }
+}
+
+fn ok(text: String) -> Result<Response<Full<Bytes>>, ProxyError> {
+    Ok(Response::new(Full::new(Bytes::from(text))))
+}
+
+fn reason(result: Result<Response<Full<Bytes>>, ProxyError>) -> Reason {
+    match result {
+        Err(ProxyError::Refused(r)) => r.reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// The route layer alone: a path under a tenant and market reaches the inner service as a
+/// `Routed`, with the segments as sent, the served set and the matched operation; an unknown path
+/// and a wrong method never reach it.
+#[tokio::test]
+async fn the_route_layer_alone_hands_on_what_it_matched() {
+    let app = app();
+    let service = || {
+        ServiceBuilder::new()
+            .layer(route::RouteLayer::new(
+                app.served.clone(),
+                app.draining.clone(),
+                app.metrics.clone(),
+            ))
+            .service(tower::service_fn(|r: handoff::Routed<()>| async move {
+                let (id, market) = (&r.route.param.as_ref().unwrap().1, &r.market);
+                let markets = r.served.markets.len();
+                let what = format!(
+                    "{}/{market} {:?} {id} {markets}",
+                    r.tenant, r.route.operation
+                );
+                ok(what)
+            }))
+    };
+    let answer = service()
+        .oneshot(Request::get("/t/else/customers/abc").body(()).unwrap())
+        .await
+        .unwrap();
+    let text = answer.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&text[..], b"t/else GetCustomer abc 1");
+    let status = |result: Result<Response<Full<Bytes>>, BoxError>| match result {
+        Err(e) => match e.downcast::<ProxyError>().map(|e| *e) {
+            Ok(ProxyError::Refused(r)) => r.reason,
+            other => panic!("{other:?}"),
+        },
+        Ok(r) => panic!("answered {}", r.status()),
+    };
+    let unknown = service().oneshot(Request::get("/t/m/nowhere").body(()).unwrap());
+    assert_eq!(status(unknown.await), Reason::NotFound);
+    let wrong = service().oneshot(Request::delete("/t/m/customers").body(()).unwrap());
+    assert_eq!(status(wrong.await), Reason::MethodNotAllowed);
+}
+
+/// The auth layer alone, holding the decoy key only: the market comes from the set routing
+/// took. The right key hands on that market; a wrong key and an unknown market are one `401`.
+#[tokio::test]
+async fn the_auth_layer_alone_admits_the_markets_key_only() {
+    let app = app();
+    let routed = |market: &str, password: &str| {
+        use base64::Engine;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("pos:{password}"));
+        handoff::Routed {
+            request: Request::get("/")
+                .header(http::header::AUTHORIZATION, format!("Basic {basic}"))
+                .body(())
+                .unwrap(),
+            tenant: "t".into(),
+            market: market.into(),
+            served: app.served(),
+            route: route(Operation::Consents, "/consents"),
+        }
+    };
+    let service = || {
+        ServiceBuilder::new()
+            .layer(auth::AuthLayer::new(app.decoy_key.clone()))
+            .service(tower::service_fn(
+                |a: handoff::Authenticated<()>| async move {
+                    ok(format!("{} {:?}", a.market.key, a.route.operation))
+                },
+            ))
+    };
+    let admitted = service().oneshot(routed("m", "k")).await.unwrap();
+    let text = admitted.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&text[..], b"t/m Consents");
+    let wrong_key = service().oneshot(routed("m", "not-k")).await;
+    assert_eq!(reason(wrong_key), Reason::Unauthorized);
+    let unknown = service().oneshot(routed("other", "k")).await;
+    assert_eq!(reason(unknown), Reason::Unauthorized);
+}
+
+/// The deadline layer alone, on paused time: the deadline is the market's request timeout from
+/// arrival (an events batch gets 13 s), handed on with the request's clock reading, and the
+/// waiting ends there with `504`-class `upstream_timeout`.
+#[tokio::test(start_paused = true)]
+async fn the_deadline_layer_alone_hands_on_the_deadline_and_keeps_it() {
+    let app = app();
+    let market = market(&app);
+    let timeout = market.settings.request_timeout;
+    let authenticated = |operation| handoff::Authenticated {
+        request: Request::new(()),
+        market: market.clone(),
+        route: route(operation, "/x"),
+    };
+    let arrived = tokio::time::Instant::now();
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let service = {
+        let seen = seen.clone();
+        ServiceBuilder::new()
+            .layer(deadline::DeadlineLayer)
+            .service(tower::service_fn(move |a: handoff::Admitted<()>| {
+                // Called as the request arrives: no time has passed on the paused clock.
+                seen.lock().push(a.deadline - tokio::time::Instant::now());
+                std::future::pending::<Result<Response<Full<Bytes>>, ProxyError>>()
+            }))
+    };
+    let waited = service
+        .clone()
+        .oneshot(authenticated(Operation::Search))
+        .await;
+    assert_eq!(reason(waited), Reason::UpstreamTimeout);
+    assert_eq!(arrived.elapsed(), timeout);
+    let _ = service.oneshot(authenticated(Operation::Events)).await;
+    assert_eq!(*seen.lock(), [timeout, Duration::from_secs(13)]);
+}
+
+/// The body layer alone, holding the limits only. A declared length past the limit is refused
+/// before the body is read; a JSON body reaches the inner service parsed; an operation that takes
+/// no body gets none.
 #[tokio::test]
 async fn the_body_layer_alone_reads_within_its_limits() {
-    use crate::spi::Operation;
-    use crate::spi::routes::Matched;
+    let app = app();
+    let market = market(&app);
     let limits = crate::config::Limits {
         body_max_bytes: 16,
         ..crate::config::Limits::default()
     };
-    let request = |body: &'static str, declared: usize| {
-        let mut request = Request::post("/x")
+    let admitted = |operation, body: &'static str, declared: usize| {
+        let (head, body) = Request::post("/x")
             .header(http::header::CONTENT_LENGTH, declared)
             .body(Full::new(Bytes::from_static(body.as_bytes())))
-            .unwrap();
-        request.extensions_mut().insert(Matched {
-            operation: Operation::UpdateCustomer,
-            template: "/customers/{customer_id}".into(),
-            param: None,
-        });
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        request
-            .extensions_mut()
-            .insert(deadline::Deadline(deadline));
-        request
+            .unwrap()
+            .into_parts();
+        handoff::Admitted {
+            head,
+            body,
+            market: market.clone(),
+            route: route(operation, "/customers/{customer_id}"),
+            deadline: tokio::time::Instant::now() + Duration::from_secs(5),
+            now: jiff::Timestamp::now(),
+        }
     };
     let service = || {
         ServiceBuilder::new()
             .layer(body::BodyLayer::new(limits))
-            .service(tower::service_fn(|r: Request<()>| async move {
-                let body = r.extensions().get::<body::RequestBody>().cloned();
-                let text = body.and_then(|b| b.0).unwrap_or(Value::Null).to_string();
-                Ok::<_, ProxyError>(Response::new(Full::new(Bytes::from(text))))
-            }))
+            .service(tower::service_fn(
+                |a: handoff::Admitted<Option<Value>>| async move {
+                    ok(a.body.unwrap_or(Value::Null).to_string())
+                },
+            ))
     };
-    let refused = service().oneshot(request("{}", 1_000)).await.unwrap_err();
-    assert!(
-        matches!(&refused, ProxyError::Refused(r) if r.reason == crate::spi::Reason::BodyTooLarge),
-        "{refused:?}"
+    let text = |answer: Response<Full<Bytes>>| async move {
+        answer.into_body().collect().await.unwrap().to_bytes()
+    };
+    let refused = service()
+        .oneshot(admitted(Operation::UpdateCustomer, "{}", 1_000))
+        .await;
+    assert_eq!(reason(refused), Reason::BodyTooLarge);
+    let update = admitted(Operation::UpdateCustomer, r#"{"a":1}"#, 7);
+    let passed = service().oneshot(update).await.unwrap();
+    assert_eq!(&text(passed).await[..], br#"{"a":1}"#);
+    let card = admitted(Operation::GetCustomer, r#"{"a":1}"#, 7);
+    let unread = service().oneshot(card).await.unwrap();
+    assert_eq!(&text(unread).await[..], b"null");
+}
+
+/// The operation alone, holding its write tracker, slots and the cards: with no write slot free
+/// a write is `overloaded` before anything runs (the market's Voyado is a closed port).
+#[tokio::test]
+async fn the_operation_alone_refuses_a_write_with_no_slot_free() {
+    let app = app();
+    let (head, ()) = Request::new(()).into_parts();
+    let admitted = handoff::Admitted {
+        head,
+        body: Some(serde_json::json!({"name": {"first": "A"}})),
+        market: market(&app),
+        route: route(Operation::AddCustomer, "/customers"),
+        deadline: tokio::time::Instant::now() + Duration::from_secs(5),
+        now: jiff::Timestamp::now(),
+    };
+    let full = Arc::new(Semaphore::new(0));
+    let service = operation::RunOperation::new(
+        tokio_util::task::TaskTracker::new(),
+        full,
+        app.cards.clone(),
     );
-    let passed = service().oneshot(request(r#"{"a":1}"#, 7)).await.unwrap();
-    let bytes = passed.into_body().collect().await.unwrap().to_bytes();
-    assert_eq!(&bytes[..], br#"{"a":1}"#);
+    assert_eq!(reason(service.oneshot(admitted).await), Reason::Overloaded);
 }
 
 /// The route layer and everything outside it, over a unit body.
@@ -199,7 +369,7 @@ fn stack_for_test(
             app.draining.clone(),
             app.metrics.clone(),
         ))
-        .service(tower::service_fn(|_: Request<()>| async {
+        .service(tower::service_fn(|_: handoff::Routed<()>| async {
             Err::<Response<Full<Bytes>>, _>(ProxyError::internal())
         }))
 }

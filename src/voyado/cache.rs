@@ -1,5 +1,5 @@
-//! What the proxy remembers of Voyado's answers (contract §6.2), and the rendered cards built
-//! from them.
+//! What the proxy remembers of Voyado's answers (contract §6.2), and when each contact was last
+//! written. The rendered cards built from the answers live with the card, in `ops/cards.rs`.
 //!
 //! One moka cache for the whole process; every key starts with the Voyado identity (base URL and a
 //! digest of the API key), so two tenants holding the same contact id never share an entry. Each
@@ -12,7 +12,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use moka::Expiry;
 use moka::future::Cache;
 use serde_json::Value;
@@ -109,37 +108,6 @@ impl Entry {
     }
 }
 
-/// A card as the till sees it, rendered once: the bytes of the SPI customer.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CardKey {
-    pub identity: Arc<str>,
-    /// `tenant/market`: two markets on one Voyado tenant map differently.
-    pub market: Arc<str>,
-    pub contact: Box<str>,
-    /// The mapping plan's generation: a new plan never serves an old rendering.
-    pub generation: u64,
-}
-
-#[derive(Debug)]
-pub struct CardEntry {
-    pub bytes: Bytes,
-    rendered_from: Instant,
-    fresh_until: Instant,
-    ttl: Duration,
-}
-
-impl CardEntry {
-    /// A card good until `fresh_until` (the earliest expiry of the answers it was made of).
-    pub fn new(bytes: Bytes, fresh_until: Instant, rendered_from: Instant) -> CardEntry {
-        CardEntry {
-            bytes,
-            rendered_from,
-            fresh_until,
-            ttl: fresh_until.saturating_duration_since(Instant::now()),
-        }
-    }
-}
-
 /// Who a write made stale: one contact of a tenant, or every key → id answer of a tenant.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Written {
@@ -163,25 +131,13 @@ impl Expiry<Key, Arc<Entry>> for PerEntry {
     }
 }
 
-#[allow(clippy::disallowed_types)]
-impl Expiry<CardKey, Arc<CardEntry>> for PerEntry {
-    fn expire_after_create(
-        &self,
-        _: &CardKey,
-        entry: &Arc<CardEntry>,
-        _: std::time::Instant,
-    ) -> Option<Duration> {
-        Some(entry.ttl)
-    }
-}
-
-/// The process's caches: Voyado answers and rendered cards, and when each contact (and each
-/// tenant's keys) was last written, so that an answer loaded from before a write is never served
-/// after it — even one whose load was still under way when the write dropped the old entries.
+/// The process's Voyado answers, and when each contact (and each tenant's keys) was last
+/// written, so that an answer loaded from before a write is never served after it — even one whose
+/// load was still under way when the write dropped the old entries. The rendered cards
+/// (`ops/cards.rs`) read the same record of writes.
 #[derive(Clone)]
 pub struct Caches {
     pub answers: Cache<Key, Arc<Entry>>,
-    pub cards: Cache<CardKey, Arc<CardEntry>>,
     /// Read on every hit, so the synchronous cache (no await on the hot path).
     written: moka::sync::Cache<Written, Instant>,
 }
@@ -190,25 +146,17 @@ impl std::fmt::Debug for Caches {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Caches")
             .field("answers", &self.answers.entry_count())
-            .field("cards", &self.cards.entry_count())
             .finish()
     }
 }
 
 impl Caches {
-    /// Caches bounded by `max_bytes` of answers and as much again of rendered cards.
+    /// Answers bounded by `max_bytes`.
     pub fn new(max_bytes: u64) -> Caches {
         Caches {
             answers: Cache::builder()
                 .max_capacity(max_bytes)
                 .weigher(|_: &Key, e: &Arc<Entry>| e.weight)
-                .expire_after(PerEntry)
-                .build(),
-            cards: Cache::builder()
-                .max_capacity(max_bytes)
-                .weigher(|k: &CardKey, e: &Arc<CardEntry>| {
-                    u32::try_from(e.bytes.len() + k.contact.len() + 128).unwrap_or(u32::MAX)
-                })
                 .expire_after(PerEntry)
                 .build(),
             // Longer than any entry lives (TTLs are at most an hour, `config::CACHE_TTL_MAX_MS`):
@@ -240,14 +188,11 @@ impl Caches {
         (unwritten && Instant::now() < until).then_some(until)
     }
 
-    /// Fresh, and rendered after the last write to the contact.
-    pub fn card_is_current(&self, key: &CardKey, entry: &CardEntry) -> bool {
-        let written = Written::Contact(key.identity.clone(), key.contact.clone());
-        Instant::now() < entry.fresh_until
-            && self
-                .written
-                .get(&written)
-                .is_none_or(|at| entry.rendered_from > at)
+    /// When a contact (lower case, as keys hold it) of a tenant was last written, if this process
+    /// remembers: what rendered cards are judged against.
+    pub fn last_write(&self, identity: &Arc<str>, contact: &str) -> Option<Instant> {
+        self.written
+            .get(&Written::Contact(identity.clone(), contact.into()))
     }
 
     /// Marks everything remembered about one contact of one tenant — its answers and its cards

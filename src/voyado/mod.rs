@@ -19,13 +19,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::limiter::{KeyLimiter, Priority};
 pub use breaker::{Breaker, BreakerSettings};
-pub use cache::{CacheTtls, Caches, CardKey};
+pub use cache::{CacheTtls, Caches};
 pub use client::{Reply, Transport, build_http_client};
 pub use endpoints::Endpoint;
 pub use error::VoyadoError;
@@ -33,7 +32,7 @@ pub use trace::TraceContext;
 
 pub use client::Call;
 
-use cache::{CardEntry, Entry, Key, Remembered};
+use cache::{Entry, Key, Remembered};
 
 use crate::telemetry::Metrics;
 
@@ -372,40 +371,9 @@ impl VoyadoClient {
         self.caches.forget_contact(&self.identity, contact);
     }
 
-    /// A rendered card still current in memory.
-    pub async fn cached_card(&self, key: &CardKey) -> Option<Bytes> {
-        let card = match self.caches.cards.get(key).await {
-            Some(entry) if self.caches.card_is_current(key, &entry) => Some(entry.bytes.clone()),
-            _ => None,
-        };
-        self.metrics.cache("card", card.is_some());
-        card
-    }
-
-    /// Keeps a rendered card until `fresh_until` (the earliest expiry of its parts);
-    /// `rendered_from` is when its rendering began (a write to the contact after that makes it
-    /// stale at once).
-    pub async fn keep_card(
-        &self,
-        key: CardKey,
-        bytes: Bytes,
-        fresh_until: Instant,
-        rendered_from: Instant,
-    ) {
-        let entry = CardEntry::new(bytes, fresh_until, rendered_from);
-        if self.caches.card_is_current(&key, &entry) {
-            self.caches.cards.insert(key, Arc::new(entry)).await;
-        }
-    }
-
-    /// The card cache key of a contact in a market under a plan generation.
-    pub fn card_key(&self, market: Arc<str>, contact: &str, generation: u64) -> CardKey {
-        CardKey {
-            identity: self.identity.clone(),
-            market,
-            contact: contact.to_ascii_lowercase().into(),
-            generation,
-        }
+    /// Base URL and a digest of the API key: whose contacts these are, as cache keys name it.
+    pub fn identity(&self) -> &Arc<str> {
+        &self.identity
     }
 
     fn key(&self, endpoint: Endpoint, segments: &[&str], query: &[(&str, &str)]) -> Key {
