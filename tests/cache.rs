@@ -376,6 +376,47 @@ async fn a_create_drops_the_not_found_its_search_left() {
     assert_eq!(found.body[0]["customer_id"], id, "{}", found.body);
 }
 
+/// An edit makes stale what it changed, not every customer's key: after Anna's edit, Bo is found
+/// again from memory (no key lookup), and Anna's old email no longer finds her.
+#[tokio::test]
+async fn an_edit_forgets_only_the_keys_of_its_contact() {
+    let h = Harness::start().await;
+    let find = |email: &str| {
+        format!(
+            "/customers?key_type=email&key={}",
+            email.replace('@', "%40")
+        )
+    };
+    let (anna, bo) = ("anna.andersson@example.com", "bo.berg@example.com");
+    for email in [anna, bo] {
+        let found = h.get(&find(email)).await;
+        assert_eq!(
+            found.body.as_array().map(Vec::len),
+            Some(1),
+            "{}",
+            found.body
+        );
+    }
+    let lookups = || h.seen("GET", "/contacts/id").len();
+    let before = lookups();
+    let edit = json!({"email": "anna.ny@example.com"});
+    let edited = h
+        .send(Method::PUT, &format!("/customers/{ANNA}"), &edit)
+        .await;
+    assert_eq!(edited.status, 200, "{}", edited.body);
+    let bo_again = h.get(&find(bo)).await;
+    assert_eq!(bo_again.body[0]["customer_id"], BO, "{}", bo_again.body);
+    assert_eq!(
+        lookups(),
+        before,
+        "Bo's key was asked again after Anna's edit"
+    );
+    let old = h.get(&find(anna)).await;
+    assert_eq!(old.body, json!([]), "the old email still finds Anna");
+    let new = h.get(&find("anna.ny@example.com")).await;
+    assert_eq!(new.body[0]["customer_id"], ANNA, "{}", new.body);
+}
+
 #[tokio::test]
 async fn redeem_and_undo_are_seen_on_the_next_card() {
     let h = Harness::start().await;

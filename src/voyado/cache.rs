@@ -88,6 +88,9 @@ pub struct Entry {
     pub answer: Remembered,
     /// When the call that got it began: a write to what it is about after that makes it stale.
     loaded_from: Instant,
+    /// For a key → contact answer that found one: that contact (lower case), so a write to it —
+    /// and only to it — makes the answer stale.
+    found: Option<Box<str>>,
     fresh_until: Instant,
     ttl: Duration,
     weight: u32,
@@ -98,6 +101,7 @@ impl Entry {
         Entry {
             answer,
             loaded_from,
+            found: None,
             fresh_until: loaded_from + ttl,
             ttl,
             // A parsed `serde_json::Value` takes 7–8 times its bytes on the wire (measured on the
@@ -106,13 +110,21 @@ impl Entry {
             weight: u32::try_from(size.saturating_mul(8).saturating_add(512)).unwrap_or(u32::MAX),
         }
     }
+
+    /// The contact a key → contact answer found, which a write to it makes stale.
+    pub fn finding(mut self, contact: Option<&str>) -> Entry {
+        self.found = contact.map(|c| c.to_ascii_lowercase().into());
+        self
+    }
 }
 
-/// Who a write made stale: one contact of a tenant, or every key → id answer of a tenant.
+/// Who a write made stale: one contact of a tenant (its answers, its cards, the key → contact
+/// answers that found it), or the key answers of a tenant that found nobody (a key may now be
+/// someone's).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Written {
     Contact(Arc<str>, Box<str>),
-    Keys(Arc<str>),
+    NewKeys(Arc<str>),
 }
 
 /// Each entry expires after its own TTL (moka's clock bounds memory; tokio's decides freshness).
@@ -175,12 +187,15 @@ impl Caches {
     /// be served at all: expired, or loaded before the last write to what it is about.
     pub fn current_until(&self, key: &Key, entry: &Entry, reader_ttl: Duration) -> Option<Instant> {
         let until = entry.fresh_until.min(entry.loaded_from + reader_ttl);
-        let written = match (&key.contact, key.endpoint) {
-            (Some(contact), _) => Some(Written::Contact(key.identity.clone(), contact.clone())),
-            (None, Endpoint::ContactId | Endpoint::ContactByKey) => {
-                Some(Written::Keys(key.identity.clone()))
+        let written = match (&key.contact, key.endpoint, &entry.found) {
+            (Some(contact), _, _) => Some(Written::Contact(key.identity.clone(), contact.clone())),
+            (None, Endpoint::ContactId | Endpoint::ContactByKey, Some(found)) => {
+                Some(Written::Contact(key.identity.clone(), found.clone()))
             }
-            (None, _) => None,
+            (None, Endpoint::ContactId | Endpoint::ContactByKey, None) => {
+                Some(Written::NewKeys(key.identity.clone()))
+            }
+            (None, _, _) => None,
         };
         let unwritten = written
             .and_then(|w| self.written.get(&w))
@@ -204,10 +219,13 @@ impl Caches {
         );
     }
 
-    /// Marks one tenant's key → contact id answers (found and not-found) as older than this
-    /// write: after a create or an edit, a key may point elsewhere.
+    /// Marks one tenant's key answers that found nobody as older than this write: after a
+    /// create or an edit, a key may be someone's. A key answer that found a contact stays: it is
+    /// stale only when that contact is written (an edit names its contact,
+    /// [`Caches::forget_contact`]), so one write does not cost every other customer's next find a
+    /// call.
     pub fn forget_keys(&self, identity: &Arc<str>) {
         self.written
-            .insert(Written::Keys(identity.clone()), Instant::now());
+            .insert(Written::NewKeys(identity.clone()), Instant::now());
     }
 }

@@ -413,12 +413,17 @@ impl VoyadoClient {
             .retried(priority, trace, key.endpoint, &segments, &query)
             .await
         {
-            Ok(reply) => Ok(Entry::new(
-                Remembered::Found(reply.body),
-                ttl,
-                reply.size,
-                started,
-            )),
+            Ok(reply) => {
+                // A key's answer is the contact's id (`/contacts/id`) or the contact (`bykey`).
+                let found = match key.endpoint {
+                    Endpoint::ContactId => reply.body.as_str(),
+                    Endpoint::ContactByKey => reply.body.get("id").and_then(Value::as_str),
+                    _ => None,
+                }
+                .map(str::to_owned);
+                let entry = Entry::new(Remembered::Found(reply.body), ttl, reply.size, started);
+                Ok(entry.finding(found.as_deref()))
+            }
             Err(e) if e.is_not_found() && CacheTtls::remembers_not_found(key.endpoint) => Ok(
                 Entry::new(Remembered::NotFound(e), self.ttls.not_found, 0, started),
             ),
