@@ -12,11 +12,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use support::minimal_server;
 use sitoo_voyado_proxy::app::App;
 use sitoo_voyado_proxy::config::{Config, MappingSource};
 use sitoo_voyado_proxy::server::serve;
 use sitoo_voyado_proxy::sim::{FIXTURE, Simulator};
 use tokio::time::Instant;
+
+mod support;
 
 const CLIENTS: usize = 16;
 const WARM_UP: Duration = Duration::from_secs(1);
@@ -185,35 +188,6 @@ fn main() {
             warm_card.rps / direct_wire.rps
         );
     });
-}
-
-/// A hyper server that answers every request with `body`: the ceiling for the warm card.
-async fn minimal_server(body: bytes::Bytes) -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            let body = body.clone();
-            let service = hyper::service::service_fn(move |_| {
-                let mut response = http::Response::new(http_body_util::Full::new(body.clone()));
-                response.headers_mut().insert(
-                    http::header::CONTENT_TYPE,
-                    http::HeaderValue::from_static("application/json"),
-                );
-                async move { Ok::<_, std::convert::Infallible>(response) }
-            });
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                    .await;
-            });
-        }
-    });
-    addr
 }
 
 fn voyado_get(client: &reqwest::Client, url: &str) -> reqwest::RequestBuilder {
