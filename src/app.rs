@@ -20,7 +20,8 @@ use sha2::{Digest, Sha256};
 use tokio_util::task::TaskTracker;
 
 use crate::config::{
-    CacheTtlsMs, Config, ConfigError, CrmKeyDigest, Limits, MarketConfig, VoyadoBudget,
+    CacheTtlsMs, Config, ConfigError, CrmKeyDigest, Limits, MappingSource, MarketConfig, Problem,
+    VoyadoBudget,
 };
 use crate::limiter::{Budget, KeyLimiter};
 use crate::mapping::Plan;
@@ -72,76 +73,69 @@ impl Compiled {
 }
 
 /// `check`: the config file and every mapping it names, with every problem of both reported at
-/// once, each at its file and line. No client is built and no socket opened.
+/// once, each at its file, line and column. No client is built and no socket opened.
 pub fn check(file: &std::path::Path) -> Result<Compiled, ConfigError> {
     let (config, mut problems) = Config::load_unchecked(file)?;
     let compiled = compile_into(&config, &mut problems);
     match compiled {
         Some(compiled) if problems.is_empty() => Ok(compiled),
-        _ => Err(config.locate(problems)),
+        _ => Err(ConfigError::new(problems)),
     }
 }
 
 /// Reads and compiles the error table, the route table and every mapping profile a market names,
-/// and checks each market's field names against its plan. Reports every problem at once.
+/// and checks each market's field names against its plan. Reports every problem at once, each at
+/// the config key that led to it.
 pub fn compile(config: &Config) -> Result<Compiled, ConfigError> {
-    let mut errors = Vec::new();
-    match compile_into(config, &mut errors) {
-        Some(compiled) if errors.is_empty() => Ok(compiled),
-        _ => Err(config.locate(errors)),
+    let mut problems = Vec::new();
+    match compile_into(config, &mut problems) {
+        Some(compiled) if problems.is_empty() => Ok(compiled),
+        _ => Err(ConfigError::new(problems)),
     }
 }
 
-fn compile_into(config: &Config, errors: &mut Vec<String>) -> Option<Compiled> {
+fn compile_into(config: &Config, problems: &mut Vec<Problem>) -> Option<Compiled> {
     let source = &config.mappings;
-    let table = source.read("errors").and_then(|(text, file)| {
-        ErrorTable::parse(&text).map_err(|e| {
-            e.into_iter()
-                .map(|e| format!("{file}: {e}"))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
-    });
+    let table = source
+        .read("errors")
+        .map_err(|e| vec![e])
+        .and_then(|(text, file)| {
+            ErrorTable::parse(&text)
+                .map_err(|found| found.iter().map(|e| format!("{file}: {e}")).collect())
+        });
     let routes = source
         .read("routes")
         .and_then(|(text, file)| RouteTable::parse(&text).map_err(|e| format!("{file}: {e}")));
     let (table, routes) = match (table, routes) {
         (Ok(t), Ok(r)) => (t, r),
         (t, r) => {
-            errors.extend(t.err());
-            errors.extend(r.err());
+            // The tables come from the directory the config's `mappings` names.
+            let found = t.err().into_iter().flatten().chain(r.err());
+            problems.extend(found.map(|e| config.mappings_at.problem(e)));
             return None;
         }
     };
     let mut plans: BTreeMap<&str, Option<Arc<Plan>>> = BTreeMap::new();
     let mut markets = Vec::new();
     for m in &config.markets {
-        let at = &m.at;
         let plan = plans
             .entry(&m.mapping)
-            .or_insert_with(|| {
-                // A profile's `extends` names another in the same source.
-                let loaded = source.read(&m.mapping).and_then(|(text, file)| {
-                    let resolve = |name: &str| source.read(name);
-                    Plan::compile_with(&text, &file, &resolve).map_err(|e| e.to_string())
-                });
-                match loaded {
-                    Ok(plan) => Some(Arc::new(plan)),
-                    Err(e) => {
-                        // One problem a line, each at its mapping file, line and column.
-                        errors.extend(e.lines().map(|line| format!("{at}.mapping: {line}")));
-                        None
-                    }
+            .or_insert_with(|| match compile_profile(source, &m.mapping) {
+                Ok(plan) => Some(Arc::new(plan)),
+                Err(found) => {
+                    // Each at its mapping file, line and column, after the market's place.
+                    problems.extend(found.into_iter().map(|d| m.at.mapping.problem(d)));
+                    None
                 }
             })
             .clone();
-        let market_table = table.with_overrides(&m.errors, &format!("{at}.errors"), errors);
+        let market_table = table.with_overrides(&m.errors);
         let Some(plan) = plan else { continue };
         let contact_key = m
             .contact_key
             .clone()
             .unwrap_or_else(|| plan.default_key().to_owned());
-        check_fields(m, &plan, &contact_key, errors);
+        check_fields(m, &plan, &contact_key, problems);
         markets.push(CompiledMarket {
             settings: m.clone(),
             contact_key,
@@ -156,31 +150,45 @@ fn compile_into(config: &Config, errors: &mut Vec<String>) -> Option<Compiled> {
     })
 }
 
-/// The market's field names must be fields of its mapping.
-fn check_fields(m: &MarketConfig, plan: &Plan, contact_key: &str, errors: &mut Vec<String>) {
+/// A mapping profile, compiled; or each of its problems (it cannot be read, or its diagnostics,
+/// each at its file, line and column).
+fn compile_profile(source: &MappingSource, name: &str) -> Result<Plan, Vec<String>> {
+    let (text, file) = source.read(name).map_err(|e| vec![e])?;
+    // A profile's `extends` names another in the same source.
+    let resolve = |name: &str| source.read(name);
+    Plan::compile_with(&text, &file, &resolve)
+        .map_err(|e| e.diagnostics.iter().map(ToString::to_string).collect())
+}
+
+/// The market's field names must be fields of its mapping; each problem is placed at the name.
+fn check_fields(m: &MarketConfig, plan: &Plan, contact_key: &str, problems: &mut Vec<Problem>) {
     let at = &m.at;
     if !plan.has_field(contact_key) || plan.search_key(contact_key).is_none() {
-        errors.push(format!(
-            "{at}.contact_key: '{contact_key}' is not a searchable customer field"
-        ));
+        problems.push(at.contact_key.problem(format!(
+            "'{contact_key}' is not a searchable customer field"
+        )));
     }
-    for (key, list) in [
-        ("required_fields", &m.required_fields),
-        ("clearable_fields", &m.clearable_fields),
-        ("read_only_fields", &m.read_only_fields),
+    // The places were taken from the same lists, item by item.
+    for (places, list) in [
+        (&at.required_fields, &m.required_fields),
+        (&at.clearable_fields, &m.clearable_fields),
+        (&at.read_only_fields, &m.read_only_fields),
     ] {
-        for f in list {
+        for (place, f) in places.iter().zip(list) {
             if !plan.has_field(f) {
-                errors.push(format!(
-                    "{at}.{key}: '{f}' is not a customer field of the mapping"
-                ));
+                problems
+                    .push(place.problem(format!("'{f}' is not a customer field of the mapping")));
             }
         }
     }
-    if m.contact_key.is_none() && m.clearable_fields.iter().any(|f| f == contact_key) {
-        errors.push(format!(
-            "{at}.clearable_fields: the contact key '{contact_key}' can never be cleared"
-        ));
+    if m.contact_key.is_none() {
+        for (place, f) in at.clearable_fields.iter().zip(&m.clearable_fields) {
+            if f == contact_key {
+                problems.push(place.problem(format!(
+                    "the contact key '{contact_key}' can never be cleared"
+                )));
+            }
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use crate::config::{Config, ConfigError, MappingSource};
+use crate::config::{Config, ConfigError, MappingSource, Place};
 use crate::sim::{FIXTURE, SITOO_FIXTURE, Simulator, SitooSimulator};
 
 pub const TENANT: &str = "demo";
@@ -52,8 +52,8 @@ pub struct Simulators {
 /// Starts both simulators on free loopback ports and returns them with the demo config.
 pub async fn start(listen: SocketAddr) -> Result<(Simulators, Config), ConfigError> {
     let any_port = SocketAddr::from(([127, 0, 0, 1], 0));
-    let failed = |what: &str, e: std::io::Error| ConfigError {
-        errors: vec![format!("{what} simulator: {e}")],
+    let failed = |what: &str, e: std::io::Error| {
+        Place::whole(format!("{what} simulator")).problem(e.to_string())
     };
     let voyado = Simulator::start(any_port, FIXTURE)
         .await

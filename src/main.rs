@@ -15,7 +15,7 @@ use std::sync::Arc;
 use sitoo_voyado_proxy::app::{self, App};
 #[cfg(feature = "bench")]
 use sitoo_voyado_proxy::bench;
-use sitoo_voyado_proxy::config::{Config, ConfigError};
+use sitoo_voyado_proxy::config::{Config, ConfigError, Place};
 #[cfg(feature = "simulator")]
 use sitoo_voyado_proxy::demo;
 use sitoo_voyado_proxy::telemetry::logging::{self, LogFormat};
@@ -360,8 +360,9 @@ async fn run(command: Command, config: Option<Config>) -> ExitCode {
             market,
             contact,
         } => return probe(&config, &market, contact.as_deref()).await,
-        Command::Serve(file) => config.map(|c| (c, None)).ok_or_else(|| ConfigError {
-            errors: vec![format!("{}: not loaded", file.display())],
+        Command::Serve(file) => config.map(|c| (c, None)).ok_or_else(|| {
+            let place = Place::whole(file.display().to_string());
+            ConfigError::from(place.problem("not loaded"))
         }),
         #[cfg(feature = "bench")]
         Command::Bench(_) => return ExitCode::FAILURE,

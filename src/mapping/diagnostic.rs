@@ -46,17 +46,24 @@ impl<'a> Files<'a> {
     /// The 1-based line and column (in characters) of a place.
     fn position(&self, at: At) -> (usize, usize) {
         let text = self.list.get(at.file.0).map_or("", |(_, text)| text);
-        let mut offset = at.offset.min(text.len());
-        while !text.is_char_boundary(offset) {
-            offset -= 1;
-        }
-        let before = &text[..offset];
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        (
-            before.matches('\n').count() + 1,
-            before[line_start..].chars().count() + 1,
-        )
+        line_and_column(text, at.offset)
     }
+}
+
+/// The 1-based line and column (in characters) of a byte offset in `text`; an offset inside a
+/// character counts from its start, one past the end is the end. The config's problems are
+/// placed with it too.
+pub(crate) fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (
+        before.matches('\n').count() + 1,
+        before[line_start..].chars().count() + 1,
+    )
 }
 
 /// One problem of a mapping profile, at the place it was written.

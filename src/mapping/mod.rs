@@ -36,6 +36,8 @@ use rules::{Compiler, Group, Omitted, Rule, RuleSpec, check_overlap, target};
 pub(crate) use codec::decimal;
 pub use contact::{FieldError, WritePolicy};
 pub use diagnostic::{Diagnostic, MappingError};
+// The config places its problems the way a profile's are placed, with the same hints.
+pub(crate) use diagnostic::{line_and_column, serde_message};
 
 /// Reads a mapping profile by name: its text and the name to report it by, as
 /// `MappingSource::read` does. A profile's `extends` is read through it.

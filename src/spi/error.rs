@@ -186,6 +186,13 @@ pub struct ErrorRow {
     pub error_code: String,
 }
 
+impl ErrorRow {
+    /// What is wrong with a row's status, if anything: a refusal answers 4xx or 5xx.
+    pub fn status_problem(status: u16) -> Option<String> {
+        (!(400..=599).contains(&status)).then(|| format!("{status} is not an error status"))
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct VoyadoRow {
@@ -263,16 +270,11 @@ impl ErrorTable {
         })
     }
 
-    /// The table with a market's overrides; problems are reported under `at`.
-    pub fn with_overrides(
-        &self,
-        overrides: &BTreeMap<Reason, ErrorRow>,
-        at: &str,
-        errors: &mut Vec<String>,
-    ) -> ErrorTable {
+    /// The table with a market's overrides (the config checked their statuses with
+    /// [`ErrorRow::status_problem`] when it was read).
+    pub fn with_overrides(&self, overrides: &BTreeMap<Reason, ErrorRow>) -> ErrorTable {
         let mut table = self.clone();
         for (reason, row) in overrides {
-            check_row(&format!("{at}.{reason}"), row, errors);
             table.reasons.insert(*reason, row.clone());
         }
         table
@@ -443,11 +445,8 @@ pub fn json_response(body: impl Into<Bytes>) -> Response<Full<Bytes>> {
 }
 
 fn check_row(at: &str, row: &ErrorRow, errors: &mut Vec<String>) {
-    if !(400..=599).contains(&row.status) {
-        errors.push(format!(
-            "{at}.status: {} is not an error status",
-            row.status
-        ));
+    if let Some(problem) = ErrorRow::status_problem(row.status) {
+        errors.push(format!("{at}.status: {problem}"));
     }
 }
 
