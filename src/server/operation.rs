@@ -24,7 +24,6 @@ use crate::ops::{self, OpRequest};
 use crate::spi::error::json_response;
 use crate::spi::routes::Matched;
 use crate::spi::{Operation, ProxyError};
-use crate::telemetry::Event;
 use crate::voyado;
 
 /// What running an operation holds: the tracker that shutdown waits on for detached write
@@ -113,7 +112,7 @@ impl Service<Request<()>> for RunOperation {
                             .await?
                         {
                             Decision::Replay(answer) => {
-                                metrics.count(Event::RedeemReplayed);
+                                metrics.redeem_replayed();
                                 return Ok(json_response(answer));
                             }
                             Decision::Run(pending) => Some(pending),
