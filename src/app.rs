@@ -31,6 +31,7 @@ use crate::sitoo::SitooClient;
 use crate::spi::ErrorTable;
 use crate::spi::routes::RouteTable;
 use crate::telemetry::Metrics;
+use crate::telemetry::events::mappings::{MappingReloadRefused, MappingsLoaded, MappingsReloaded};
 use crate::voyado::{
     Breaker, BreakerSettings, CacheTtls, Caches, ClientParts, Transport, VoyadoClient,
     build_http_client,
@@ -321,8 +322,7 @@ impl App {
                 })
             })
             .collect();
-        metrics.mappings_in_service(0, &digest);
-        tracing::info!(generation = 0, mappings = %digest, "mappings loaded");
+        metrics.emit(MappingsLoaded { digest: &digest });
         Arc::new(App {
             served: Arc::new(ServedSet::new(Served {
                 markets,
@@ -367,12 +367,10 @@ impl App {
             return Ok(None);
         }
         let compiled = compile(&self.config).inspect_err(|e| {
-            self.metrics.mappings_reload(false);
-            tracing::error!(
-                mappings = %digest,
-                problems = %e,
-                "mapping reload refused; the mappings in service stay"
-            );
+            self.metrics.emit(MappingReloadRefused {
+                digest: &digest,
+                problems: e,
+            });
         })?;
         let generation = self.generation.fetch_add(1, Ordering::Relaxed) + 1;
         let markets = compiled
@@ -402,9 +400,10 @@ impl App {
             generation,
             digest: digest.clone(),
         });
-        self.metrics.mappings_reload(true);
-        self.metrics.mappings_in_service(generation, &digest);
-        tracing::info!(generation, mappings = %digest, "mappings reloaded");
+        self.metrics.emit(MappingsReloaded {
+            generation,
+            digest: &digest,
+        });
         Ok(Some(Reloaded { generation, digest }))
     }
 

@@ -14,7 +14,13 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sitoo_voyado_proxy::app;
 use sitoo_voyado_proxy::config::{Config, MappingSource};
-use sitoo_voyado_proxy::telemetry::{Event, Metrics, Shed};
+use sitoo_voyado_proxy::telemetry::events::redeem::{
+    Compensating, PromotionUndoRefused, PromotionsRedeemedBeforeFailure, RedeemRollbackFailed,
+};
+use sitoo_voyado_proxy::telemetry::events::server::{RequestDone, WriteTasksAbandoned};
+use sitoo_voyado_proxy::telemetry::events::voyado::{VoyadoAnswer, VoyadoCall};
+use sitoo_voyado_proxy::telemetry::events::{Guid, Guids};
+use sitoo_voyado_proxy::telemetry::{Metrics, Shed};
 use sitoo_voyado_proxy::voyado::VoyadoError;
 
 const DEPLOYMENT: &str = "sitoo-voyado-proxy";
@@ -537,12 +543,21 @@ fn exported() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
     let metrics = Metrics::new();
     let d = Duration::from_millis(30);
     for status in [200, 400, 404, 429, 502, 503, 504] {
-        metrics.request("get_customer", status, d);
+        metrics.emit(RequestDone {
+            operation: "get_customer",
+            status,
+            elapsed: d,
+        });
     }
     let _in_flight = metrics.in_flight();
     metrics.shed(Shed::Requests);
     metrics.shed(Shed::Connections);
-    metrics.voyado_call("/api/v2/contacts/{}", "ok", d);
+    let endpoint = "/api/v2/contacts/{}";
+    metrics.emit(VoyadoCall {
+        endpoint,
+        elapsed: d,
+        answer: VoyadoAnswer::Answered { status: 200 },
+    });
     for error in [
         VoyadoError::from_body(429, b"{}", Some(1)),
         VoyadoError::from_body(500, b"{}", None),
@@ -552,21 +567,35 @@ fn exported() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
         VoyadoError::Malformed,
         VoyadoError::TooLarge,
     ] {
-        metrics.voyado_call("/api/v2/contacts/{}", error.outcome(), d);
+        metrics.emit(VoyadoCall {
+            endpoint,
+            elapsed: d,
+            answer: VoyadoAnswer::Failed {
+                outcome: error.outcome(),
+                error: &error,
+            },
+        });
     }
     metrics.cache("/api/v2/contacts/{}", true);
     metrics.cache("card", false);
     metrics.breaker_state("devshop.voyado.com", 1);
     metrics.throttled("devshop.voyado.com");
-    for event in [
-        Event::PromotionUndoRefused,
-        Event::PromotionsRedeemedBeforeFailure,
-        Event::RedeemRollbackFailed,
-        Event::WriteTaskAbandoned,
-        Event::RedeemReplayed,
-    ] {
-        metrics.count(event);
-    }
+    let (id, ids) = ("8f0c1d2e-0000-4000-8000-000000000001", [String::new()]);
+    metrics.emit(PromotionUndoRefused {
+        customer_id: Guid(id),
+        promotions: Guids(&ids),
+    });
+    metrics.emit(PromotionsRedeemedBeforeFailure {
+        customer_id: Guid(id),
+        promotions: Guids(&ids),
+    });
+    metrics.emit(RedeemRollbackFailed {
+        bonus_check_id: Guid(id),
+        e: &VoyadoError::Timeout,
+        after: Compensating::Redeem,
+    });
+    metrics.emit(WriteTasksAbandoned { count: 1 });
+    metrics.redeem_replayed();
     let mut out: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
     for line in metrics.render().lines().filter(|l| !l.starts_with('#')) {
         let name_end = line.find(['{', ' ']).unwrap_or(line.len());

@@ -21,7 +21,11 @@ use super::{OpRequest, upstream};
 use crate::market::Market;
 use crate::sitoo::{SitooClient, SitooError};
 use crate::spi::{ProxyError, Reason};
-use crate::telemetry::EventResult;
+use crate::telemetry::Metrics;
+use crate::telemetry::events::Guid;
+use crate::telemetry::events::orders::{
+    ReceiptDuplicate, ReceiptExported, SitooEventFailed, SitooEventSkipped, SitooEventsReceived,
+};
 use crate::voyado::{Endpoint, Read, VoyadoError};
 
 /// Sitoo sends at most this many events in one request.
@@ -103,21 +107,21 @@ fn parse_batch(body: &Value) -> Result<Vec<Event>, ProxyError> {
 /// `POST /events`: every event of the batch, in order.
 pub(super) async fn run(market: &Market, request: &OpRequest) -> Result<Value, ProxyError> {
     let events = parse_batch(request.body()?)?;
-    let metrics = &market.metrics;
-    metrics.events(EventResult::Received, events.len() as u64);
+    market.metrics.emit(SitooEventsReceived {
+        count: events.len(),
+    });
     for event in events {
-        let result = match event {
+        match event {
             Event::Order(order) => {
                 let Some(sitoo) = &market.sitoo else {
                     // Kept in Sitoo's queue (it retries for a day) while an operator adds them.
                     tracing::error!("an order event for a market without Sitoo API credentials");
                     return Err(retry_later("this market has no Sitoo API credentials yet"));
                 };
-                export(market, sitoo, &order, request.now).await?
+                export(market, sitoo, &order, request.now).await?;
             }
-            Event::Other => EventResult::Skipped,
-        };
-        metrics.events(result, 1);
+            Event::Other => market.metrics.emit(SitooEventSkipped::NotAnOrder),
+        }
     }
     Ok(json!({}))
 }
@@ -135,29 +139,24 @@ fn refused_for_good(e: &VoyadoError) -> bool {
 }
 
 /// One order event: the order read, and when it is closed its customer resolved and its
-/// receipt sent.
+/// receipt sent. What became of it is emitted here; an `Err` asks for the batch again.
 async fn export(
     market: &Market,
     sitoo: &SitooClient,
     event: &OrderEvent,
     now: jiff::Timestamp,
-) -> Result<EventResult, ProxyError> {
+) -> Result<(), ProxyError> {
+    let metrics = &market.metrics;
     let order_id = event.order_id;
     if event.account_id != sitoo.account_id() {
-        tracing::warn!(
-            order_id,
-            "an order event for another Sitoo account; ignored"
-        );
-        return Ok(EventResult::Skipped);
+        metrics.emit(SitooEventSkipped::OtherAccount { order_id });
+        return Ok(());
     }
     let order = match sitoo.order(event.eshop_id, order_id).await {
         Ok(order) => order,
         Err(SitooError::NotFound) => {
-            tracing::error!(
-                order_id,
-                "the order of an event is not in Sitoo; not exported"
-            );
-            return Ok(EventResult::Failed);
+            metrics.emit(SitooEventFailed::NotInSitoo { order_id });
+            return Ok(());
         }
         Err(e) => {
             tracing::warn!(order_id, %e, "Sitoo did not give the order; the batch will come again");
@@ -167,15 +166,15 @@ async fn export(
     match OrderState::of(&order) {
         OrderState::Closed => {}
         OrderState::Unknown => {
-            tracing::error!(
-                order_id,
-                "the order has no state Sitoo documents; not exported"
-            );
-            return Ok(EventResult::Failed);
+            metrics.emit(SitooEventFailed::NoState { order_id });
+            return Ok(());
         }
         state => {
-            tracing::info!(order_id, ?state, "the order is not closed; not exported");
-            return Ok(EventResult::Skipped);
+            metrics.emit(SitooEventSkipped::NotClosed {
+                order_id,
+                state: state.name(),
+            });
+            return Ok(());
         }
     }
     // Checked before anything is written (a contact created for an order that cannot be booked
@@ -191,8 +190,8 @@ async fn export(
     ) {
         Ok(derived) => derived,
         Err(e) => {
-            tracing::error!(order_id, %e, "an order Voyado cannot book as it stands; not exported");
-            return Ok(EventResult::Failed);
+            metrics.emit(SitooEventFailed::Unbookable { order_id, e: &e });
+            return Ok(());
         }
     };
     let extra = |name: &str| receipt::text(&order["additionaldata"][name]);
@@ -207,15 +206,15 @@ async fn export(
     let store = extra("store-externalid");
     let resolved = match resolve(market, &identity, store.as_deref(), derived.sells, now).await {
         Ok(resolved) => resolved,
-        Err(e) => return failed_or_retry(e, order_id),
+        Err(e) => return failed_or_retry(metrics, e, order_id),
     };
     let Some(customer) = resolved.customer_id else {
-        tracing::info!(order_id, "an order with no known customer; not exported");
-        return Ok(EventResult::Skipped);
+        metrics.emit(SitooEventSkipped::NoCustomer { order_id });
+        return Ok(());
     };
     let check_numbers = match check_numbers(market, &customer, &derived.bonus_check_ids).await {
         Ok(numbers) => numbers,
-        Err(e) => return failed_or_retry(e, order_id),
+        Err(e) => return failed_or_retry(metrics, e, order_id),
     };
     let source = receipt::source(
         &order,
@@ -231,14 +230,20 @@ async fn export(
         .await
     {
         Ok(_) => {
-            tracing::info!(order_id, customer_id = %customer, "receipt exported");
-            Ok(EventResult::Processed)
+            metrics.emit(ReceiptExported {
+                order_id,
+                customer_id: Guid(&customer),
+            });
+            Ok(())
         }
         // Voyado documents a duplicate as ignored; a tenant that answers 409 says the same.
-        Err(e) if e.status() == Some(409) => Ok(EventResult::Duplicate),
+        Err(e) if e.status() == Some(409) => {
+            metrics.emit(ReceiptDuplicate);
+            Ok(())
+        }
         Err(e) if refused_for_good(&e) => {
-            tracing::error!(order_id, %e, "Voyado refused the order's receipt; not exported");
-            Ok(EventResult::Failed)
+            metrics.emit(SitooEventFailed::ReceiptRefused { order_id, e: &e });
+            Ok(())
         }
         Err(e) => {
             tracing::warn!(order_id, %e, "the receipt did not reach Voyado; the batch will come again");
@@ -250,7 +255,7 @@ async fn export(
 /// A failure on the way to the receipt: a refusal that will be the same next time fails this
 /// order (logged and counted, the batch goes on — a batch answered 503 blocks every later event);
 /// anything else asks for the batch again.
-fn failed_or_retry(e: ProxyError, order_id: u64) -> Result<EventResult, ProxyError> {
+fn failed_or_retry(metrics: &Metrics, e: ProxyError, order_id: u64) -> Result<(), ProxyError> {
     let for_good = match &e {
         ProxyError::Voyado { error, .. } => refused_for_good(error),
         ProxyError::Refused(r) => matches!(
@@ -259,8 +264,8 @@ fn failed_or_retry(e: ProxyError, order_id: u64) -> Result<EventResult, ProxyErr
         ),
     };
     if for_good {
-        tracing::error!(order_id, %e, "an order was refused for good; not exported");
-        return Ok(EventResult::Failed);
+        metrics.emit(SitooEventFailed::Refused { order_id, e: &e });
+        return Ok(());
     }
     tracing::warn!(order_id, %e, "an order could not be exported now; the batch will come again");
     Err(retry_later("Voyado is unavailable"))

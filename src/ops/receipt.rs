@@ -34,6 +34,17 @@ impl OrderState {
             _ => OrderState::Unknown,
         }
     }
+
+    /// The state's name, as log lines give it.
+    pub fn name(self) -> &'static str {
+        match self {
+            OrderState::Open => "Open",
+            OrderState::Closed => "Closed",
+            OrderState::Cancelled => "Cancelled",
+            OrderState::Abandoned => "Abandoned",
+            OrderState::Unknown => "Unknown",
+        }
+    }
 }
 
 /// Why an order cannot be booked as it stands. Voyado can never correct a receipt, so such an

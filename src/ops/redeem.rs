@@ -22,7 +22,11 @@ use crate::keys;
 use crate::mapping::RedeemNames;
 use crate::market::Market;
 use crate::spi::{ProxyError, Reason};
-use crate::telemetry::{Event, UnclearRedeem};
+use crate::telemetry::events::redeem::{
+    BonusChecksLeftRedeemed, Compensating, PromotionUndoRefused, PromotionsRedeemedBeforeFailure,
+    ReadBack, RedeemReadBack, RedeemRollbackFailed,
+};
+use crate::telemetry::events::{Guid, Guids};
 use crate::voyado::{Call, Endpoint, Read, VoyadoError};
 use tokio::time::Instant;
 
@@ -302,28 +306,22 @@ impl Redeemed {
     /// for staff. Answers `e`.
     async fn put_back(self, market: &Market, customer: &str, e: ProxyError) -> ProxyError {
         reactivate_all(market, customer, &self.own_checks).await;
-        let unclear: Vec<&String> = self
+        let unclear: Vec<String> = self
             .checks
-            .iter()
+            .into_iter()
             .filter(|id| !self.own_checks.contains(id))
             .collect();
         if !unclear.is_empty() {
-            market
-                .metrics
-                .redeem_unclear_by(UnclearRedeem::LeftRedeemed, unclear.len() as u64);
-            tracing::error!(
-                customer_id = %customer,
-                bonus_checks = ?unclear,
-                "bonus checks read back as redeemed after an unclear answer are not reactivated after a later failure; staff must check them"
-            );
+            market.metrics.emit(BonusChecksLeftRedeemed {
+                customer_id: Guid(customer),
+                bonus_checks: Guids(&unclear),
+            });
         }
         if !self.promotions.is_empty() {
-            market.metrics.count(Event::PromotionsRedeemedBeforeFailure);
-            tracing::error!(
-                customer_id = %customer,
-                promotions = ?self.promotions,
-                "promotions redeemed before a failure cannot be reverted; staff must re-issue them"
-            );
+            market.metrics.emit(PromotionsRedeemedBeforeFailure {
+                customer_id: Guid(customer),
+                promotions: Guids(&self.promotions),
+            });
         }
         e
     }
@@ -419,16 +417,16 @@ where
     };
     tracing::warn!(%e, "{what} redeem result unclear; reading it back after Voyado's window");
     tokio::time::sleep_until(sent + market.settings.redeem_window).await;
-    let (outcome, answer) = match happened().await {
-        Ok(true) => (UnclearRedeem::Landed, Ok(Landed::ReadBack)),
-        Ok(false) => (UnclearRedeem::NotLanded, Err(upstream(market, what)(e))),
-        Err(read) => {
-            tracing::error!(%read, "{what} redeem still unclear: its read-back failed too; staff must check it");
-            (UnclearRedeem::Unknown, Err(upstream(market, what)(e)))
-        }
+    let read_back = happened().await;
+    let (outcome, answer) = match &read_back {
+        Ok(true) => (ReadBack::Landed, Ok(Landed::ReadBack)),
+        Ok(false) => (ReadBack::NotLanded, Err(upstream(market, what)(e))),
+        Err(read) => (ReadBack::Unknown { read }, Err(upstream(market, what)(e))),
     };
-    market.metrics.redeem_unclear_by(outcome, 1);
-    tracing::info!(outcome = outcome.label(), "{what} redeem read back");
+    market.metrics.emit(RedeemReadBack {
+        item: what,
+        outcome,
+    });
     answer
 }
 
@@ -436,8 +434,11 @@ where
 async fn reactivate_all(market: &Market, customer: &str, ids: &[String]) {
     for id in ids {
         if let Err(e) = reactivate(market, customer, id, Write::Compensating).await {
-            market.metrics.count(Event::RedeemRollbackFailed);
-            tracing::error!(bonus_check_id = %id, %e, "could not reactivate a bonus check after a failed redeem");
+            market.metrics.emit(RedeemRollbackFailed {
+                bonus_check_id: Guid(id),
+                e: &e,
+                after: Compensating::Redeem,
+            });
         }
     }
 }
@@ -475,12 +476,10 @@ pub(super) async fn undo(market: &Market, request: &OpRequest) -> Result<Value, 
     if !items.promotions.is_empty() {
         match market.settings.undo_promotion {
             UndoPromotion::Refuse => {
-                market.metrics.count(Event::PromotionUndoRefused);
-                tracing::warn!(
-                    customer_id = %customer,
-                    promotions = ?items.promotions,
-                    "undo of a promotion refused: Voyado cannot revert it; staff must re-issue it"
-                );
+                market.metrics.emit(PromotionUndoRefused {
+                    customer_id: Guid(&customer),
+                    promotions: Guids(&items.promotions),
+                });
                 return Err(ProxyError::new(
                     Reason::CannotUndoPromotion,
                     "a promotion redemption cannot be undone",
@@ -509,8 +508,11 @@ pub(super) async fn undo(market: &Market, request: &OpRequest) -> Result<Value, 
                 if let Err(e) =
                     redeem_bonus_check(market, &customer, back, Write::Compensating).await
                 {
-                    market.metrics.count(Event::RedeemRollbackFailed);
-                    tracing::error!(bonus_check_id = %back, %e, "could not redeem a bonus check again after a failed undo");
+                    market.metrics.emit(RedeemRollbackFailed {
+                        bonus_check_id: Guid(back),
+                        e: &e,
+                        after: Compensating::Undo,
+                    });
                 }
             }
             return Err(upstream(market, BONUS_CHECK)(e));

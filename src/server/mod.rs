@@ -73,7 +73,8 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use crate::app::App;
 use crate::spi::ProxyError;
 use crate::spi::error::rescue;
-use crate::telemetry::{Event, Shed};
+use crate::telemetry::Shed;
+use crate::telemetry::events::server::WriteTasksAbandoned;
 use linger::Lingering;
 
 pub use request_id::HEADER as REQUEST_ID_HEADER;
@@ -138,13 +139,9 @@ pub async fn serve(
         .await
         .is_err()
     {
-        let abandoned = app.writes.len();
-        app.metrics
-            .count_by(Event::WriteTaskAbandoned, abandoned as u64);
-        tracing::error!(
-            abandoned,
-            "write tasks still running at the end of the grace period; staff should check them"
-        );
+        app.metrics.emit(WriteTasksAbandoned {
+            count: app.writes.len(),
+        });
     }
     Ok(())
 }

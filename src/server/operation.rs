@@ -23,7 +23,6 @@ use super::replay::{Decision, Replays};
 use crate::ops::{self, Cards, OpRequest};
 use crate::spi::error::json_response;
 use crate::spi::{Operation, ProxyError};
-use crate::telemetry::Event;
 use crate::voyado;
 
 /// What running an operation holds: the tracker that shutdown waits on for detached write
@@ -115,7 +114,7 @@ impl Service<Admitted<Option<Value>>> for RunOperation {
                             .await?
                         {
                             Decision::Replay(answer) => {
-                                metrics.count(Event::RedeemReplayed);
+                                metrics.redeem_replayed();
                                 return Ok(json_response(answer));
                             }
                             Decision::Run(pending) => Some(pending),

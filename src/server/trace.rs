@@ -17,6 +17,7 @@ use tracing::field::Empty;
 use super::BoxFuture;
 use super::context::RequestContext;
 use crate::telemetry::Metrics;
+use crate::telemetry::events::server::RequestDone;
 
 #[derive(Clone)]
 pub struct TraceLayer {
@@ -93,8 +94,11 @@ where
                 let span = tracing::Span::current();
                 span.record("status", status);
                 span.record("latency_ms", latency_ms);
-                metrics.request(context.operation(), status, elapsed);
-                tracing::info!(status, latency_ms, "request done");
+                metrics.emit(RequestDone {
+                    operation: context.operation(),
+                    status,
+                    elapsed,
+                });
                 result
             }
             .instrument(span),

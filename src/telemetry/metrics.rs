@@ -1,8 +1,10 @@
 //! Metrics live in a registry the app owns and hands around, not in statics, so two servers (or two
 //! tests) in one process never count into each other. Labels are operation names, statuses,
 //! endpoint templates and outcomes only: never tenant data, keys or personal data.
-
-use std::time::Duration;
+//!
+//! This file declares the families and the few measurements that have no log line (the in-flight
+//! gauge, cache reads, the breaker gauge, throttled, shed and replayed requests); everything that
+//! is logged is recorded through an event in `events/`, which writes these families directly.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
@@ -10,7 +12,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::{Registry, Unit};
+use prometheus_client::registry::{Metric, Registry, Unit};
+
+use super::events::InternalEvent;
 
 /// Upper bounds, in seconds, for SPI request durations. A till waits on every answer, so the range
 /// that matters runs from a few milliseconds (answered without Voyado) to the request deadline of a
@@ -24,14 +28,14 @@ const REQUEST_BUCKETS: [f64; 11] = [
 const VOYADO_BUCKETS: [f64; 11] = REQUEST_BUCKETS;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    operation: &'static str,
-    status: u16,
+pub(super) struct RequestLabels {
+    pub(super) operation: &'static str,
+    pub(super) status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OperationLabels {
-    operation: &'static str,
+pub(super) struct OperationLabels {
+    pub(super) operation: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -40,9 +44,9 @@ struct ShedLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct VoyadoLabels {
-    endpoint: &'static str,
-    outcome: &'static str,
+pub(super) struct VoyadoLabels {
+    pub(super) endpoint: &'static str,
+    pub(super) outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -59,18 +63,18 @@ struct TenantLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DigestLabels {
-    digest: String,
+pub(super) struct DigestLabels {
+    pub(super) digest: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ResultLabels {
-    result: &'static str,
+pub(super) struct ResultLabels {
+    pub(super) result: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabels {
-    outcome: &'static str,
+pub(super) struct OutcomeLabels {
+    pub(super) outcome: &'static str,
 }
 
 /// What the admission gate turned away.
@@ -91,18 +95,13 @@ impl Shed {
     }
 }
 
-/// What became of a redeem whose Voyado answer was unclear (a timeout, a reset, a 5xx), read
-/// back after Voyado's redeem window.
+/// What became of a redeem whose Voyado answer was unclear, as `svp_redeem_unclear_total` labels
+/// it (the events that count it say when each happens).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum UnclearRedeem {
-    /// It had landed: the request went on as if answered.
+pub(super) enum UnclearRedeem {
     Landed,
-    /// It had not: the item failed.
     NotLanded,
-    /// The read-back failed too: its state is unknown; staff must check it.
     Unknown,
-    /// Read back as redeemed, then a later item failed: not reactivated, since another till may
-    /// have used it; staff must check it.
     LeftRedeemed,
 }
 
@@ -114,7 +113,7 @@ impl UnclearRedeem {
         UnclearRedeem::LeftRedeemed,
     ];
 
-    pub fn label(self) -> &'static str {
+    pub(super) fn label(self) -> &'static str {
         match self {
             UnclearRedeem::Landed => "landed",
             UnclearRedeem::NotLanded => "not_landed",
@@ -124,9 +123,9 @@ impl UnclearRedeem {
     }
 }
 
-/// What became of a Sitoo event.
+/// What became of a Sitoo event, as `svp_events_total` labels it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EventResult {
+pub(super) enum EventResult {
     Received,
     Processed,
     Duplicate,
@@ -143,7 +142,7 @@ impl EventResult {
         EventResult::Failed,
     ];
 
-    fn label(self) -> &'static str {
+    pub(super) fn label(self) -> &'static str {
         match self {
             EventResult::Received => "received",
             EventResult::Processed => "processed",
@@ -154,42 +153,33 @@ impl EventResult {
     }
 }
 
-/// Rare events an operator must act on; each is its own counter so an alert can name it.
-#[derive(Clone, Copy, Debug)]
-pub enum Event {
-    PromotionUndoRefused,
-    PromotionsRedeemedBeforeFailure,
-    RedeemRollbackFailed,
-    WriteTaskAbandoned,
-    /// Not an alarm, but counted the same way: a repeated Request-ID answered from memory.
-    RedeemReplayed,
-}
-
 /// The registry and every metric family in it. Families share their storage with the registry
-/// (they are `Arc`s inside), so recording takes `&self` and the whole is shared by `Arc`.
+/// (they are `Arc`s inside), so recording takes `&self` and the whole is shared by `Arc`. The
+/// families the events record into are open to the rest of `telemetry` (`pub(super)`); outside it,
+/// only [`Metrics::emit`] and the methods below write them.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    requests: Family<RequestLabels, Counter>,
-    request_duration: Family<OperationLabels, Histogram>,
+    pub(super) requests: Family<RequestLabels, Counter>,
+    pub(super) request_duration: Family<OperationLabels, Histogram>,
     in_flight: Gauge,
     shed: Family<ShedLabels, Counter>,
-    voyado_calls: Family<VoyadoLabels, Counter>,
-    voyado_duration: Family<VoyadoLabels, Histogram>,
+    pub(super) voyado_calls: Family<VoyadoLabels, Counter>,
+    pub(super) voyado_duration: Family<VoyadoLabels, Histogram>,
     cache: Family<CacheLabels, Counter>,
     breaker_state: Family<TenantLabels, Gauge>,
     throttled: Family<TenantLabels, Counter>,
     redeem_replayed: Counter,
-    redeem_unclear: Family<OutcomeLabels, Counter>,
-    mappings_generation: Gauge,
-    mappings_in_service: Family<DigestLabels, Gauge>,
-    mappings_reloads: Family<ResultLabels, Counter>,
-    events: Family<ResultLabels, Counter>,
-    receipts_exported: Counter,
-    promotion_undo_refused: Counter,
-    promotions_redeemed_before_failure: Counter,
-    redeem_rollback_failed: Counter,
-    write_tasks_abandoned: Counter,
+    pub(super) promotion_undo_refused: Counter,
+    pub(super) promotions_redeemed_before_failure: Counter,
+    pub(super) redeem_rollback_failed: Counter,
+    pub(super) redeem_unclear: Family<OutcomeLabels, Counter>,
+    pub(super) mappings_generation: Gauge,
+    pub(super) mappings_in_service: Family<DigestLabels, Gauge>,
+    pub(super) mappings_reloads: Family<ResultLabels, Counter>,
+    pub(super) events: Family<ResultLabels, Counter>,
+    pub(super) receipts_exported: Counter,
+    pub(super) write_tasks_abandoned: Counter,
 }
 
 // `Metrics` is shared by `Arc` across connection tasks and `InFlight` is held across awaits: a
@@ -200,212 +190,184 @@ const _: () = {
     shared::<InFlight>();
 };
 
+/// The registry while `Metrics::new` fills it: each method registers one family and hands it
+/// back, so a family is declared in one expression. Names go in
+/// without `_total` (counters) or `_seconds` (histograms): the encoder appends them, and a `# UNIT`
+/// line for the latter. Help texts get their final full stop there too.
+struct Registering<'a>(&'a mut Registry);
+
+impl Registering<'_> {
+    /// A counter, a gauge, or a family of either, starting empty. An unlabelled one is encoded
+    /// from the moment it is registered, so it shows 0 until it first happens and an alert on
+    /// `> 0` needs no absent() special case; a labelled family shows a series once it has one.
+    fn plain<M: Metric + Clone + Default>(&mut self, name: &str, help: &str) -> M {
+        self.with(name, help, M::default())
+    }
+
+    /// `metric` as it was built (a family with its series at 0 already, say).
+    fn with<M: Metric + Clone>(&mut self, name: &str, help: &str, metric: M) -> M {
+        self.0.register(name, help, metric.clone());
+        metric
+    }
+
+    /// A histogram family in seconds, each series with the buckets `new` gives it.
+    fn seconds<L>(&mut self, name: &str, help: &str, new: fn() -> Histogram) -> Family<L, Histogram>
+    where
+        L: Clone + std::hash::Hash + Eq,
+        Family<L, Histogram>: Metric,
+    {
+        let family = Family::new_with_constructor(new);
+        self.0
+            .register_with_unit(name, help, Unit::Seconds, family.clone());
+        family
+    }
+}
+
+fn request_histogram() -> Histogram {
+    Histogram::new(REQUEST_BUCKETS)
+}
+
+fn voyado_histogram() -> Histogram {
+    Histogram::new(VOYADO_BUCKETS)
+}
+
+/// A counter family with a series at 0 for each of `labels`, so a rate or an alert on any of them
+/// has a series to work on before the first time it happens.
+fn counters_from_zero<L>(labels: impl IntoIterator<Item = L>) -> Family<L, Counter>
+where
+    L: Clone + std::hash::Hash + Eq,
+{
+    let family = Family::default();
+    for label in labels {
+        family.get_or_create_owned(&label);
+    }
+    family
+}
+
 impl Metrics {
     pub const CONTENT_TYPE: &'static str =
         "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
-
-        // Names go in without `_total` (counters) or `_seconds` (histograms): the encoder appends
-        // them, and a `# UNIT` line for the latter. Help texts get their final full stop there too.
-        let requests = Family::default();
-        registry.register(
-            "svp_requests",
-            "SPI requests answered, by operation and HTTP status",
-            requests.clone(),
-        );
-        let request_duration: Family<OperationLabels, Histogram> =
-            Family::new_with_constructor(|| Histogram::new(REQUEST_BUCKETS));
-        registry.register_with_unit(
-            "svp_request_duration",
-            "Time taken to answer an SPI request, by operation",
-            Unit::Seconds,
-            request_duration.clone(),
-        );
-        let in_flight = Gauge::default();
-        registry.register(
-            "svp_requests_in_flight",
-            "SPI requests being handled right now",
-            in_flight.clone(),
-        );
-        let shed: Family<ShedLabels, Counter> = Family::default();
-        registry.register(
-            "svp_shed",
-            "Requests or connections turned away because the proxy was at capacity, by what was \
-             turned away",
-            shed.clone(),
-        );
-        // Both kinds show 0 from the start, so a rate or an alert on them has a series to work on
-        // before the first overload.
-        for what in Shed::ALL {
-            shed.get_or_create_owned(&ShedLabels { what: what.label() });
-        }
-        let voyado_calls = Family::default();
-        registry.register(
-            "svp_voyado_calls",
-            "Calls made to Voyado Engage, by endpoint template and outcome",
-            voyado_calls.clone(),
-        );
-        let voyado_duration: Family<VoyadoLabels, Histogram> =
-            Family::new_with_constructor(|| Histogram::new(VOYADO_BUCKETS));
-        registry.register_with_unit(
-            "svp_voyado_call_duration",
-            "Time taken by one call to Voyado Engage, by endpoint template and outcome",
-            Unit::Seconds,
-            voyado_duration.clone(),
-        );
-
-        let cache = Family::default();
-        registry.register(
-            "svp_cache",
-            "Reads answered from memory (hit) or from Voyado (miss), by endpoint template or \"card\" \
-             for rendered customer cards",
-            cache.clone(),
-        );
-        let breaker_state = Family::default();
-        registry.register(
-            "svp_voyado_breaker_state",
-            "Fail-fast state per Voyado tenant: 0 closed (calls go through), 1 open (answered 503 at \
-             once while cooling off), 2 half-open (one probe call out)",
-            breaker_state.clone(),
-        );
-        let throttled = Family::default();
-        registry.register(
-            "svp_voyado_throttled",
-            "Requests answered 429 because the Voyado API key's rate budget had no permit within \
-             the wait limit, or Voyado itself asked to pause",
-            throttled.clone(),
-        );
-        let redeem_replayed = Counter::default();
-        registry.register(
-            "svp_redeem_replayed",
-            "Redeems answered from memory because the till repeated a Request-ID it had already \
-             used for the same redeem (nothing was redeemed twice)",
-            redeem_replayed.clone(),
-        );
-
-        // Plain counters are encoded from the moment they are registered, so each event shows 0
-        // until it first happens and an alert on `> 0` needs no absent() special case.
-        let promotion_undo_refused = Counter::default();
-        registry.register(
-            "svp_promotion_undo_refused",
-            "Undo requests refused because they named a redeemed promotion, which Voyado cannot \
-             revert; staff must re-issue the promotion",
-            promotion_undo_refused.clone(),
-        );
-        let promotions_redeemed_before_failure = Counter::default();
-        registry.register(
-            "svp_promotions_redeemed_before_failure",
-            "Redeem requests that failed after promotions were already redeemed in Voyado; those \
-             cannot be reverted and staff must re-issue them (the log names them)",
-            promotions_redeemed_before_failure.clone(),
-        );
-        let redeem_rollback_failed = Counter::default();
-        registry.register(
-            "svp_redeem_rollback_failed",
-            "Bonus checks left in the wrong state because the compensating Voyado call after a \
-             failed redeem or undo failed too (the log names them)",
-            redeem_rollback_failed.clone(),
-        );
-        let redeem_unclear: Family<OutcomeLabels, Counter> = Family::default();
-        registry.register(
-            "svp_redeem_unclear",
-            "Bonus-check or promotion redeems whose Voyado answer was unclear, by what reading \
-             Voyado's state after its redeem window showed (unknown and left_redeemed need staff; \
-             the log names the items)",
-            redeem_unclear.clone(),
-        );
-        for outcome in UnclearRedeem::ALL {
-            redeem_unclear.get_or_create_owned(&OutcomeLabels {
-                outcome: outcome.label(),
-            });
-        }
-        let mappings_generation = Gauge::default();
-        registry.register(
-            "svp_mappings_generation",
-            "The generation of the mapping set in service: 0 at start, one more for each live \
-             reload applied (the log line of each names the set's digest)",
-            mappings_generation.clone(),
-        );
-        let mappings_in_service: Family<DigestLabels, Gauge> = Family::default();
-        registry.register(
-            "svp_mappings_in_service",
-            "1 for the digest of the mapping files in service (replicas that agree show one series)",
-            mappings_in_service.clone(),
-        );
-        let mappings_reloads: Family<ResultLabels, Counter> = Family::default();
-        registry.register(
-            "svp_mappings_reloads",
-            "Live reloads of the mappings directory, by result: applied, or refused because the \
-             new files do not compile (the last good mappings keep serving; the log has every \
-             problem)",
-            mappings_reloads.clone(),
-        );
-        for result in ["applied", "refused"] {
-            mappings_reloads.get_or_create_owned(&ResultLabels { result });
-        }
-        let events: Family<ResultLabels, Counter> = Family::default();
-        registry.register(
-            "svp_events",
-            "Sitoo events, by result: received; processed (a receipt exported); duplicate (its \
-             receipt was already in Voyado); skipped (not a closed order, or no customer); failed \
-             (refused for good; the log names the order)",
-            events.clone(),
-        );
-        for result in EventResult::ALL {
-            events.get_or_create_owned(&ResultLabels {
-                result: result.label(),
-            });
-        }
-        let receipts_exported = Counter::default();
-        registry.register(
-            "svp_receipts_exported",
-            "Receipts Voyado accepted from Sitoo orders",
-            receipts_exported.clone(),
-        );
-        let write_tasks_abandoned = Counter::default();
-        registry.register(
-            "svp_write_tasks_abandoned",
-            "Voyado writes still running when shutdown stopped waiting for them; whether they \
-             happened must be checked in Voyado",
-            write_tasks_abandoned.clone(),
-        );
-
+        let mut add = Registering(&mut registry);
+        // Fields are evaluated, hence registered, in the order written: the exposition's order.
         Metrics {
+            requests: add.plain(
+                "svp_requests",
+                "SPI requests answered, by operation and HTTP status",
+            ),
+            request_duration: add.seconds(
+                "svp_request_duration",
+                "Time taken to answer an SPI request, by operation",
+                request_histogram,
+            ),
+            in_flight: add.plain(
+                "svp_requests_in_flight",
+                "SPI requests being handled right now",
+            ),
+            shed: add.with(
+                "svp_shed",
+                "Requests or connections turned away because the proxy was at capacity, by what \
+                 was turned away",
+                counters_from_zero(Shed::ALL.map(|what| ShedLabels { what: what.label() })),
+            ),
+            voyado_calls: add.plain(
+                "svp_voyado_calls",
+                "Calls made to Voyado Engage, by endpoint template and outcome",
+            ),
+            voyado_duration: add.seconds(
+                "svp_voyado_call_duration",
+                "Time taken by one call to Voyado Engage, by endpoint template and outcome",
+                voyado_histogram,
+            ),
+            cache: add.plain(
+                "svp_cache",
+                "Reads answered from memory (hit) or from Voyado (miss), by endpoint template or \
+                 \"card\" for rendered customer cards",
+            ),
+            breaker_state: add.plain(
+                "svp_voyado_breaker_state",
+                "Fail-fast state per Voyado tenant: 0 closed (calls go through), 1 open (answered \
+                 503 at once while cooling off), 2 half-open (one probe call out)",
+            ),
+            throttled: add.plain(
+                "svp_voyado_throttled",
+                "Requests answered 429 because the Voyado API key's rate budget had no permit \
+                 within the wait limit, or Voyado itself asked to pause",
+            ),
+            redeem_replayed: add.plain(
+                "svp_redeem_replayed",
+                "Redeems answered from memory because the till repeated a Request-ID it had \
+                 already used for the same redeem (nothing was redeemed twice)",
+            ),
+            promotion_undo_refused: add.plain(
+                "svp_promotion_undo_refused",
+                "Undo requests refused because they named a redeemed promotion, which Voyado \
+                 cannot revert; staff must re-issue the promotion",
+            ),
+            promotions_redeemed_before_failure: add.plain(
+                "svp_promotions_redeemed_before_failure",
+                "Redeem requests that failed after promotions were already redeemed in Voyado; \
+                 those cannot be reverted and staff must re-issue them (the log names them)",
+            ),
+            redeem_rollback_failed: add.plain(
+                "svp_redeem_rollback_failed",
+                "Bonus checks left in the wrong state because the compensating Voyado call after \
+                 a failed redeem or undo failed too (the log names them)",
+            ),
+            redeem_unclear: add.with(
+                "svp_redeem_unclear",
+                "Bonus-check or promotion redeems whose Voyado answer was unclear, by what \
+                 reading Voyado's state after its redeem window showed (unknown and left_redeemed \
+                 need staff; the log names the items)",
+                counters_from_zero(UnclearRedeem::ALL.map(|outcome| OutcomeLabels {
+                    outcome: outcome.label(),
+                })),
+            ),
+            mappings_generation: add.plain(
+                "svp_mappings_generation",
+                "The generation of the mapping set in service: 0 at start, one more for each live \
+                 reload applied (the log line of each names the set's digest)",
+            ),
+            mappings_in_service: add.plain(
+                "svp_mappings_in_service",
+                "1 for the digest of the mapping files in service (replicas that agree show one \
+                 series)",
+            ),
+            mappings_reloads: add.with(
+                "svp_mappings_reloads",
+                "Live reloads of the mappings directory, by result: applied, or refused because \
+                 the new files do not compile (the last good mappings keep serving; the log has \
+                 every problem)",
+                counters_from_zero(["applied", "refused"].map(|result| ResultLabels { result })),
+            ),
+            events: add.with(
+                "svp_events",
+                "Sitoo events, by result: received; processed (a receipt exported); duplicate \
+                 (its receipt was already in Voyado); skipped (not a closed order, or no \
+                 customer); failed (refused for good; the log names the order)",
+                counters_from_zero(EventResult::ALL.map(|result| ResultLabels {
+                    result: result.label(),
+                })),
+            ),
+            receipts_exported: add.plain(
+                "svp_receipts_exported",
+                "Receipts Voyado accepted from Sitoo orders",
+            ),
+            write_tasks_abandoned: add.plain(
+                "svp_write_tasks_abandoned",
+                "Voyado writes still running when shutdown stopped waiting for them; whether they \
+                 happened must be checked in Voyado",
+            ),
             registry,
-            requests,
-            request_duration,
-            in_flight,
-            shed,
-            voyado_calls,
-            voyado_duration,
-            cache,
-            breaker_state,
-            throttled,
-            redeem_replayed,
-            redeem_unclear,
-            mappings_generation,
-            mappings_in_service,
-            mappings_reloads,
-            events,
-            receipts_exported,
-            promotion_undo_refused,
-            promotions_redeemed_before_failure,
-            redeem_rollback_failed,
-            write_tasks_abandoned,
         }
     }
 
-    /// One answered SPI request: counter `svp_requests_total{operation,status}` and histogram
-    /// `svp_request_duration_seconds{operation}`.
-    pub fn request(&self, operation: &'static str, status: u16, elapsed: Duration) {
-        self.requests
-            .get_or_create(&RequestLabels { operation, status })
-            .inc();
-        self.request_duration
-            .get_or_create(&OperationLabels { operation })
-            .observe(elapsed.as_secs_f64());
+    /// Records `event`: its log line and its series at once (the events and what each writes are
+    /// listed in `telemetry/events/`).
+    pub fn emit(&self, event: impl InternalEvent) {
+        event.emit(self);
     }
 
     /// RAII guard: gauge `svp_requests_in_flight` +1 now, -1 on drop.
@@ -414,22 +376,12 @@ impl Metrics {
         InFlight(self.in_flight.clone())
     }
 
-    /// Counter `svp_shed_total{what}`.
+    /// Counter `svp_shed_total{what}`. No log line: a line per refusal would add work exactly
+    /// when the proxy has none to spare.
     pub fn shed(&self, what: Shed) {
         self.shed
             .get_or_create(&ShedLabels { what: what.label() })
             .inc();
-    }
-
-    /// One Voyado call: histogram `svp_voyado_call_duration_seconds{endpoint,outcome}` and counter
-    /// `svp_voyado_calls_total{endpoint,outcome}`. `endpoint` is a path template such as
-    /// `/api/v2/contacts/{}`, never a filled-in path, which would carry contact ids.
-    pub fn voyado_call(&self, endpoint: &'static str, outcome: &'static str, elapsed: Duration) {
-        let labels = VoyadoLabels { endpoint, outcome };
-        self.voyado_calls.get_or_create(&labels).inc();
-        self.voyado_duration
-            .get_or_create(&labels)
-            .observe(elapsed.as_secs_f64());
     }
 
     /// A read served from memory (`hit`) or not; `what` is an endpoint template or `"card"`.
@@ -448,7 +400,8 @@ impl Metrics {
         self.breaker_state.get_or_create(&labels).set(state);
     }
 
-    /// A request refused locally for lack of a Voyado permit.
+    /// A request refused locally for lack of a Voyado permit. No log line, for the same reason
+    /// as [`Metrics::shed`]: it happens in bursts, when Voyado's budget is spent.
     pub fn throttled(&self, voyado: &str) {
         let labels = TenantLabels {
             voyado: voyado.to_owned(),
@@ -456,60 +409,10 @@ impl Metrics {
         self.throttled.get_or_create(&labels).inc();
     }
 
-    pub fn count(&self, event: Event) {
-        self.count_by(event, 1);
-    }
-
-    pub fn count_by(&self, event: Event, n: u64) {
-        let counter = match event {
-            Event::PromotionUndoRefused => &self.promotion_undo_refused,
-            Event::PromotionsRedeemedBeforeFailure => &self.promotions_redeemed_before_failure,
-            Event::RedeemRollbackFailed => &self.redeem_rollback_failed,
-            Event::WriteTaskAbandoned => &self.write_tasks_abandoned,
-            Event::RedeemReplayed => &self.redeem_replayed,
-        };
-        counter.inc_by(n);
-    }
-
-    /// The mapping set now in service: its generation and the digest of its files.
-    pub fn mappings_in_service(&self, generation: u64, digest: &str) {
-        self.mappings_generation
-            .set(i64::try_from(generation).unwrap_or(i64::MAX));
-        self.mappings_in_service.clear();
-        self.mappings_in_service
-            .get_or_create(&DigestLabels {
-                digest: digest.to_owned(),
-            })
-            .set(1);
-    }
-
-    /// `n` Sitoo events that ended as `result`.
-    pub fn events(&self, result: EventResult, n: u64) {
-        self.events
-            .get_or_create(&ResultLabels {
-                result: result.label(),
-            })
-            .inc_by(n);
-        if result == EventResult::Processed {
-            self.receipts_exported.inc_by(n);
-        }
-    }
-
-    /// A live reload, applied or refused.
-    pub fn mappings_reload(&self, applied: bool) {
-        let result = if applied { "applied" } else { "refused" };
-        self.mappings_reloads
-            .get_or_create(&ResultLabels { result })
-            .inc();
-    }
-
-    /// `n` redeems whose answer was unclear ended as `outcome`.
-    pub fn redeem_unclear_by(&self, outcome: UnclearRedeem, n: u64) {
-        self.redeem_unclear
-            .get_or_create(&OutcomeLabels {
-                outcome: outcome.label(),
-            })
-            .inc_by(n);
+    /// A redeem answered from memory because the till repeated its Request-ID: counted, not
+    /// logged, since it is no alarm (nothing was redeemed twice).
+    pub fn redeem_replayed(&self) {
+        self.redeem_replayed.inc();
     }
 
     /// OpenMetrics text for `GET /metrics`, served with [`Metrics::CONTENT_TYPE`].
@@ -548,61 +451,34 @@ impl Drop for InFlight {
 mod tests {
     use std::time::Duration;
 
-    use prometheus_parse::{Sample, Scrape, Value};
-
-    use super::{Event, Metrics, Shed};
+    use super::{Metrics, Shed};
+    use crate::telemetry::events::server::RequestDone;
+    use crate::telemetry::events::voyado::{VoyadoAnswer, VoyadoCall};
+    use crate::telemetry::test_support::{scrape, value};
 
     const CONTACT: &str = "/api/v2/contacts";
 
-    fn scrape(metrics: &Metrics) -> Scrape {
-        let text = metrics.render();
-        // prometheus-parse reads Prometheus text; the OpenMetrics extras (`# UNIT`, `# EOF`) match
-        // none of its patterns and are skipped, so the exposition goes in as it is.
-        Scrape::parse(text.lines().map(|line| Ok(line.to_owned()))).expect("lines are in memory")
+    fn request(metrics: &Metrics) {
+        metrics.emit(RequestDone {
+            operation: "get_contact",
+            status: 200,
+            elapsed: Duration::from_millis(20),
+        });
     }
 
-    /// The sample named `metric` whose labels are exactly `labels`.
-    fn sample<'a>(scrape: &'a Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<&'a Sample> {
-        scrape.samples.iter().find(|s| {
-            s.metric == metric
-                && s.labels.len() == labels.len()
-                && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v))
-        })
-    }
-
-    /// A counter, gauge or untyped value. OpenMetrics names a counter's family without `_total`
-    /// (`# TYPE svp_requests counter`, sample `svp_requests_total`), which prometheus-parse does
-    /// not connect, so counter samples come back untyped.
-    fn value(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        match sample(scrape, metric, labels)?.value {
-            Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => Some(v),
-            _ => None,
-        }
-    }
-
-    /// Cumulative bucket counts by upper bound.
-    fn buckets(scrape: &Scrape, metric: &str, labels: &[(&str, &str)]) -> Vec<(f64, f64)> {
-        match sample(scrape, metric, labels).map(|s| &s.value) {
-            Some(Value::Histogram(counts)) => {
-                counts.iter().map(|c| (c.less_than, c.count)).collect()
-            }
-            other => panic!("{metric} {labels:?} is not a histogram: {other:?}"),
-        }
-    }
-
-    fn count_at(buckets: &[(f64, f64)], bound: f64) -> f64 {
-        buckets
-            .iter()
-            .find(|(le, _)| *le == bound)
-            .map(|(_, n)| *n)
-            .unwrap_or_else(|| panic!("no bucket le={bound} in {buckets:?}"))
+    fn voyado_call(metrics: &Metrics, endpoint: &'static str) {
+        metrics.emit(VoyadoCall {
+            endpoint,
+            elapsed: Duration::from_millis(10),
+            answer: VoyadoAnswer::Answered { status: 200 },
+        });
     }
 
     #[test]
     fn every_family_has_help_and_type() {
         let metrics = Metrics::new();
-        metrics.request("get_contact", 200, Duration::from_millis(20));
-        metrics.voyado_call(CONTACT, "ok", Duration::from_millis(10));
+        request(&metrics);
+        voyado_call(&metrics, CONTACT);
         let text = metrics.render();
         let scrape = scrape(&metrics);
         for (family, kind) in [
@@ -632,7 +508,7 @@ mod tests {
     fn exposition_is_complete_openmetrics() {
         let metrics = Metrics::new();
         // A labelled family is left out of the exposition until it has a sample.
-        metrics.request("get_contact", 200, Duration::from_millis(20));
+        request(&metrics);
         let text = metrics.render();
         assert!(text.ends_with("# EOF\n"), "{text}");
         assert!(
@@ -643,68 +519,11 @@ mod tests {
     }
 
     #[test]
-    fn request_is_counted_by_status_and_timed_in_buckets() {
-        let metrics = Metrics::new();
-        metrics.request("get_contact", 200, Duration::from_millis(30));
-        metrics.request("get_contact", 200, Duration::from_millis(30));
-        metrics.request("get_contact", 404, Duration::from_secs(3));
-        let scrape = scrape(&metrics);
-
-        let ok = [("operation", "get_contact"), ("status", "200")];
-        let missing = [("operation", "get_contact"), ("status", "404")];
-        assert_eq!(value(&scrape, "svp_requests_total", &ok), Some(2.0));
-        assert_eq!(value(&scrape, "svp_requests_total", &missing), Some(1.0));
-
-        let op = [("operation", "get_contact")];
-        let b = buckets(&scrape, "svp_request_duration_seconds", &op);
-        assert_eq!(count_at(&b, 0.005), 0.0);
-        assert_eq!(count_at(&b, 0.05), 2.0);
-        assert_eq!(count_at(&b, 2.5), 2.0);
-        assert_eq!(count_at(&b, 5.0), 3.0);
-        assert_eq!(count_at(&b, f64::INFINITY), 3.0);
-        assert_eq!(
-            value(&scrape, "svp_request_duration_seconds_count", &op),
-            Some(3.0)
-        );
-        assert!(
-            metrics
-                .render()
-                .lines()
-                .any(|l| l.starts_with("svp_request_duration_seconds_bucket{")
-                    && l.contains("le=\"")),
-            "no _bucket sample with le"
-        );
-    }
-
-    #[test]
-    fn voyado_call_is_counted_and_timed_by_endpoint_and_outcome() {
-        let metrics = Metrics::new();
-        metrics.voyado_call(CONTACT, "ok", Duration::from_millis(40));
-        metrics.voyado_call(CONTACT, "timeout", Duration::from_secs(3));
-        metrics.voyado_call(CONTACT, "timeout", Duration::from_secs(3));
-        let scrape = scrape(&metrics);
-
-        let ok = [("endpoint", CONTACT), ("outcome", "ok")];
-        let timeout = [("endpoint", CONTACT), ("outcome", "timeout")];
-        assert_eq!(value(&scrape, "svp_voyado_calls_total", &ok), Some(1.0));
-        assert_eq!(
-            value(&scrape, "svp_voyado_calls_total", &timeout),
-            Some(2.0)
-        );
-
-        let b = buckets(&scrape, "svp_voyado_call_duration_seconds", &timeout);
-        assert_eq!(count_at(&b, 2.5), 0.0);
-        assert_eq!(count_at(&b, 5.0), 2.0);
-        let b = buckets(&scrape, "svp_voyado_call_duration_seconds", &ok);
-        assert_eq!(count_at(&b, 0.05), 1.0);
-    }
-
-    #[test]
     fn endpoint_template_is_rendered_verbatim() {
         // prometheus-parse cannot read a `}` inside a label value, so this one is checked on the
         // text: the template's `{}` must reach the exposition unchanged (valid OpenMetrics).
         let metrics = Metrics::new();
-        metrics.voyado_call("/api/v2/contacts/{}", "ok", Duration::from_millis(40));
+        voyado_call(&metrics, "/api/v2/contacts/{}");
         let text = metrics.render();
         assert!(
             text.lines()
@@ -737,44 +556,50 @@ mod tests {
         assert_eq!(value(&scrape, "svp_shed_total", &connections), Some(1.0));
     }
 
-    const EVENTS: [(Event, &str); 5] = [
-        (
-            Event::PromotionUndoRefused,
-            "svp_promotion_undo_refused_total",
-        ),
-        (
-            Event::PromotionsRedeemedBeforeFailure,
-            "svp_promotions_redeemed_before_failure_total",
-        ),
-        (
-            Event::RedeemRollbackFailed,
-            "svp_redeem_rollback_failed_total",
-        ),
-        (Event::WriteTaskAbandoned, "svp_write_tasks_abandoned_total"),
-        (Event::RedeemReplayed, "svp_redeem_replayed_total"),
-    ];
-
+    /// Every series an alert reads with `> 0` or `increase()`, present at 0 before it happens.
     #[test]
-    fn event_counters_show_zero_before_the_first_event() {
+    fn alarm_series_show_zero_before_the_first_event() {
         let scrape = scrape(&Metrics::new());
-        for (_, name) in EVENTS {
+        let plain = [
+            "svp_promotion_undo_refused_total",
+            "svp_promotions_redeemed_before_failure_total",
+            "svp_redeem_rollback_failed_total",
+            "svp_write_tasks_abandoned_total",
+            "svp_redeem_replayed_total",
+            "svp_receipts_exported_total",
+        ];
+        for name in plain {
             assert_eq!(value(&scrape, name, &[]), Some(0.0), "{name}");
+        }
+        let labelled = [
+            ("svp_redeem_unclear_total", "outcome", "landed"),
+            ("svp_redeem_unclear_total", "outcome", "not_landed"),
+            ("svp_redeem_unclear_total", "outcome", "unknown"),
+            ("svp_redeem_unclear_total", "outcome", "left_redeemed"),
+            ("svp_mappings_reloads_total", "result", "applied"),
+            ("svp_mappings_reloads_total", "result", "refused"),
+            ("svp_events_total", "result", "received"),
+            ("svp_events_total", "result", "processed"),
+            ("svp_events_total", "result", "duplicate"),
+            ("svp_events_total", "result", "skipped"),
+            ("svp_events_total", "result", "failed"),
+        ];
+        for (name, label, v) in labelled {
+            assert_eq!(
+                value(&scrape, name, &[(label, v)]),
+                Some(0.0),
+                "{name}{{{label}={v}}}"
+            );
         }
     }
 
     #[test]
-    fn each_event_counts_under_its_own_name() {
+    fn redeem_replayed_counts() {
         let metrics = Metrics::new();
-        // A different number of each, so two events swapped or sharing a counter show up.
-        for (times, (event, _)) in (1..).zip(EVENTS) {
-            for _ in 0..times {
-                metrics.count(event);
-            }
-        }
+        metrics.redeem_replayed();
+        metrics.redeem_replayed();
         let scrape = scrape(&metrics);
-        for (times, (_, name)) in (1..).zip(EVENTS) {
-            assert_eq!(value(&scrape, name, &[]), Some(f64::from(times)), "{name}");
-        }
+        assert_eq!(value(&scrape, "svp_redeem_replayed_total", &[]), Some(2.0));
     }
 
     #[test]
@@ -792,10 +617,10 @@ mod tests {
     fn instances_do_not_share_counts() {
         let counted = Metrics::new();
         let other = Metrics::new();
-        counted.request("get_contact", 200, Duration::from_millis(30));
-        counted.voyado_call(CONTACT, "ok", Duration::from_millis(10));
+        request(&counted);
+        voyado_call(&counted, CONTACT);
         counted.shed(Shed::Requests);
-        counted.count(Event::RedeemRollbackFailed);
+        counted.redeem_replayed();
         let _guard = counted.in_flight();
 
         let counted = scrape(&counted);
@@ -809,9 +634,9 @@ mod tests {
         let shed = [("what", "requests")];
         assert_eq!(value(&counted, "svp_shed_total", &shed), Some(1.0));
         assert_eq!(value(&other, "svp_shed_total", &shed), Some(0.0));
-        let event = "svp_redeem_rollback_failed_total";
-        assert_eq!(value(&counted, event, &[]), Some(1.0));
-        assert_eq!(value(&other, event, &[]), Some(0.0));
+        let replayed = "svp_redeem_replayed_total";
+        assert_eq!(value(&counted, replayed, &[]), Some(1.0));
+        assert_eq!(value(&other, replayed, &[]), Some(0.0));
         assert_eq!(value(&counted, "svp_requests_in_flight", &[]), Some(1.0));
         assert_eq!(value(&other, "svp_requests_in_flight", &[]), Some(0.0));
     }

@@ -16,6 +16,7 @@ use url::Url;
 
 use super::{Endpoint, TraceContext, VoyadoError};
 use crate::telemetry::Metrics;
+use crate::telemetry::events::voyado::{VoyadoAnswer, VoyadoCall};
 
 /// A successful answer: the status (Voyado answers 200 or 201 on a create), the JSON body
 /// (`Null` when empty) and its size on the wire (what a cached copy weighs).
@@ -174,19 +175,20 @@ impl Transport {
         }
         let started = Instant::now();
         let result = self.exchange(request).await;
-        let elapsed = started.elapsed();
-        let elapsed_ms = elapsed.as_millis() as u64;
-        let template = endpoint.route().1;
-        match &result {
-            Ok(reply) => {
-                self.metrics.voyado_call(template, "ok", elapsed);
-                tracing::debug!(?endpoint, status = reply.status, elapsed_ms, "voyado call")
-            }
-            Err(error) => {
-                self.metrics.voyado_call(template, error.outcome(), elapsed);
-                tracing::debug!(?endpoint, %error, elapsed_ms, "voyado call failed")
-            }
-        }
+        let answer = match &result {
+            Ok(reply) => VoyadoAnswer::Answered {
+                status: reply.status,
+            },
+            Err(error) => VoyadoAnswer::Failed {
+                outcome: error.outcome(),
+                error,
+            },
+        };
+        self.metrics.emit(VoyadoCall {
+            endpoint: endpoint.route().1,
+            elapsed: started.elapsed(),
+            answer,
+        });
         result
     }
 
