@@ -37,8 +37,8 @@ fn config(redis: &RedisServer) -> ClusterConfig {
 async fn replicas(redis: &RedisServer, n: usize) -> Vec<Cluster> {
     let mut replicas = Vec::new();
     for _ in 0..n {
-        let cluster = Cluster::connect(&config(redis)).await.unwrap();
-        assert!(cluster.is_up());
+        let cluster = Cluster::start(&config(redis)).unwrap();
+        assert!(cluster.up_within(Duration::from_secs(5)).await);
         replicas.push(cluster);
     }
     replicas

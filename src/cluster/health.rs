@@ -78,35 +78,32 @@ impl Health {
     }
 }
 
-/// Pings Redis for as long as the cluster handle lives: every `PING_EVERY` while it is up, and
-/// with a growing backoff while it is down. A call that sets it down wakes the probe at once, so
-/// the backoff starts from the failure, not from the last scheduled ping.
+/// Pings Redis for as long as the cluster handle lives: at once, then every `PING_EVERY` while
+/// it is up, and with a growing backoff while it is down. A call that sets it down wakes the
+/// probe, so the backoff starts from the failure, not from the last scheduled ping.
 pub(super) async fn probe_forever(link: Link) {
     let mut state = link.health.watch();
     let mut retry = RETRY_MIN;
     loop {
-        let wait = if link.health.is_up() {
-            PING_EVERY
-        } else {
-            retry
-        };
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            // Set down by a call: begin the backoff now.
-            Ok(()) = state.changed() => {
-                state.borrow_and_update();
-                continue;
-            }
-        }
-        match link.probe().await {
+        let wait = match link.probe().await {
             Ok(()) => {
                 link.health.set_up();
                 retry = RETRY_MIN;
+                PING_EVERY
             }
-            Err(_) => retry = (retry * 2).min(RETRY_MAX),
-        }
+            Err(_) => {
+                let wait = retry;
+                retry = (retry * 2).min(RETRY_MAX);
+                wait
+            }
+        };
         // What the probe itself set is no news to it.
         state.borrow_and_update();
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            // Set down by a call: probe now, and back off from there.
+            Ok(()) = state.changed() => {}
+        }
     }
 }
 

@@ -88,10 +88,11 @@ impl std::fmt::Debug for Cluster {
 }
 
 impl Cluster {
-    /// A handle on the Redis of `config`, whether or not it answers now: it is tried once
-    /// before this returns (so `is_up` tells the truth from the start) and then watched in the
-    /// background, and joined whenever it answers. Fails only on a URL redis-rs cannot use.
-    pub async fn connect(config: &ClusterConfig) -> Result<Cluster, InvalidUrl> {
+    /// A handle on the Redis of `config`, whether or not it answers now: it is probed at once
+    /// in the background, then watched, and joined whenever it answers; until the first probe
+    /// has answered, the handle reads down (see `up_within`). Fails only on a URL redis-rs
+    /// cannot use. Must be called within a tokio runtime.
+    pub fn start(config: &ClusterConfig) -> Result<Cluster, InvalidUrl> {
         // `rediss://` goes through rustls on the process' provider, ring, as the Voyado client
         // does; installing it twice is harmless, the first stays.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -112,9 +113,6 @@ impl Cluster {
             health: Arc::new(Health::new()),
             timeout,
         };
-        if link.probe().await.is_ok() {
-            link.health.set_up();
-        }
         let probe = Background(tokio::spawn(health::probe_forever(link.clone())));
         Ok(Cluster {
             inner: Arc::new(Inner {
@@ -127,6 +125,15 @@ impl Cluster {
                 _probe: probe,
             }),
         })
+    }
+
+    /// Waits until Redis reads up, at most `within`; whether it does. For a start that would
+    /// rather share the budget from the first request on, and for tests.
+    pub async fn up_within(&self, within: Duration) -> bool {
+        let mut health = self.watch();
+        tokio::time::timeout(within, health.wait_for(|up| *up))
+            .await
+            .is_ok_and(|up| up.is_ok())
     }
 
     /// Whether Redis answered lately: while it is not, every method answers `Down` at once.
@@ -304,7 +311,7 @@ mod tests {
     #[tokio::test]
     async fn an_unusable_url_is_refused_without_quoting_it() {
         let config = ClusterConfig::new(RedisUrl::new("http://:hunter2@h"));
-        let refused = Cluster::connect(&config).await.unwrap_err();
+        let refused = Cluster::start(&config).unwrap_err();
         assert!(!refused.to_string().contains("hunter2"));
     }
 
@@ -316,7 +323,8 @@ mod tests {
             listener.local_addr().unwrap().port()
         };
         let config = ClusterConfig::new(RedisUrl::new(format!("redis://127.0.0.1:{port}")));
-        let cluster = Cluster::connect(&config).await.unwrap();
+        let cluster = Cluster::start(&config).unwrap();
+        assert!(!cluster.up_within(Duration::from_secs(5)).await);
         assert!(!cluster.is_up());
         let started = tokio::time::Instant::now();
         let called = cluster
