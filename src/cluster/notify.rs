@@ -38,7 +38,7 @@ pub enum Change {
 pub enum Notice {
     /// Another replica's write changed these.
     Changed(Vec<Change>),
-    /// The subscription is back after it dropped (or it could not be made at first): writes
+    /// The subscription is back after it dropped (or it could not be made at once): writes
     /// announced meanwhile were missed, so anything cached before now may be stale.
     Gap,
 }
@@ -101,9 +101,9 @@ struct Listener {
 
 impl Listener {
     async fn run(mut self) {
-        // Whether messages may have been missed since the last subscription (or ever, if the
-        // first attempt failed).
-        let mut missed = false;
+        // Whether messages may have been missed since the last subscription, or since this
+        // subscriber began, if Redis was not up then (the caches may already hold answers).
+        let mut missed = !*self.health.borrow();
         let mut retry = RETRY_MIN;
         loop {
             // The probe knows best when Redis is back; no point dialling before.
