@@ -443,3 +443,31 @@ async fn a_frozen_redis_costs_a_call_no_more_than_its_timeout() {
         Ok(Decision::Run(_))
     ));
 }
+
+#[tokio::test]
+async fn a_replica_started_while_redis_is_down_joins_when_it_comes() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    redis.kill();
+    let late = Cluster::start(&config(&redis)).unwrap();
+    let (_kept, mut at_late) = notices(&late);
+    assert!(!late.up_within(Duration::from_millis(500)).await);
+    assert_eq!(
+        late.reserve(TENANT, &Budget::default(), Priority::NewWork)
+            .await,
+        Err(Down::Unreachable)
+    );
+    redis.restart();
+    health_becomes(&late, true, Duration::from_secs(5)).await;
+    // What it cached meanwhile may have missed writes: the subscriber says so once it listens.
+    let heard = timeout(Duration::from_secs(5), at_late.recv())
+        .await
+        .unwrap();
+    assert_eq!(heard, Some(Notice::Gap));
+    assert_eq!(
+        late.reserve(TENANT, &Budget::default(), Priority::NewWork)
+            .await,
+        Ok(Ok(Duration::ZERO))
+    );
+}
