@@ -11,6 +11,7 @@
 //! load generator (`bench`) behind the default-on `bench` feature.
 
 pub mod app;
+pub mod cluster;
 // The load-test command, behind the default-on `bench` feature (the production image leaves it
 // out). Not behind `simulator`: it runs against a target; only its in-process mode needs the
 // simulator.
