@@ -12,11 +12,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use support::minimal_server;
 use sitoo_voyado_proxy::app::App;
 use sitoo_voyado_proxy::config::{Config, MappingSource};
 use sitoo_voyado_proxy::server::serve;
 use sitoo_voyado_proxy::sim::{FIXTURE, Simulator};
+use support::minimal_server;
 use tokio::time::Instant;
 
 mod support;

@@ -163,6 +163,7 @@ impl Proxy {
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = child.kill();
+        let _ = child.wait();
         panic!("the demo did not become ready on {addr}");
     }
 }
