@@ -38,7 +38,8 @@ pub(super) async fn fetch_card(
         return Ok(bytes);
     }
     let rendered_from = Instant::now();
-    let (card, fresh_until) = render_card(market, id, now).await?;
+    // Boxed: a warm card's future then holds no room for a cold one's Voyado round trips.
+    let (card, fresh_until) = Box::pin(render_card(market, id, now)).await?;
     let card = Bytes::from(serde_json::to_vec(&card).unwrap_or_default());
     if fresh_until > Instant::now() {
         cards

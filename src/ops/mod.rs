@@ -19,6 +19,8 @@ pub use add::create_body;
 pub use card::card_source;
 pub use cards::Cards;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -91,25 +93,34 @@ impl OpRequest {
 
 /// Runs one operation; the answer is the `200` body, already serialised (a warm card is served
 /// as the bytes rendered before, with no JSON work).
-pub async fn run(
+///
+/// Each operation's future goes on the heap by itself: one `async fn` over all of them would be
+/// as large as the largest (a redeem's, about 15 KB), copied whole on every request — a warm
+/// card included — as the layers above wrap and move it.
+pub fn run(
     operation: Operation,
     market: Arc<Market>,
     cards: Cards,
     request: OpRequest,
-) -> Result<Bytes, ProxyError> {
-    let json = |value: Value| Bytes::from(serde_json::to_vec(&value).unwrap_or_default());
+) -> Pin<Box<dyn Future<Output = Result<Bytes, ProxyError>> + Send>> {
+    fn json(value: Value) -> Bytes {
+        Bytes::from(serde_json::to_vec(&value).unwrap_or_default())
+    }
+    let (m, r) = (market, request);
     match operation {
-        Operation::Search => search::run(&market, &cards, &request).await,
-        Operation::AddCustomer => add::run(&market, &cards, &request).await,
-        Operation::GetCustomer => card::run(&market, &cards, &request).await,
-        Operation::UpdateCustomer => update::run(&market, &cards, &request).await,
-        Operation::Transactions => transactions::run(&market, &request).await.map(json),
-        Operation::Redeem => redeem::redeem(&market, &request).await.map(json),
-        Operation::UndoRedeem => redeem::undo(&market, &request).await.map(json),
-        Operation::Consents => consents::run(&market, &request).await.map(json),
-        Operation::Lookup => lookup::run(&market, &request).await.map(json),
-        Operation::Events => events::run(&market, &request).await.map(json),
-        Operation::ResolveCustomer => resolve::run(&market, &request).await.map(json),
+        Operation::Search => Box::pin(async move { search::run(&m, &cards, &r).await }),
+        Operation::AddCustomer => Box::pin(async move { add::run(&m, &cards, &r).await }),
+        Operation::GetCustomer => Box::pin(async move { card::run(&m, &cards, &r).await }),
+        Operation::UpdateCustomer => Box::pin(async move { update::run(&m, &cards, &r).await }),
+        Operation::Transactions => {
+            Box::pin(async move { transactions::run(&m, &r).await.map(json) })
+        }
+        Operation::Redeem => Box::pin(async move { redeem::redeem(&m, &r).await.map(json) }),
+        Operation::UndoRedeem => Box::pin(async move { redeem::undo(&m, &r).await.map(json) }),
+        Operation::Consents => Box::pin(async move { consents::run(&m, &r).await.map(json) }),
+        Operation::Lookup => Box::pin(async move { lookup::run(&m, &r).await.map(json) }),
+        Operation::Events => Box::pin(async move { events::run(&m, &r).await.map(json) }),
+        Operation::ResolveCustomer => Box::pin(async move { resolve::run(&m, &r).await.map(json) }),
     }
 }
 

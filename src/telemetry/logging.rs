@@ -75,7 +75,11 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&url::Url>) -> Logging {
     // Lossy, tracing-appender's default: when its buffer is full, new lines are dropped rather than
     // making the request that logs them wait on stderr. A proxy in front of tills must keep
     // answering; a lost log line is the smaller harm.
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    //
+    // The writer thread writes what it has queued and then flushes: behind a buffer, the lines
+    // that arrived together leave in one write, not one system call each.
+    let stderr = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
+    let (writer, guard) = tracing_appender::non_blocking(stderr);
     // An unset, empty or wholly invalid RUST_LOG means info; a bad directive is reported on stderr
     // and skipped, so a typo in it does not stop the proxy from starting.
     let filter = EnvFilter::builder()

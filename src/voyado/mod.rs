@@ -49,18 +49,19 @@ struct RequestBudget {
 }
 
 /// Runs one SPI operation's work, so its Voyado calls know which request they belong to (and
-/// carry its trace context).
-pub async fn within_request<F: Future>(
+/// carry its trace context). A plain function, not an `async fn`: that would hold `work` twice
+/// (as its argument and inside the scope), doubling what every request copies.
+pub fn within_request<F: Future>(
     write: bool,
     trace: Option<TraceContext>,
     work: F,
-) -> F::Output {
+) -> impl Future<Output = F::Output> {
     let budget = RequestBudget {
         write,
         admitted: AtomicBool::new(false),
         trace,
     };
-    REQUEST.scope(budget, work).await
+    REQUEST.scope(budget, work)
 }
 
 /// The trace context of the request this call belongs to.
