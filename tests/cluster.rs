@@ -17,6 +17,7 @@ use sitoo_voyado_proxy::cluster::{
     Change, Cluster, ClusterConfig, Decision, Down, Notice, RedisUrl, SlotError, Subscription,
 };
 use sitoo_voyado_proxy::limiter::{Budget, Priority, Throttled};
+use sitoo_voyado_proxy::telemetry::Metrics;
 use support::redis_server::RedisServer;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, timeout};
@@ -37,7 +38,7 @@ fn config(redis: &RedisServer) -> ClusterConfig {
 async fn replicas(redis: &RedisServer, n: usize) -> Vec<Cluster> {
     let mut replicas = Vec::new();
     for _ in 0..n {
-        let cluster = Cluster::start(&config(redis)).unwrap();
+        let cluster = Cluster::start(&config(redis), Arc::new(Metrics::new())).unwrap();
         assert!(cluster.up_within(Duration::from_secs(5)).await);
         replicas.push(cluster);
     }
@@ -450,7 +451,7 @@ async fn a_replica_started_while_redis_is_down_joins_when_it_comes() {
         return;
     };
     redis.kill();
-    let late = Cluster::start(&config(&redis)).unwrap();
+    let late = Cluster::start(&config(&redis), Arc::new(Metrics::new())).unwrap();
     let (_kept, mut at_late) = notices(&late);
     assert!(!late.up_within(Duration::from_millis(500)).await);
     assert_eq!(
