@@ -43,6 +43,9 @@ usage:
                                             answer's shape and paging, and whether the [cluster]
                                             Redis answers; exits 1 on a mismatch
   sitoo-voyado-proxy bench --in-process [--voyado-latency 50ms|p50=40ms,p99=200ms] [--cold]
+        [--replicas N] [--redis URL] [--voyado-budget RATE/BURST]
+                                            N proxies here (sharing the Redis at URL, else each
+                                            its static share), Voyado's budget per key
   sitoo-voyado-proxy bench --target URL --tenant T --market M --key KEY [--allow-writes]
         [--rate N] [--duration 60s] [--warmup 10s] [--mix FILE] [--out DIR] [--baseline DIR]
         [--ramp [--slo 300ms]] [--seed N]
