@@ -8,8 +8,13 @@
 //! What requests are served with — the markets with their plans and error tables, the route
 //! table — is one [`Served`] set behind an atomic pointer. [`App::reload`] compiles the mappings
 //! directory afresh and swaps the whole set at once, keeping each market's Voyado client (its
-//! caches, limiter and breaker); a set that does not compile is refused and the last good one
+//! caches, budget and breaker); a set that does not compile is refused and the last good one
 //! keeps serving. A request holds the set it started with until it ends.
+//!
+//! With `[cluster]`, [`App::build`] starts the one handle on the shared Redis (`cluster`) and
+//! hands it to what several replicas share: each API key's budget, the write path of every
+//! Voyado client (what a write changed is announced), the redeem replay (`server/replay.rs`),
+//! and the subscriber that makes this replica's caches forget what the others' writes changed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -19,11 +24,12 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio_util::task::TaskTracker;
 
+use crate::cluster::{Change, Cluster, Notice, Subscription};
 use crate::config::{
-    CacheTtlsMs, Config, ConfigError, CrmKeyDigest, Limits, MappingSource, MarketConfig, Problem,
-    VoyadoBudget,
+    CacheTtlsMs, Config, ConfigError, CrmKeyDigest, Limits, MappingSource, MarketConfig, Place,
+    Problem, VoyadoBudget,
 };
-use crate::limiter::{Budget, KeyLimiter};
+use crate::limiter::Budget;
 use crate::mapping::Plan;
 use crate::market::{Draining, Market, Served, ServedSet};
 use crate::ops::Cards;
@@ -33,7 +39,7 @@ use crate::spi::routes::RouteTable;
 use crate::telemetry::Metrics;
 use crate::telemetry::events::mappings::{MappingReloadRefused, MappingsLoaded, MappingsReloaded};
 use crate::voyado::{
-    Breaker, BreakerSettings, CacheTtls, Caches, ClientParts, Transport, VoyadoClient,
+    Breaker, BreakerSettings, CacheTtls, Caches, ClientParts, KeyBudget, Transport, VoyadoClient,
     build_http_client,
 };
 
@@ -220,6 +226,58 @@ fn budget(b: &VoyadoBudget) -> Budget {
     }
 }
 
+/// One API key's budget: shared through Redis with `[cluster]` (named by a digest of the key:
+/// Voyado counts per key, so two markets on one key share it, as locally), else this replica's.
+fn key_budget(b: &VoyadoBudget, key_digest: &[u8; 32], cluster: &Option<Cluster>) -> KeyBudget {
+    match cluster {
+        Some(cluster) => {
+            let name: String = key_digest[..16]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            KeyBudget::shared(budget(b), cluster.clone(), format!("key#{name}").into())
+        }
+        None => KeyBudget::local(budget(b)),
+    }
+}
+
+/// Starts the handle on the shared Redis. Only a URL that `check` already accepts gets here, so
+/// the refusal is for a build that runs outside a tokio runtime, or a redis-rs that changed its
+/// mind about a URL.
+fn start_cluster(
+    config: &Config,
+    settings: &crate::cluster::ClusterConfig,
+    metrics: &Arc<Metrics>,
+) -> Result<Cluster, ConfigError> {
+    // The config file's name: `mappings_at` is always a place in it.
+    let at = Place {
+        path: "cluster.redis_url".into(),
+        ..Place::whole(config.mappings_at.file.as_str())
+    };
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(at.problem("needs the proxy's runtime to start").into());
+    }
+    Cluster::start(settings, metrics.clone()).map_err(|e| at.problem(e.to_string()).into())
+}
+
+/// This replica's caches forget what the other replicas' writes changed as they hear of them,
+/// and everything after a gap (a dropped subscription: writes may have been missed).
+fn hear_writes(cluster: &Cluster, caches: Caches) -> Subscription {
+    cluster.subscribe(move |notice| match notice {
+        Notice::Changed(changes) => {
+            for change in changes {
+                match change {
+                    Change::Contact { identity, contact } => {
+                        caches.forget_contact(&Arc::from(identity), &contact);
+                    }
+                    Change::Keys { identity } => caches.forget_keys(&Arc::from(identity)),
+                }
+            }
+        }
+        Notice::Gap => caches.forget_all(),
+    })
+}
+
 fn breaker_settings(b: &VoyadoBudget) -> BreakerSettings {
     BreakerSettings {
         failures: b.breaker_failures,
@@ -250,26 +308,44 @@ pub struct App {
     /// The rendered cards of every market, kept across reloads (the plan's generation is in
     /// their key).
     pub cards: Cards,
+    /// The Redis several replicas share (`[cluster]`), if configured.
+    pub cluster: Option<Cluster>,
+    /// Hears the other replicas' writes for as long as the app lives.
+    _writes_heard: Option<Subscription>,
 }
 
 impl App {
     /// Compiles the config and builds a Voyado client per market (one connection pool for all).
+    /// With `[cluster]` it also starts the handle on Redis (without waiting for it: Redis is
+    /// joined whenever it answers), which needs a tokio runtime.
     pub fn build(config: &Config) -> Result<Arc<App>, ConfigError> {
         let digest = config.mappings.digest();
         let compiled = compile(config)?;
-        Ok(App::from_compiled(compiled, config, digest))
+        let metrics = Arc::new(Metrics::new());
+        let cluster = match &config.cluster {
+            Some(settings) => Some(start_cluster(config, settings, &metrics)?),
+            None => None,
+        };
+        Ok(App::from_compiled(
+            compiled, config, digest, metrics, cluster,
+        ))
     }
 
-    fn from_compiled(compiled: Compiled, config: &Config, digest: String) -> Arc<App> {
+    fn from_compiled(
+        compiled: Compiled,
+        config: &Config,
+        digest: String,
+        metrics: Arc<Metrics>,
+        cluster: Option<Cluster>,
+    ) -> Arc<App> {
         // The first phone parse loads the metadata (about a second in a debug build): not on a
         // cashier's request.
         crate::keys::warm_up_phone_metadata();
         let limits = config.limits;
-        let metrics = Arc::new(Metrics::new());
         let http = build_http_client();
         let caches = Caches::new(config.cache.max_bytes);
-        // One limiter per Voyado API key (Voyado's budget is per key), one breaker per tenant.
-        let mut limiters: BTreeMap<[u8; 32], Arc<KeyLimiter>> = BTreeMap::new();
+        // One budget per Voyado API key (Voyado's budget is per key), one breaker per tenant.
+        let mut budgets: BTreeMap<[u8; 32], Arc<KeyBudget>> = BTreeMap::new();
         let mut breakers: BTreeMap<Arc<str>, Arc<Breaker>> = BTreeMap::new();
         let markets = compiled
             .markets
@@ -277,9 +353,9 @@ impl App {
             .map(|m| {
                 let key: [u8; 32] = Sha256::digest(m.settings.voyado_api_key.expose()).into();
                 let identity = identity(&m.settings, &key);
-                let limiter = limiters
+                let budget = budgets
                     .entry(key)
-                    .or_insert_with(|| Arc::new(KeyLimiter::new(budget(&config.voyado))))
+                    .or_insert_with(|| Arc::new(key_budget(&config.voyado, &key, &cluster)))
                     .clone();
                 let breaker = breakers
                     .entry(identity.clone())
@@ -298,8 +374,9 @@ impl App {
                     identity,
                     caches: caches.clone(),
                     ttls: ttls(&m.settings.cache),
-                    limiter,
+                    budget,
                     breaker,
+                    cluster: cluster.clone(),
                     metrics: metrics.clone(),
                 });
                 let sitoo = m
@@ -323,6 +400,7 @@ impl App {
             })
             .collect();
         metrics.emit(MappingsLoaded { digest: &digest });
+        let writes_heard = cluster.as_ref().map(|c| hear_writes(c, caches.clone()));
         Arc::new(App {
             served: Arc::new(ServedSet::new(Served {
                 markets,
@@ -341,6 +419,8 @@ impl App {
             decoy_key: CrmKeyDigest::of(&uuid::Uuid::new_v4().to_string()),
             draining: Arc::default(),
             cards: Cards::new(config.cache.max_bytes, caches, metrics.clone()),
+            cluster,
+            _writes_heard: writes_heard,
         })
     }
 

@@ -67,8 +67,9 @@ pub struct Throttled {
 }
 
 impl Throttled {
-    /// Retry-After for a wait of `wait`: whole seconds rounded up, at least 1.
-    fn after(wait: Duration) -> Throttled {
+    /// Retry-After for a wait of `wait`: whole seconds rounded up, at least 1 (the local
+    /// limiter's and the shared budget's, `cluster/budget.rs`).
+    pub fn after(wait: Duration) -> Throttled {
         let secs = wait
             .as_secs()
             .saturating_add(u64::from(wait.subsec_nanos() > 0));

@@ -1,8 +1,8 @@
 //! The command line: no arguments runs the demo; `serve --config FILE` runs in production;
 //! `check --config FILE` validates a config and its mappings (no network) and exits non-zero with
 //! every error; `map` shows what a market's mapping makes of a Voyado contact or an SPI body
-//! (no network); `probe` tours one market's Voyado read-only and exits non-zero on any answer whose
-//! shape the proxy cannot read. `--log-format json` (or `LOG_FORMAT=json`) writes one JSON object
+//! (no network); `probe` tours one market's Voyado read-only (and says whether the `[cluster]`
+//! Redis answers) and exits non-zero on any answer whose shape the proxy cannot read. `--log-format json` (or `LOG_FORMAT=json`) writes one JSON object
 //! per log line.
 //! `bench` plays till traffic against a proxy and reports what it measured (exit 2 on a bad flag).
 
@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sitoo_voyado_proxy::app::{self, App};
 #[cfg(feature = "bench")]
@@ -39,8 +40,12 @@ usage:
   sitoo-voyado-proxy probe --config FILE --market TENANT/MARKET [--contact ID]
                                             read-only tour of that market's Voyado: every call
                                             the proxy makes (with a test contact's id), its
-                                            answer's shape and paging; exits 1 on a mismatch
+                                            answer's shape and paging, and whether the [cluster]
+                                            Redis answers; exits 1 on a mismatch
   sitoo-voyado-proxy bench --in-process [--voyado-latency 50ms|p50=40ms,p99=200ms] [--cold]
+        [--replicas N] [--redis URL] [--voyado-budget RATE/BURST]
+                                            N proxies here (sharing the Redis at URL, else each
+                                            its static share), Voyado's budget per key
   sitoo-voyado-proxy bench --target URL --tenant T --market M --key KEY [--allow-writes]
         [--rate N] [--duration 60s] [--warmup 10s] [--mix FILE] [--out DIR] [--baseline DIR]
         [--ramp [--slo 300ms]] [--seed N]
@@ -392,6 +397,11 @@ async fn run(command: Command, config: Option<Config>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // Share the budget from the first request on if Redis answers soon; it is joined whenever
+    // it does, so this is the most a start waits for it.
+    if let Some(cluster) = &app.cluster {
+        cluster.up_within(REDIS_AT_START).await;
+    }
     let listener = match TcpListener::bind(config.listen).await {
         Ok(l) => l,
         Err(e) => {
@@ -436,7 +446,12 @@ async fn run(command: Command, config: Option<Config>) -> ExitCode {
     }
 }
 
-/// Probes one market's Voyado (read-only) and prints what it found; 1 on any mismatch.
+/// How long `serve` waits for the `[cluster]` Redis before it listens (it serves on its local
+/// fallbacks until Redis answers), and `probe` before it says Redis does not answer.
+const REDIS_AT_START: Duration = Duration::from_secs(2);
+
+/// Probes one market's Voyado (read-only) and prints what it found, after whether the
+/// `[cluster]` Redis answers; 1 on any mismatch or a Redis that does not.
 async fn probe(file: &std::path::Path, market: &str, contact: Option<&str>) -> ExitCode {
     let app = match Config::load(file)
         .map_err(|e| e.to_string())
@@ -453,13 +468,30 @@ async fn probe(file: &std::path::Path, market: &str, contact: Option<&str>) -> E
         eprintln!("{}: no market {market} (TENANT/MARKET)", file.display());
         return ExitCode::from(2);
     };
+    let redis_answers = match &app.cluster {
+        Some(cluster) => {
+            let up = cluster.up_within(REDIS_AT_START).await;
+            if up {
+                println!(
+                    "ok       redis ([cluster]) answers: the budget, redeem slots and write notifications are shared\n"
+                );
+            } else {
+                println!(
+                    "MISMATCH redis ([cluster]) did not answer within {} s: replicas would run on their local fallbacks\n",
+                    REDIS_AT_START.as_secs()
+                );
+            }
+            up
+        }
+        None => true,
+    };
     println!(
         "probing {market} at {} (read-only)\n",
         found.settings.voyado_url
     );
     let report = sitoo_voyado_proxy::probe::run(found, contact).await;
     print!("{}", report.render());
-    if report.mismatches() == 0 {
+    if redis_answers && report.mismatches() == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

@@ -1,6 +1,9 @@
 //! `sitoo-voyado-proxy bench --in-process` as a load-tester runs it: the binary, the proxy and the
 //! simulator in its process, `results.json` in the documented shape with Voyado calls per
-//! operation and the proxy's costs, and a second run compared with the first.
+//! operation and the proxy's costs, and a second run compared with the first; and several
+//! replicas, alone or sharing a Redis.
+
+mod support;
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -118,4 +121,58 @@ fn an_in_process_run_writes_results_json_in_the_documented_shape_and_compares_wi
     assert!(html.matches("<svg").count() >= 2);
     // The baseline is drawn too, beside this run.
     assert!(html.contains("answers, baseline"));
+}
+
+/// `--replicas 2` with a real budget: the run says how the budget was held and Voyado's busiest
+/// second; with `--redis` (when `redis-server` is here) also the Redis round trips per request.
+#[test]
+fn in_process_replicas_report_the_budget_voyados_peak_and_redis_round_trips() {
+    let dir = scratch("replicas");
+    let run = |name: &str, extra: &[&str]| -> Value {
+        let out = dir.join(name);
+        let summary = bench(
+            &[
+                &[
+                    "--in-process",
+                    "--replicas",
+                    "2",
+                    "--voyado-budget",
+                    "40/20",
+                    "--rate",
+                    "40",
+                    "--voyado-latency",
+                    "5ms",
+                    "--warmup",
+                    "0s",
+                    "--duration",
+                    "1s",
+                    "--out",
+                    out.to_str().unwrap(),
+                ][..],
+                extra,
+            ]
+            .concat(),
+        );
+        assert!(summary.contains("2 replicas ("), "{summary}");
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap()
+    };
+    let alone = run("static", &[]);
+    let replicas = &alone["replicas"];
+    assert_eq!(replicas["replicas"], 2);
+    assert_eq!(replicas["budget"], "static share per replica");
+    assert_eq!(replicas["voyado_budget"], "40/s, burst 20");
+    assert!(replicas["peak_voyado_calls_per_second"].as_u64().unwrap() > 0);
+    assert!(replicas["redis_round_trips_per_request"].is_null());
+
+    let Some(redis) = support::redis_server::RedisServer::start() else {
+        return;
+    };
+    let shared = run("shared", &["--redis", &redis.url()]);
+    let replicas = &shared["replicas"];
+    assert_eq!(replicas["budget"], "shared in Redis");
+    // Every Voyado call took a permit from the script (one round trip each, at least).
+    let calls = shared["voyado"]["calls_per_request"].as_f64().unwrap();
+    let round_trips = replicas["redis_round_trips_per_request"].as_f64().unwrap();
+    assert!(round_trips >= calls, "{round_trips} < {calls}");
+    assert!(replicas["redis_calls"]["evalsha"].as_u64().unwrap() > 0);
 }

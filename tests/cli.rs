@@ -571,6 +571,52 @@ fn a_build_without_otlp_refuses_an_otlp_endpoint() {
     );
 }
 
+/// `check` validates `[cluster]` without connecting: a good table passes with no Redis running,
+/// and each problem is placed at its key without quoting the URL (it may hold a password).
+#[test]
+fn check_validates_the_cluster_table_without_connecting() {
+    let dir = scratch("cluster");
+    let good = market_config(
+        &dir,
+        &mappings(),
+        "[cluster]\nredis_url = \"rediss://:${SVP_CLI_REDIS_PASSWORD}@redis.invalid:6380\"",
+    );
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&good)
+        .env("SVP_CLI_REDIS_PASSWORD", "hunter2")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = market_config(
+        &dir,
+        &mappings(),
+        "[cluster]\nredis_url = \"http://:hunter2@redis.invalid\"\ntimeout_ms = 0",
+    );
+    let out = Command::new(BIN)
+        .args(["check", "--config"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let errors = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        errors
+            .contains("config.toml:3:13: cluster.redis_url: must start with redis:// or rediss://"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("config.toml:4:14: cluster.timeout_ms: must be from 1 to 1000"),
+        "{errors}"
+    );
+    assert!(!errors.contains("hunter2"), "{errors}");
+}
+
 /// `map --order`: the receipt a Sitoo order becomes, without Voyado — a refund with its signs,
 /// the contact type named, and an order that cannot be booked refused with the row named.
 #[test]

@@ -17,6 +17,7 @@ use sitoo_voyado_proxy::cluster::{
     Change, Cluster, ClusterConfig, Decision, Down, Notice, RedisUrl, SlotError, Subscription,
 };
 use sitoo_voyado_proxy::limiter::{Budget, Priority, Throttled};
+use sitoo_voyado_proxy::telemetry::Metrics;
 use support::redis_server::RedisServer;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, timeout};
@@ -37,7 +38,7 @@ fn config(redis: &RedisServer) -> ClusterConfig {
 async fn replicas(redis: &RedisServer, n: usize) -> Vec<Cluster> {
     let mut replicas = Vec::new();
     for _ in 0..n {
-        let cluster = Cluster::start(&config(redis)).unwrap();
+        let cluster = Cluster::start(&config(redis), Arc::new(Metrics::new())).unwrap();
         assert!(cluster.up_within(Duration::from_secs(5)).await);
         replicas.push(cluster);
     }
@@ -282,6 +283,36 @@ async fn a_redeem_claimed_on_one_replica_is_waited_for_on_another_then_replayed(
     ));
 }
 
+/// A repeat that saw another replica's claim must not run the redeem itself when Redis goes:
+/// the first may still be running.
+#[tokio::test]
+async fn a_repeat_waiting_for_another_replica_is_still_running_when_redis_goes() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let [a, b] = <[Cluster; 2]>::try_from(replicas(&redis, 2).await).unwrap();
+    let body = redeem_body("check-1");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let Ok(Decision::Run(_pending)) = a
+        .decide_redeem("demo/SE", "c", "r", Some(&body), deadline)
+        .await
+    else {
+        panic!("the first redeem runs");
+    };
+    let repeat = tokio::spawn(async move {
+        b.decide_redeem("demo/SE", "c", "r", Some(&body), deadline)
+            .await
+    });
+    sleep(200 * MS).await;
+    assert!(!repeat.is_finished(), "the repeat waits for the first");
+    redis.kill();
+    let decided = timeout(Duration::from_secs(2), repeat)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(decided.unwrap_err(), SlotError::StillRunning);
+}
+
 #[tokio::test]
 async fn a_redeem_that_ends_without_an_answer_frees_its_slot_for_the_repeat() {
     let Some(redis) = RedisServer::start() else {
@@ -450,7 +481,7 @@ async fn a_replica_started_while_redis_is_down_joins_when_it_comes() {
         return;
     };
     redis.kill();
-    let late = Cluster::start(&config(&redis)).unwrap();
+    let late = Cluster::start(&config(&redis), Arc::new(Metrics::new())).unwrap();
     let (_kept, mut at_late) = notices(&late);
     assert!(!late.up_within(Duration::from_millis(500)).await);
     assert_eq!(

@@ -14,13 +14,14 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sitoo_voyado_proxy::app;
 use sitoo_voyado_proxy::config::{Config, MappingSource};
+use sitoo_voyado_proxy::telemetry::events::cluster::RedisLost;
 use sitoo_voyado_proxy::telemetry::events::redeem::{
     Compensating, PromotionUndoRefused, PromotionsRedeemedBeforeFailure, RedeemRollbackFailed,
 };
 use sitoo_voyado_proxy::telemetry::events::server::{RequestDone, WriteTasksAbandoned};
 use sitoo_voyado_proxy::telemetry::events::voyado::{VoyadoAnswer, VoyadoCall};
 use sitoo_voyado_proxy::telemetry::events::{Guid, Guids};
-use sitoo_voyado_proxy::telemetry::{Metrics, Shed};
+use sitoo_voyado_proxy::telemetry::{Fallback, Metrics, Shed};
 use sitoo_voyado_proxy::voyado::VoyadoError;
 
 const DEPLOYMENT: &str = "sitoo-voyado-proxy";
@@ -506,11 +507,22 @@ fn kubernetes_problems(d: &Deploy) -> Vec<String> {
     {
         problems.push("PodDisruptionBudget selector does not match the pods".into());
     }
+    if let Some(cluster) = &config.cluster {
+        problems.extend(redis_problems(d, cluster.redis_url.expose()));
+    }
     if let Ok(hpa) = d.object("HorizontalPodAutoscaler", DEPLOYMENT) {
         let target = &hpa["spec"]["scaleTargetRef"];
         if target["kind"] != "Deployment" || target["name"] != DEPLOYMENT {
             problems.push("HorizontalPodAutoscaler does not scale the Deployment".into());
         }
+    }
+    // Without [cluster] each pod takes rate_per_second / replicas for good, so the HPA is bound
+    // to `replicas`. With it the budget is one, in Redis, and `replicas` is only the share while
+    // Redis is away: the HPA is free.
+    if let (Ok(hpa), None) = (
+        d.object("HorizontalPodAutoscaler", DEPLOYMENT),
+        &config.cluster,
+    ) {
         // At the HPA's maximum, a rolling update adds maxSurge pods (25% by default, rounded
         // up); each pod takes rate_per_second / replicas, so replicas must cover them all.
         let max = int(hpa, "/spec/maxReplicas").unwrap_or(u64::MAX);
@@ -532,6 +544,32 @@ fn kubernetes_problems(d: &Deploy) -> Vec<String> {
         }
     }
     problems
+}
+
+/// The `[cluster]` Redis is one the manifests run — a Service whose port is the URL's (a host
+/// without a dot) — or an external one (a host with a domain); the Secret the proxy reads holds
+/// the password a `${NAME}` in the URL names (checked with the rest of the environment).
+fn redis_problems(d: &Deploy, redis_url: &str) -> Vec<String> {
+    let Ok(url) = url::Url::parse(redis_url) else {
+        return vec!["config cluster.redis_url is not a URL".into()];
+    };
+    let host = url.host_str().unwrap_or_default();
+    if host.contains('.') {
+        return Vec::new();
+    }
+    let Ok(service) = d.object("Service", host) else {
+        return vec![format!(
+            "config cluster.redis_url names host {host}, which is no Service under \
+             deploy/kubernetes (give an external Redis' full host name, or add the Service)"
+        )];
+    };
+    let port = u64::from(url.port().unwrap_or(6379));
+    if !items(service, "/spec/ports").any(|p| int(p, "/port") == Some(port)) {
+        return vec![format!(
+            "config cluster.redis_url's port {port} is not a port of Service {host}"
+        )];
+    }
+    Vec::new()
 }
 
 // --- Metrics in alerts and the dashboard ---
@@ -596,6 +634,8 @@ fn exported() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
     });
     metrics.emit(WriteTasksAbandoned { count: 1 });
     metrics.redeem_replayed();
+    metrics.emit(RedisLost { reason: "timeout" });
+    metrics.cluster_fallback(Fallback::Budget);
     let mut out: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
     for line in metrics.render().lines().filter(|l| !l.starts_with('#')) {
         let name_end = line.find(['{', ' ']).unwrap_or(line.len());
@@ -1053,11 +1093,45 @@ fn each_check_catches_a_broken_file() {
             }),
         ),
         (
+            // Only without [cluster] does `replicas` bind the HPA.
             "below the HPA's maxReplicas 8 + maxSurge 1",
             Box::new(|d: &mut Deploy| {
+                let cm = d.object_mut("ConfigMap", "sitoo-voyado-proxy-config");
+                let text = cm["data"]["config.toml"].as_str().unwrap().to_owned();
+                let at = text.find("[cluster]\n").expect("config.toml has [cluster]");
+                let end = at + text[at..].find("\n\n").unwrap();
+                cm["data"]["config.toml"] = json!(format!("{}{}", &text[..at], &text[end..]));
                 d.object_mut("HorizontalPodAutoscaler", DEPLOYMENT)["spec"]["maxReplicas"] =
                     json!(8)
             }),
+        ),
+        (
+            "which is no Service under deploy/kubernetes",
+            Box::new(move |d: &mut Deploy| config_toml(d, "@sitoo-voyado-proxy-redis:", "@redis:")),
+        ),
+        (
+            "is not a port of Service sitoo-voyado-proxy-redis",
+            Box::new(move |d: &mut Deploy| {
+                config_toml(
+                    d,
+                    "sitoo-voyado-proxy-redis:6379",
+                    "sitoo-voyado-proxy-redis:6380",
+                )
+            }),
+        ),
+        (
+            "REDIS_PASSWORD is not set",
+            Box::new(|d: &mut Deploy| {
+                let secret = d.object_mut("Secret", "sitoo-voyado-proxy-keys");
+                secret["stringData"]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("REDIS_PASSWORD");
+            }),
+        ),
+        (
+            "svp_cluster_up has no label what",
+            Box::new(move |d: &mut Deploy| alert_expr(d, "svp_cluster_up{what=\"budget\"} == 0")),
         ),
         (
             "is not set",

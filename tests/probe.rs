@@ -2,6 +2,7 @@
 //! answers and with one answer's shape changed.
 
 mod common;
+mod support;
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -9,20 +10,31 @@ use std::process::Command;
 use common::{ANNA, BO, DEMO_KEY, fault};
 use reqwest::Method;
 use sitoo_voyado_proxy::sim::{FIXTURE, FaultAction, Simulator};
+use support::redis_server::RedisServer;
 
 const BIN: &str = env!("CARGO_BIN_EXE_sitoo-voyado-proxy");
 
 /// Runs `probe` for demo/SE against `sim`; its exit code and output.
 async fn probe(sim: &Simulator, name: &str, contact: &str) -> (Option<i32>, String) {
+    probe_with(sim, name, contact, "").await
+}
+
+/// [`probe`] with `tables` (a `[cluster]`, say) before the market.
+async fn probe_with(
+    sim: &Simulator,
+    name: &str,
+    contact: &str,
+    tables: &str,
+) -> (Option<i32>, String) {
     let dir = std::env::temp_dir().join(format!("svp-probe-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("config.toml");
     std::fs::write(
         &config,
         format!(
-            "mappings = \"{}/mappings\"\n[[market]]\ntenant = \"demo\"\nmarket = \"SE\"\n\
-             crm_api_keys = [\"k\"]\nvoyado_url = \"{}\"\nvoyado_api_key = \"{DEMO_KEY}\"\n\
-             default_country = \"SE\"\n",
+            "mappings = \"{}/mappings\"\n{tables}\n[[market]]\ntenant = \"demo\"\n\
+             market = \"SE\"\ncrm_api_keys = [\"k\"]\nvoyado_url = \"{}\"\n\
+             voyado_api_key = \"{DEMO_KEY}\"\ndefault_country = \"SE\"\n",
             env!("CARGO_MANIFEST_DIR"),
             sim.url()
         ),
@@ -115,4 +127,35 @@ async fn probe_names_the_missing_field_of_a_changed_answer_and_fails() {
     assert!(line.starts_with("MISMATCH"), "{line}");
     assert!(line.contains("missing: items, totalCount"), "{line}");
     assert!(out.contains("1 mismatches"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_says_whether_the_cluster_redis_answers() {
+    let sim = simulator().await;
+    // Nothing listens there: a mismatch, and the password in the URL is never printed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gone = format!("[cluster]\nredis_url = \"redis://:hunter2@127.0.0.1:{closed}\"\n");
+    let (code, out) = probe_with(&sim, "redis-gone", ANNA, &gone).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("MISMATCH redis ([cluster]) did not answer within 2 s"),
+        "{out}"
+    );
+    assert!(
+        out.contains("0 mismatches"),
+        "the Voyado tour still ran: {out}"
+    );
+    assert!(!out.contains("hunter2"), "{out}");
+
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let there = format!("[cluster]\nredis_url = \"{}\"\n", redis.url());
+    let (code, out) = probe_with(&sim, "redis-there", ANNA, &there).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("ok       redis ([cluster]) answers"), "{out}");
 }

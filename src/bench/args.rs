@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::mix::Mix;
 use super::results::Results;
+use crate::cluster::{ClusterConfig, ClusterKey, RedisUrl};
 
 /// Where the traffic goes.
 #[derive(Debug, Clone)]
@@ -16,6 +17,8 @@ pub enum Mode {
         voyado_latency: Latency,
         /// A market that keeps nothing in memory: every request makes its Voyado calls.
         cold: bool,
+        /// How many proxies, and what they share.
+        scale: Scale,
     },
     /// A proxy that runs elsewhere (a staging deployment, or `sitoo-voyado-proxy demo`).
     Target(Target),
@@ -40,6 +43,20 @@ impl std::fmt::Debug for Target {
             .field("key", &"***")
             .finish()
     }
+}
+
+/// The in-process proxies: how many, whether they share a Redis, and Voyado's budget.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scale {
+    /// Proxies in the process, in front of the one simulator; the tills' requests go to them in
+    /// turn (`--replicas`, default 1).
+    pub replicas: u32,
+    /// The Redis they share (`[cluster]`, `--redis`); without it each takes its static share of
+    /// the budget (`[voyado] replicas`).
+    pub redis: Option<RedisUrl>,
+    /// Voyado's budget per API key, calls a second and burst (`--voyado-budget 40/20`); without
+    /// it the budget is opened wide, so that the bench measures the proxy.
+    pub budget: Option<(u32, u32)>,
 }
 
 /// How long the simulated Voyado takes to answer a call.
@@ -99,8 +116,11 @@ impl Args {
 }
 
 const SWITCHES: [&str; 4] = ["--in-process", "--ramp", "--allow-writes", "--cold"];
-const VALUED: [&str; 13] = [
+const VALUED: [&str; 16] = [
     "--voyado-latency",
+    "--replicas",
+    "--redis",
+    "--voyado-budget",
     "--target",
     "--tenant",
     "--market",
@@ -161,10 +181,24 @@ pub fn parse(words: &[String]) -> Result<Args, String> {
                     None => Latency::Fixed(Duration::from_millis(50)),
                 },
                 cold: switch("--cold"),
+                scale: Scale {
+                    replicas: match value("--replicas") {
+                        Some(text) => parse_replicas(text)?,
+                        None => 1,
+                    },
+                    redis: value("--redis").map(parse_redis).transpose()?,
+                    budget: value("--voyado-budget").map(parse_budget).transpose()?,
+                },
             }
         }
         (false, Some(url)) => {
-            for flag in ["--voyado-latency", "--cold"] {
+            for flag in [
+                "--voyado-latency",
+                "--cold",
+                "--replicas",
+                "--redis",
+                "--voyado-budget",
+            ] {
                 if value(flag).is_some() || switch(flag) {
                     return Err(format!("bench: {flag} goes with --in-process"));
                 }
@@ -319,6 +353,39 @@ pub fn parse_latency(text: &str) -> Result<Latency, String> {
     }
 }
 
+/// The most in-process replicas: they share the process' cores with the simulator and the
+/// load generator.
+const REPLICAS_MAX: u32 = 16;
+
+fn parse_replicas(text: &str) -> Result<u32, String> {
+    text.parse()
+        .ok()
+        .filter(|n| (1..=REPLICAS_MAX).contains(n))
+        .ok_or_else(|| format!("bench: --replicas takes 1 to {REPLICAS_MAX} (got {text})"))
+}
+
+/// A Redis URL as `[cluster] redis_url` takes it; the refusal never repeats it (it may hold a
+/// password).
+fn parse_redis(text: &str) -> Result<RedisUrl, String> {
+    let url = RedisUrl::new(text);
+    let problems = ClusterConfig::new(url.clone()).validate();
+    match problems.iter().find(|p| p.key == ClusterKey::RedisUrl) {
+        Some(problem) => Err(format!("bench: --redis {}", problem.problem)),
+        None => Ok(url),
+    }
+}
+
+/// `40/20`: calls a second and burst, both above 0.
+fn parse_budget(text: &str) -> Result<(u32, u32), String> {
+    let parsed = text.split_once('/').and_then(|(rate, burst)| {
+        let (rate, burst): (u32, u32) = (rate.parse().ok()?, burst.parse().ok()?);
+        (rate > 0 && burst > 0).then_some((rate, burst))
+    });
+    parsed.ok_or_else(|| {
+        format!("bench: --voyado-budget takes calls a second and burst, such as 40/20 (got {text})")
+    })
+}
+
 /// The target's root URL: http(s) with a host, no path (tenant and market are flags).
 fn parse_target(text: &str) -> Result<String, String> {
     let url = url::Url::parse(text).map_err(|e| format!("bench: --target {text:?}: {e}"))?;
@@ -416,9 +483,48 @@ mod tests {
                 "--target http://x --tenant t --market m --key k --cold",
                 "--cold",
             ),
+            (
+                "--target http://x --tenant t --market m --key k --replicas 3",
+                "--replicas",
+            ),
+            ("--in-process --replicas 0", "--replicas"),
+            ("--in-process --replicas 17", "--replicas"),
+            (
+                "--in-process --redis http://h",
+                "--redis must start with redis://",
+            ),
+            ("--in-process --voyado-budget 40", "--voyado-budget"),
+            ("--in-process --voyado-budget 0/20", "--voyado-budget"),
         ] {
             let err = parse(&words(line)).unwrap_err();
             assert!(err.contains(names), "{line}: {err}");
         }
+    }
+
+    #[test]
+    fn in_process_replicas_share_a_redis_and_a_budget_if_asked() {
+        let args = parse(&words(
+            "--in-process --replicas 3 --redis redis://:hunter2@127.0.0.1:6379 --voyado-budget 40/20",
+        ))
+        .unwrap();
+        let Mode::InProcess { scale, .. } = &args.mode else {
+            panic!("in-process");
+        };
+        assert_eq!(scale.replicas, 3);
+        assert_eq!(scale.budget, Some((40, 20)));
+        assert!(scale.redis.is_some());
+        assert!(!format!("{args:?}").contains("hunter2"));
+        let alone = parse(&words("--in-process")).unwrap();
+        let Mode::InProcess { scale, .. } = &alone.mode else {
+            panic!("in-process");
+        };
+        assert_eq!(
+            scale,
+            &Scale {
+                replicas: 1,
+                redis: None,
+                budget: None
+            }
+        );
     }
 }

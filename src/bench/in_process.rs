@@ -3,6 +3,10 @@
 //! `svp-proxy`, so its CPU time can be read apart from the simulator's and the load generator's
 //! (Linux `/proc`; elsewhere those figures are left out). Voyado calls are told apart per
 //! operation by the trace id each request carries, which the proxy passes on to Voyado.
+//!
+//! With `--replicas N` there are N proxies on that runtime, in front of the one simulator, each
+//! on its own port; with `--redis` they share that Redis (`[cluster]`, under a key prefix of
+//! their own), whose `INFO commandstats` is read before and after the measured window.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -21,13 +25,14 @@ use rand_distr::LogNormal;
 use serde_json::Value;
 use tokio::net::TcpListener;
 
-use super::args::Latency;
+use super::args::{Latency, Scale};
 use super::mix::KnownCustomer;
-use super::results::{Resources, VoyadoCalls, round};
+use super::results::{ReplicaResults, Resources, VoyadoCalls, round};
 use super::runner::Traces;
 use crate::app::App;
+use crate::cluster::RedisUrl;
 use crate::config::{Config, MappingSource};
-use crate::sim::{FIXTURE, Simulator};
+use crate::sim::{FIXTURE, Seen, Simulator};
 
 pub const TENANT: &str = "bench";
 pub const MARKET: &str = "SE";
@@ -120,24 +125,36 @@ pub fn fixture(n: usize) -> Result<(String, Vec<KnownCustomer>), String> {
     Ok((file.to_string(), known))
 }
 
-/// The simulator, what stands between it and the proxy, and the proxy's runtime.
+/// The simulator, what stands between it and the proxies, and the proxies' runtime.
 pub struct Local {
     sim: Simulator,
-    /// The SPI root the tills call.
-    pub root: String,
+    /// The root of each proxy, which the tills call in turn.
+    pub roots: Vec<String>,
     proxy: tokio::runtime::Runtime,
     shim: Option<tokio::task::JoinHandle<()>>,
+    scale: Scale,
 }
+
+/// Redis' counts by command (`INFO commandstats`): calls and microseconds spent.
+pub type RedisCounts = BTreeMap<String, (u64, u64)>;
+
+/// What the proxy sends Redis for a request: a script (the budget, a redeem slot; Redis counts
+/// the commands a script runs as well, which are not round trips), loading a script after
+/// `NOSCRIPT`, a write notification. The background `PING`s are reported beside them.
+const ROUND_TRIPS: [&str; 4] = ["evalsha", "eval", "script|load", "publish"];
+const BACKGROUND: &str = "ping";
 
 impl Local {
     /// Starts the simulator on `fixture`, the latency shim when the latency is a distribution,
-    /// and the proxy with one market (`bench/SE`) whose Voyado budget is opened wide: the bench
-    /// measures the proxy, and its calls per request say what the real budget would carry.
+    /// and `scale.replicas` proxies with one market (`bench/SE`) each. Voyado's budget is opened
+    /// wide unless `scale.budget` says otherwise: the bench measures the proxy, and its calls per
+    /// request say what the real budget would carry.
     pub async fn start(
         fixture: &str,
         latency: Latency,
         cold: bool,
         seed: u64,
+        scale: &Scale,
     ) -> Result<Local, String> {
         let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
         let sim = Simulator::start(loopback, fixture)
@@ -161,62 +178,154 @@ impl Local {
         } else {
             ""
         };
+        let (rate, burst) = scale.budget.unwrap_or((1_000_000, 1_000_000));
+        // Each replica's own share without Redis (today's static split); the fallback share
+        // with it.
+        let replicas = scale.replicas;
+        let cluster = match &scale.redis {
+            // A prefix of this run's own: another run's buckets and slots are not in its way.
+            Some(url) => format!(
+                "[cluster]\nredis_url = \"{}\"\nkey_prefix = \"bench-{}:\"\n",
+                url.expose(),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+            None => String::new(),
+        };
         let text = format!(
-            "[voyado]\nrate_per_second = 1000000\nburst = 1000000\n\
+            "[voyado]\nrate_per_second = {rate}\nburst = {burst}\nreplicas = {replicas}\n{cluster}\
              [[market]]\ntenant = \"{TENANT}\"\nmarket = \"{MARKET}\"\ncrm_api_keys = [\"{CRM_KEY}\"]\n\
              voyado_url = \"{voyado}\"\nvoyado_api_key = \"{VOYADO_KEY}\"\ndefault_country = \"SE\"\n{cache}"
         );
         let config = Config::parse(&text, "bench config", |_| MappingSource::BuiltIn, |_| None)
             .map_err(|e| e.to_string())?;
-        let app = App::build(&config).map_err(|e| e.to_string())?;
         let proxy = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name(PROXY_THREADS)
             .enable_all()
             .build()
             .map_err(|e| format!("proxy runtime: {e}"))?;
-        let listener =
-            std::net::TcpListener::bind(loopback).map_err(|e| format!("proxy listener: {e}"))?;
-        let root = format!(
-            "http://{}",
-            listener
-                .local_addr()
-                .map_err(|e| format!("proxy listener: {e}"))?
-        );
-        listener
-            .set_nonblocking(true)
-            .map_err(|e| format!("proxy listener: {e}"))?;
-        proxy.spawn(async move {
-            match TcpListener::from_std(listener) {
-                Ok(listener) => {
-                    let _ = crate::server::serve(listener, app, std::future::pending()).await;
-                }
-                Err(e) => eprintln!("bench: the proxy cannot listen: {e}"),
+        let mut roots = Vec::new();
+        for _ in 0..replicas {
+            // Built on the proxies' runtime: the Redis handle's background work runs there.
+            let app = {
+                let _on_proxy_runtime = proxy.enter();
+                App::build(&config).map_err(|e| e.to_string())?
+            };
+            if let Some(cluster) = &app.cluster
+                && !cluster.up_within(std::time::Duration::from_secs(2)).await
+            {
+                return Err("--redis did not answer within 2 s".into());
             }
-        });
+            roots.push(serve(&proxy, app, loopback)?);
+        }
         Ok(Local {
             sim,
-            root,
+            roots,
             proxy,
             shim,
+            scale: scale.clone(),
         })
+    }
+
+    /// The requests the simulator saw for this run's SPI requests, each with the sequence
+    /// number of its trace id.
+    fn seen(&self, run: u64) -> Vec<(u64, Seen)> {
+        let prefix = format!("{run:016x}");
+        self.sim
+            .requests()
+            .into_iter()
+            .filter_map(|seen| {
+                let seq = seen
+                    .headers
+                    .get("traceparent")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.get(3..35))
+                    .filter(|trace| trace.starts_with(&prefix))
+                    .and_then(|trace| u64::from_str_radix(&trace[16..], 16).ok())?;
+                Some((seq, seen))
+            })
+            .collect()
+    }
+
+    /// Redis' counts by command now, when the proxies share one.
+    pub async fn redis_counts(&self) -> Option<RedisCounts> {
+        let url = self.scale.redis.as_ref()?;
+        redis_counts(url).await
+    }
+
+    /// The replicas' side of the run: Voyado's busiest second (warm-up included) and Redis'
+    /// commands between `before` and `after` per measured request.
+    pub fn replica_results(
+        &self,
+        run: u64,
+        before: Option<&RedisCounts>,
+        after: Option<&RedisCounts>,
+        requests: u64,
+    ) -> ReplicaResults {
+        let mut times: Vec<tokio::time::Instant> = self
+            .seen(run)
+            .into_iter()
+            .map(|(_, seen)| seen.at)
+            .collect();
+        times.sort();
+        let second = std::time::Duration::from_secs(1);
+        let peak = (0..times.len())
+            .map(|i| times[i..].partition_point(|t| *t < times[i] + second))
+            .max()
+            .unwrap_or(0);
+        let mut calls = BTreeMap::new();
+        let mut usec_per_call = BTreeMap::new();
+        if let (Some(before), Some(after)) = (before, after) {
+            let sent = after
+                .iter()
+                .filter(|(c, _)| ROUND_TRIPS.contains(&c.as_str()) || *c == BACKGROUND);
+            for (command, (n, usec)) in sent {
+                let (n0, usec0) = before.get(command).copied().unwrap_or_default();
+                let n = n.saturating_sub(n0);
+                if n > 0 {
+                    calls.insert(command.clone(), n);
+                    usec_per_call.insert(
+                        command.clone(),
+                        round(usec.saturating_sub(usec0) as f64 / n as f64, 2),
+                    );
+                }
+            }
+        }
+        let round_trips: u64 = calls
+            .iter()
+            .filter(|(command, _)| ROUND_TRIPS.contains(&command.as_str()))
+            .map(|(_, n)| n)
+            .sum();
+        let scale = &self.scale;
+        ReplicaResults {
+            replicas: scale.replicas,
+            budget: match (&scale.redis, scale.replicas) {
+                (Some(_), _) => "shared in Redis",
+                (None, 1) => "one replica",
+                (None, _) => "static share per replica",
+            }
+            .into(),
+            voyado_budget: match scale.budget {
+                Some((rate, burst)) => format!("{rate}/s, burst {burst}"),
+                None => "unbounded".into(),
+            },
+            peak_voyado_calls_per_second: peak as u64,
+            redis_round_trips_per_request: scale
+                .redis
+                .as_ref()
+                .map(|_| round(round_trips as f64 / requests.max(1) as f64, 3)),
+            redis_calls: calls,
+            redis_usec_per_call: usec_per_call,
+        }
     }
 
     /// Voyado calls per operation, from the simulator's request log: each call carries the
     /// trace id of the SPI request it was made for.
     pub fn voyado_calls(&self, run: u64, traces: &Traces) -> VoyadoCalls {
-        let prefix = format!("{run:016x}");
         let mut per_operation = BTreeMap::new();
         let mut total = 0;
-        for seen in self.sim.requests() {
-            let seq = seen
-                .headers
-                .get("traceparent")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.get(3..35))
-                .filter(|trace| trace.starts_with(&prefix))
-                .and_then(|trace| u64::from_str_radix(&trace[16..], 16).ok());
-            if let Some((operation, true)) = seq.and_then(|s| traces.get(&s)) {
+        for (seq, _) in self.seen(run) {
+            if let Some((operation, true)) = traces.get(&seq) {
                 *per_operation.entry(*operation).or_default() += 1;
                 total += 1;
             }
@@ -237,6 +346,63 @@ impl Local {
         self.proxy.shutdown_background();
         drop(self.sim);
     }
+}
+
+/// Serves `app` on a fresh loopback port on the proxies' runtime; its root.
+fn serve(
+    proxy: &tokio::runtime::Runtime,
+    app: Arc<App>,
+    loopback: SocketAddr,
+) -> Result<String, String> {
+    let listener =
+        std::net::TcpListener::bind(loopback).map_err(|e| format!("proxy listener: {e}"))?;
+    let root = format!(
+        "http://{}",
+        listener
+            .local_addr()
+            .map_err(|e| format!("proxy listener: {e}"))?
+    );
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("proxy listener: {e}"))?;
+    proxy.spawn(async move {
+        match TcpListener::from_std(listener) {
+            Ok(listener) => {
+                let _ = crate::server::serve(listener, app, std::future::pending()).await;
+            }
+            Err(e) => eprintln!("bench: the proxy cannot listen: {e}"),
+        }
+    });
+    Ok(root)
+}
+
+/// `INFO commandstats` of the Redis at `url`, by command; `None` when it does not answer.
+async fn redis_counts(url: &RedisUrl) -> Option<RedisCounts> {
+    let client = redis::Client::open(url.expose()).ok()?;
+    let mut connection = client.get_multiplexed_async_connection().await.ok()?;
+    let text: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut connection)
+        .await
+        .ok()?;
+    Some(commandstats(&text))
+}
+
+/// `cmdstat_evalsha:calls=10,usec=123,usec_per_call=12.30,...` lines, by command.
+fn commandstats(text: &str) -> RedisCounts {
+    text.lines()
+        .filter_map(|line| {
+            let (command, fields) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let field = |name: &str| {
+                fields
+                    .split(',')
+                    .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))?
+                    .parse::<u64>()
+                    .ok()
+            };
+            Some((command.to_owned(), (field("calls")?, field("usec")?)))
+        })
+        .collect()
 }
 
 /// Forwards every call to the simulator after a latency drawn from `spread` (the simulator's
@@ -423,6 +589,17 @@ mod tests {
         );
         assert_eq!(known[1].mobile.as_deref(), Some("0706000001"));
         assert_eq!(json!(made[0]["_promotions"][0]["redeemed"]), json!(false));
+    }
+
+    #[test]
+    fn redis_commandstats_are_read_by_command() {
+        let text = "# Commandstats\r\n\
+                    cmdstat_evalsha:calls=10,usec=123,usec_per_call=12.30,rejected_calls=0,failed_calls=0\r\n\
+                    cmdstat_ping:calls=4,usec=2,usec_per_call=0.50,rejected_calls=0,failed_calls=0\r\n";
+        let counts = commandstats(text);
+        assert_eq!(counts["evalsha"], (10, 123));
+        assert_eq!(counts["ping"], (4, 2));
+        assert_eq!(counts.len(), 2);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! `sitoo-voyado-proxy bench`: store-like till traffic, open loop, against the proxy in this
-//! process (with the Voyado simulator) or a deployed one (`--target`), and what it cost: latency
-//! percentiles per operation, answers by status, Voyado calls per request, the proxy's CPU and
-//! memory where it is local. Writes `results.json` and `report.html` (charts) to `--out`; with
+//! process (with the Voyado simulator; `--replicas N` proxies, sharing a Redis with `--redis`)
+//! or a deployed one (`--target`), and what it cost: latency percentiles per operation, answers
+//! by status, Voyado calls per request and at their busiest second, Redis round trips, the
+//! proxy's CPU and memory where it is local. Writes `results.json` and `report.html` (charts) to `--out`; with
 //! `--ramp`, the highest rate that keeps p99 within the SLO, as tills per replica.
 //!
 //! Rooms: `args` (the flags), `mix` (the traffic file), `schedule` (who arrives when, drawn up
@@ -24,7 +25,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-pub use args::{Args, Latency, Mode, Target, parse, parse_duration};
+pub use args::{Args, Latency, Mode, Scale, Target, parse, parse_duration};
 pub use mix::{KnownCustomer, Mix};
 pub use results::Results;
 pub use schedule::{Operation, Schedule};
@@ -125,39 +126,49 @@ struct Mark {
     voyado_calls: Option<f64>,
     #[cfg(feature = "simulator")]
     usage: Option<in_process::Usage>,
+    #[cfg(feature = "simulator")]
+    redis: Option<in_process::RedisCounts>,
 }
 
 impl Site {
-    async fn start(args: &Args, population: &Population) -> Result<(Site, String, String), String> {
+    /// The site, the SPI root of each replica, and the market's key.
+    async fn start(
+        args: &Args,
+        population: &Population,
+    ) -> Result<(Site, Vec<String>, String), String> {
         match &args.mode {
             Mode::Target(target) => Ok((
                 Site::Remote {
                     metrics: format!("{}/metrics", target.url),
                     http: crate::voyado::build_http_client(),
                 },
-                format!("{}/{}/{}", target.url, target.tenant, target.market),
+                vec![format!(
+                    "{}/{}/{}",
+                    target.url, target.tenant, target.market
+                )],
                 target.key.clone(),
             )),
             #[cfg(feature = "simulator")]
             Mode::InProcess {
                 voyado_latency,
                 cold,
+                scale,
             } => {
                 let fixture = population.fixture.as_deref().unwrap_or_default();
                 let local =
-                    in_process::Local::start(fixture, *voyado_latency, *cold, args.seed).await?;
-                let spi = format!(
-                    "{}/{}/{}",
-                    local.root,
-                    in_process::TENANT,
-                    in_process::MARKET
-                );
+                    in_process::Local::start(fixture, *voyado_latency, *cold, args.seed, scale)
+                        .await?;
+                let spis = local
+                    .roots
+                    .iter()
+                    .map(|root| format!("{root}/{}/{}", in_process::TENANT, in_process::MARKET))
+                    .collect();
                 Ok((
                     Site::Local {
                         local,
                         rss_before_mib: in_process::status_mib("VmRSS:"),
                     },
-                    spi,
+                    spis,
                     in_process::CRM_KEY.into(),
                 ))
             }
@@ -172,14 +183,17 @@ impl Site {
     async fn mark(&self) -> Mark {
         match self {
             #[cfg(feature = "simulator")]
-            Site::Local { .. } => Mark {
+            Site::Local { local, .. } => Mark {
                 voyado_calls: None,
                 usage: in_process::usage(),
+                redis: local.redis_counts().await,
             },
             Site::Remote { metrics, http } => Mark {
                 voyado_calls: scrape_voyado_calls(http, metrics).await,
                 #[cfg(feature = "simulator")]
                 usage: None,
+                #[cfg(feature = "simulator")]
+                redis: None,
             },
         }
     }
@@ -216,6 +230,29 @@ impl Site {
                             .into(),
                     },
                 }
+            }
+        }
+    }
+
+    /// In-process: Voyado's busiest second and Redis' round trips of the measured window.
+    fn replicas(
+        &self,
+        before: &Mark,
+        after: &Mark,
+        run: u64,
+        requests: u64,
+    ) -> Option<results::ReplicaResults> {
+        match self {
+            #[cfg(feature = "simulator")]
+            Site::Local { local, .. } => Some(local.replica_results(
+                run,
+                before.redis.as_ref(),
+                after.redis.as_ref(),
+                requests,
+            )),
+            Site::Remote { .. } => {
+                let _ = (before, after, run, requests);
+                None
             }
         }
     }
@@ -289,8 +326,8 @@ async fn once(
     rate: f64,
     label: &str,
 ) -> Result<Results, String> {
-    let (site, spi, key) = Site::start(args, population).await?;
-    let till = Arc::new(Till::new(spi, key, run_id(args.seed, rate)));
+    let (site, spis, key) = Site::start(args, population).await?;
+    let till = Arc::new(Till::new(spis, key, run_id(args.seed, rate)));
     let end = args.warmup + args.duration;
     let schedule = Schedule::new(
         &args.mix,
@@ -321,7 +358,9 @@ async fn once(
     bar.finish_and_clear();
     let calls = site.voyado_calls(&before, &after, till.run, &driven.traces);
     let mut results = driven.recorder.results(args.duration, &calls);
-    results.resources = site.finish(&before, &after, driven.recorder.count());
+    let requests = driven.recorder.count();
+    results.replicas = site.replicas(&before, &after, till.run, requests);
+    results.resources = site.finish(&before, &after, requests);
     Ok(results)
 }
 
@@ -381,6 +420,7 @@ fn run_info(args: &Args) -> RunInfo {
         Mode::InProcess {
             voyado_latency,
             cold,
+            ..
         } => (
             "in-process".to_owned(),
             "the proxy and the Voyado simulator in this process".to_owned(),

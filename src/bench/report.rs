@@ -257,6 +257,35 @@ fn budget(results: &Results) -> Option<String> {
     ))
 }
 
+/// The replicas' line: how many, how the budget was held, Voyado's busiest second and Redis'
+/// round trips per request.
+fn replicas(results: &Results) -> Option<String> {
+    let r = results.replicas.as_ref()?;
+    let mut line = format!(
+        "{} replica{} ({}; Voyado budget {}): at most {} Voyado calls in one second",
+        r.replicas,
+        if r.replicas == 1 { "" } else { "s" },
+        r.budget,
+        r.voyado_budget,
+        r.peak_voyado_calls_per_second
+    );
+    if let Some(per_request) = r.redis_round_trips_per_request {
+        let commands: Vec<String> = r
+            .redis_calls
+            .iter()
+            .map(|(command, n)| {
+                let usec = r.redis_usec_per_call.get(command).copied().unwrap_or(0.0);
+                format!("{command} {n} at {usec} µs")
+            })
+            .collect();
+        line.push_str(&format!(
+            "; Redis round trips per request {per_request} (in Redis, by command: {})",
+            commands.join(", ")
+        ));
+    }
+    Some(line)
+}
+
 fn skipped(results: &Results) -> String {
     let list: Vec<String> = results
         .skipped
@@ -314,6 +343,9 @@ pub fn summary(results: &Results, baseline: Option<&Baseline>) -> String {
         results.voyado.counted_by
     );
     if let Some(line) = budget(results) {
+        let _ = writeln!(out, "{line}");
+    }
+    if let Some(line) = replicas(results) {
         let _ = writeln!(out, "{line}");
     }
     if !results.skipped.is_empty() {
@@ -447,6 +479,9 @@ pub fn html(
         results.send_lag_p99_ms
     );
     if let Some(line) = budget(results) {
+        let _ = writeln!(page, "<p>{}</p>", escape(&line));
+    }
+    if let Some(line) = replicas(results) {
         let _ = writeln!(page, "<p>{}</p>", escape(&line));
     }
     if !results.skipped.is_empty() {

@@ -215,6 +215,7 @@ impl Recorder {
             resources: None,
             run: None,
             ramp: None,
+            replicas: None,
         }
     }
 }
@@ -256,6 +257,36 @@ pub struct Results {
     pub resources: Option<Resources>,
     pub run: Option<RunInfo>,
     pub ramp: Option<Ramp>,
+    /// In-process: how many proxies, what they shared, and what that cost and saved. Absent
+    /// from a target run and from results written before it existed.
+    #[serde(default)]
+    pub replicas: Option<ReplicaResults>,
+}
+
+/// The in-process proxies as a deployment of several replicas: Voyado's peak and the shared
+/// Redis' round trips.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaResults {
+    pub replicas: u32,
+    /// How the Voyado budget was held: `one replica`, `static share per replica` (each takes
+    /// rate / replicas, `[voyado] replicas`) or `shared in Redis` (`[cluster]`).
+    pub budget: String,
+    /// Voyado's budget per API key: `40/s, burst 20`, or `unbounded` (the default, so that the
+    /// bench measures the proxy).
+    pub voyado_budget: String,
+    /// The most Voyado calls of this run in any one second, warm-up included (a cold start is
+    /// the burst), from the simulator's request times.
+    pub peak_voyado_calls_per_second: u64,
+    /// The proxies' Redis round trips of the measured window (scripts, script loads, write
+    /// notifications) per measured SPI request; the background `PING`s left out. `null`
+    /// without Redis.
+    pub redis_round_trips_per_request: Option<f64>,
+    /// What the proxies sent Redis in the measured window, by command (Redis' `INFO
+    /// commandstats`; `ping` is the background probe's).
+    pub redis_calls: BTreeMap<String, u64>,
+    /// Redis' own time per call in the window, by command, in microseconds (server side: the
+    /// network is not in it).
+    pub redis_usec_per_call: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -28,8 +28,9 @@ pub type Traces = HashMap<u64, (Operation, bool)>;
 /// The SPI of one market, as the tills call it.
 pub struct Till {
     http: reqwest::Client,
-    /// `{root}/{tenant}/{market}`.
-    spi: String,
+    /// `{root}/{tenant}/{market}` of each replica; requests go to them in turn, as behind a load
+    /// balancer that balances each request (the worst case for the replicas' caches).
+    spis: Vec<String>,
     key: String,
     /// The first half of every trace id: tells this run's requests from others'.
     pub run: u64,
@@ -40,11 +41,11 @@ pub struct Till {
 }
 
 impl Till {
-    pub fn new(spi: String, key: String, run: u64) -> Till {
+    pub fn new(spis: Vec<String>, key: String, run: u64) -> Till {
         Till {
             // The proxy's own client: rustls with its provider installed, HTTP/2 where offered.
             http: crate::voyado::build_http_client(),
-            spi,
+            spis,
             key,
             run: run | 1,
             seq: AtomicU64::new(1),
@@ -60,7 +61,7 @@ impl Till {
         seq: u64,
     ) -> Option<reqwest::RequestBuilder> {
         let id = || customer?.get("customer_id")?.as_str();
-        let spi = &self.spi;
+        let spi = self.spis.get(seq as usize % self.spis.len().max(1))?;
         let builder = match action {
             Action::Find { key_type, key } => {
                 let query = url::form_urlencoded::Serializer::new(String::new())

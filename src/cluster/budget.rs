@@ -133,16 +133,6 @@ fn lanes(budget: &Budget) -> (Lane, Lane) {
     (kept, new_work)
 }
 
-/// Retry-After for a wait: whole seconds rounded up, at least 1 (as the local limiter says it).
-fn throttled(wait: Duration) -> Throttled {
-    let secs = wait
-        .as_secs()
-        .saturating_add(u64::from(wait.subsec_nanos() > 0));
-    Throttled {
-        retry_after_secs: secs.max(1),
-    }
-}
-
 fn micros(wait: Duration) -> u64 {
     u64::try_from(wait.as_micros()).unwrap_or(u64::MAX)
 }
@@ -185,7 +175,7 @@ impl Cluster {
         Ok(if booked == 1 {
             Ok(wait)
         } else {
-            Err(throttled(wait))
+            Err(Throttled::after(wait))
         })
     }
 
@@ -313,10 +303,8 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_rounds_up_to_whole_seconds() {
-        assert_eq!(throttled(Duration::ZERO).retry_after_secs, 1);
-        assert_eq!(throttled(Duration::from_millis(2001)).retry_after_secs, 3);
-        assert_eq!(throttled(Duration::MAX).retry_after_secs, u64::MAX);
+    fn a_wait_past_any_limit_is_sent_whole() {
         assert_eq!(micros(Duration::MAX), u64::MAX);
+        assert_eq!(micros(Duration::from_millis(500)), 500_000);
     }
 }

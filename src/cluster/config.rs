@@ -1,8 +1,9 @@
 //! The `[cluster]` table as plain data: where Redis is, how its keys are named, and how long one
 //! call to it may take. `validate` names every problem at once; nothing here connects.
 //!
-//! The table is meant to sit in the config file as it is (`cluster: Option<ClusterConfig>`):
-//! `${ENV}` interpolation happens on the raw TOML before it is read, so a password comes in as
+//! The config file reads the table with each value's place (`config/cluster.rs`) and places each
+//! of `validate`'s problems at its key. `${ENV}` interpolation happens on the raw TOML before it
+//! is read, so a password comes in as
 //! `redis_url = "rediss://:${REDIS_PASSWORD}@redis.internal:6380"`.
 
 use std::fmt;
@@ -84,23 +85,68 @@ impl ClusterConfig {
         Duration::from_millis(self.timeout_ms)
     }
 
-    /// Every problem, each naming its key (`cluster.redis_url: ...`); empty when the table is
-    /// good. Never repeats the URL: it may hold a password.
-    pub fn validate(&self) -> Vec<String> {
+    /// Every problem, each with its key, so that the config file can place it there (it prints
+    /// as `cluster.redis_url: ...`); empty when the table is good. Never repeats the URL: it may
+    /// hold a password.
+    pub fn validate(&self) -> Vec<Invalid> {
         let mut problems = Vec::new();
         if let Err(problem) = check_url(self.redis_url.expose()) {
-            problems.push(format!("cluster.redis_url: {problem}"));
+            problems.push(Invalid::new(ClusterKey::RedisUrl, problem));
         }
         if let Err(problem) = check_prefix(&self.key_prefix) {
-            problems.push(format!("cluster.key_prefix: {problem}"));
+            problems.push(Invalid::new(ClusterKey::KeyPrefix, problem));
         }
         if !(1..=TIMEOUT_MAX_MS).contains(&self.timeout_ms) {
-            problems.push(format!(
-                "cluster.timeout_ms: must be from 1 to {TIMEOUT_MAX_MS} (a Redis call must not \
-                 hold a till longer than the limiter's permit wait)"
+            problems.push(Invalid::new(
+                ClusterKey::TimeoutMs,
+                format!(
+                    "must be from 1 to {TIMEOUT_MAX_MS} (a Redis call must not hold a till longer \
+                     than the limiter's permit wait)"
+                ),
             ));
         }
         problems
+    }
+}
+
+/// A key of the `[cluster]` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClusterKey {
+    RedisUrl,
+    KeyPrefix,
+    TimeoutMs,
+}
+
+impl ClusterKey {
+    /// The key as written in the table.
+    pub fn name(self) -> &'static str {
+        match self {
+            ClusterKey::RedisUrl => "redis_url",
+            ClusterKey::KeyPrefix => "key_prefix",
+            ClusterKey::TimeoutMs => "timeout_ms",
+        }
+    }
+}
+
+/// One problem of the table: the key it is about and what is wrong, never the value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    pub key: ClusterKey,
+    pub problem: String,
+}
+
+impl Invalid {
+    fn new(key: ClusterKey, problem: impl Into<String>) -> Invalid {
+        Invalid {
+            key,
+            problem: problem.into(),
+        }
+    }
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "cluster.{}: {}", self.key.name(), self.problem)
     }
 }
 
@@ -147,7 +193,7 @@ mod tests {
         let config = table(r#"redis_url = "redis://127.0.0.1:6379""#).unwrap();
         assert_eq!(config.key_prefix, "svp:");
         assert_eq!(config.timeout(), Duration::from_millis(50));
-        assert_eq!(config.validate(), Vec::<String>::new());
+        assert_eq!(config.validate(), Vec::<Invalid>::new());
         assert!(table("key_prefix = \"x:\"").is_err(), "the URL is required");
         assert!(
             table("redis_url = \"redis://h\"\nreplicas = 2").is_err(),
@@ -162,7 +208,7 @@ mod tests {
             key_prefix: "svp {x}".into(),
             timeout_ms: 0,
         };
-        let problems = config.validate();
+        let problems: Vec<String> = config.validate().iter().map(Invalid::to_string).collect();
         assert_eq!(problems.len(), 3, "{problems:?}");
         assert!(problems[0].starts_with("cluster.redis_url: must start with redis://"));
         assert!(problems[1].starts_with("cluster.key_prefix: "));
@@ -170,6 +216,15 @@ mod tests {
         for problem in &problems {
             assert!(!problem.contains("hunter2") && !problem.contains("cache.internal"));
         }
+        let keys: Vec<ClusterKey> = config.validate().iter().map(|i| i.key).collect();
+        assert_eq!(
+            keys,
+            [
+                ClusterKey::RedisUrl,
+                ClusterKey::KeyPrefix,
+                ClusterKey::TimeoutMs
+            ]
+        );
         assert_eq!(format!("{config:?}").matches("hunter2").count(), 0);
     }
 
@@ -183,7 +238,7 @@ mod tests {
             let config = ClusterConfig::new(RedisUrl::new(url));
             let problems = config.validate();
             assert_eq!(problems.len(), 1, "{url}: {problems:?}");
-            assert!(problems[0].contains(problem), "{url}: {problems:?}");
+            assert!(problems[0].problem.contains(problem), "{url}: {problems:?}");
         }
         for url in [
             "redis://127.0.0.1:6379/2",
@@ -192,7 +247,7 @@ mod tests {
         ] {
             assert_eq!(
                 ClusterConfig::new(RedisUrl::new(url)).validate(),
-                Vec::<String>::new(),
+                Vec::<Invalid>::new(),
                 "{url}"
             );
         }

@@ -4,15 +4,19 @@
 //! waits on Redis at all: each method answers `Down` at once and the caller uses its local
 //! fallback.
 //!
-//! Each change is logged once (warn when Redis is lost, info when it is back), with a reason
-//! from a short fixed list: never the URL, which may carry a password.
+//! Each change is one event (`telemetry::events::cluster`: a warning when Redis is lost, an info
+//! line when it is back, and `svp_cluster_up`), with a reason from a short fixed list: never the
+//! URL, which may carry a password.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
 
 use super::Link;
+use crate::telemetry::Metrics;
+use crate::telemetry::events::cluster::{RedisLost, RedisReachable};
 
 /// How often the probe pings a Redis that is up: a Redis lost while no request needs it is
 /// noticed (and exported) within this.
@@ -29,14 +33,16 @@ pub(super) struct Health {
     /// Whether the state was logged yet: the first reading is logged even though it changes
     /// nothing (down at start is worth a warning).
     announced: AtomicBool,
+    metrics: Arc<Metrics>,
 }
 
 impl Health {
     /// Down until a probe has answered.
-    pub(super) fn new() -> Health {
+    pub(super) fn new(metrics: Arc<Metrics>) -> Health {
         Health {
             up: watch::Sender::new(false),
             announced: AtomicBool::new(false),
+            metrics,
         }
     }
 
@@ -50,21 +56,14 @@ impl Health {
 
     pub(super) fn set_up(&self) {
         if self.set(true) {
-            tracing::info!(
-                "redis reachable: the Voyado budget, redeem slots and write notifications are \
-                 shared with the other replicas"
-            );
+            self.metrics.emit(RedisReachable);
         }
     }
 
     /// `reason` is one of `reason()`'s fixed words.
     pub(super) fn set_down(&self, reason: &'static str) {
         if self.set(false) {
-            tracing::warn!(
-                reason,
-                "redis unreachable: this replica falls back to its own budget share, redeem \
-                 slots and cache TTLs until it answers again"
-            );
+            self.metrics.emit(RedisLost { reason });
         }
     }
 
@@ -113,7 +112,7 @@ mod tests {
 
     #[test]
     fn only_changes_and_the_first_reading_are_worth_a_line() {
-        let health = Health::new();
+        let health = Health::new(Arc::new(Metrics::new()));
         let watched = health.watch();
         assert!(!health.is_up());
         assert!(health.set(false), "down at start is announced");

@@ -8,8 +8,9 @@
 //! is slow or gone, so the caller can use its local fallback; while Redis is known to be down a
 //! method does not even try. Nothing here panics and nothing logs a key, a URL or customer data.
 //!
-//! This room knows Redis and the limiter's vocabulary (`Budget`, `Priority`, `Throttled`), and
-//! nothing of the server, the caches or the config file: those use it.
+//! This room knows Redis, the limiter's vocabulary (`Budget`, `Priority`, `Throttled`) and the
+//! telemetry it reports its health to, and nothing of the server, the caches or the config
+//! file: those use it.
 
 mod budget;
 mod config;
@@ -27,11 +28,13 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{ClusterConfig, RedisUrl};
+pub use config::{ClusterConfig, ClusterKey, Invalid, RedisUrl};
 pub use notify::{Change, Notice, Subscription};
-pub use redeem::{Decision, Pending, SlotError};
+pub use redeem::{Decision, Pending, SlotError, body_digest};
 
 use health::Health;
+
+use crate::telemetry::Metrics;
 
 /// How long opening a connection may take (TCP, TLS and AUTH to a managed Redis take longer
 /// than a command). Connections are opened in the background (the probe, the subscriber), so no
@@ -90,9 +93,10 @@ impl std::fmt::Debug for Cluster {
 impl Cluster {
     /// A handle on the Redis of `config`, whether or not it answers now: it is probed at once
     /// in the background, then watched, and joined whenever it answers; until the first probe
-    /// has answered, the handle reads down (see `up_within`). Fails only on a URL redis-rs
-    /// cannot use. Must be called within a tokio runtime.
-    pub fn start(config: &ClusterConfig) -> Result<Cluster, InvalidUrl> {
+    /// has answered, the handle reads down (see `up_within`). Each change of state is an event
+    /// in `metrics` (its log line and `svp_cluster_up`). Fails only on a URL redis-rs cannot
+    /// use. Must be called within a tokio runtime.
+    pub fn start(config: &ClusterConfig, metrics: Arc<Metrics>) -> Result<Cluster, InvalidUrl> {
         // `rediss://` goes through rustls on the process' provider, ring, as the Voyado client
         // does; installing it twice is harmless, the first stays.
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -110,7 +114,7 @@ impl Cluster {
         .map_err(|_| InvalidUrl)?;
         let link = Link {
             connection: manager,
-            health: Arc::new(Health::new()),
+            health: Arc::new(Health::new(metrics)),
             timeout,
         };
         let probe = Background(tokio::spawn(health::probe_forever(link.clone())));
@@ -311,7 +315,7 @@ mod tests {
     #[tokio::test]
     async fn an_unusable_url_is_refused_without_quoting_it() {
         let config = ClusterConfig::new(RedisUrl::new("http://:hunter2@h"));
-        let refused = Cluster::start(&config).unwrap_err();
+        let refused = Cluster::start(&config, Arc::new(Metrics::new())).unwrap_err();
         assert!(!refused.to_string().contains("hunter2"));
     }
 
@@ -323,7 +327,7 @@ mod tests {
             listener.local_addr().unwrap().port()
         };
         let config = ClusterConfig::new(RedisUrl::new(format!("redis://127.0.0.1:{port}")));
-        let cluster = Cluster::start(&config).unwrap();
+        let cluster = Cluster::start(&config, Arc::new(Metrics::new())).unwrap();
         assert!(!cluster.up_within(Duration::from_secs(5)).await);
         assert!(!cluster.is_up());
         let started = tokio::time::Instant::now();

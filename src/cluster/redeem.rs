@@ -79,10 +79,12 @@ pub enum SlotError {
     /// The same `Request-ID` came with another body: the caller's existing 400.
     #[error("the Request-ID was already used for a different redeem")]
     Mismatch,
-    /// The first redeem is still running at the caller's deadline.
+    /// The first redeem is still running at the caller's deadline, or Redis stopped answering
+    /// while this repeat waited for it (the first may still be running somewhere).
     #[error("the first redeem with this Request-ID is still running")]
     StillRunning,
-    /// Redis cannot say: the caller decides whether its local store may.
+    /// Redis cannot say, and no other replica's claim was seen: the caller decides whether its
+    /// local store may.
     #[error(transparent)]
     Down(#[from] Down),
 }
@@ -111,6 +113,13 @@ fn value(state: u8, body: &[u8; 32], rest: &[u8]) -> Vec<u8> {
     value.extend_from_slice(body);
     value.extend_from_slice(rest);
     value
+}
+
+/// What tells two redeems under one `Request-ID` apart: SHA-256 of the JSON body (serde_json's
+/// maps are sorted, so the same body always serialises the same way). The local replay store
+/// (`server/replay.rs`) keys its slots by the same digest.
+pub fn body_digest(body: Option<&serde_json::Value>) -> [u8; 32] {
+    Sha256::digest(body.map(|b| b.to_string()).unwrap_or_default()).into()
 }
 
 fn millis(duration: Duration) -> u64 {
@@ -203,18 +212,25 @@ impl Cluster {
             "redeem",
             &[market, &customer.to_ascii_lowercase(), request_id],
         );
-        // serde_json's maps are sorted, so the same body always serialises the same way.
-        let digest: [u8; 32] =
-            Sha256::digest(body.map(|b| b.to_string()).unwrap_or_default()).into();
+        let digest = body_digest(body);
         let claim = value(CLAIMED, &digest, uuid::Uuid::new_v4().as_bytes());
+        // Whether another replica's claim on this redeem was seen: from then on, a Redis that
+        // stops answering must not let this repeat run the redeem locally (the first may still
+        // be running), so it ends as `StillRunning`.
+        let mut waited = false;
         loop {
             let mut invocation = CLAIM.key(&key);
             invocation.arg(&claim).arg(millis(CLAIM_LEASE));
-            let found: Option<Vec<u8>> = self
+            let found: Option<Vec<u8>> = match self
                 .call(
                     |mut connection| async move { invocation.invoke_async(&mut connection).await },
                 )
-                .await?;
+                .await
+            {
+                Ok(found) => found,
+                Err(_) if waited => return Err(SlotError::StillRunning),
+                Err(down) => return Err(SlotError::Down(down)),
+            };
             let Some(found) = found else {
                 return Ok(Decision::Run(Pending {
                     cluster: self.clone(),
@@ -232,6 +248,7 @@ impl Cluster {
                     if Instant::now() + POLL > deadline {
                         return Err(SlotError::StillRunning);
                     }
+                    waited = true;
                     tokio::time::sleep(POLL).await;
                 }
                 Some(_) => return Err(SlotError::Mismatch),

@@ -1,5 +1,6 @@
 //! The operator's config file: one TOML file with `listen`, `mappings`, `[limits]`, `[cache]`,
-//! `[voyado]`, `[telemetry]` and one `[[market]]` per (tenant, market) pair. Secrets come from
+//! `[voyado]`, `[telemetry]`, an optional `[cluster]` and one `[[market]]` per (tenant, market)
+//! pair. Secrets come from
 //! `${ENV}`; unknown keys are refused; every problem is reported at once, each at its file, line,
 //! column and key ([`Problem`]).
 //!
@@ -9,6 +10,7 @@
 //! and compiles no mapping; `app` does that from it, so `check` needs no network.
 
 mod cache;
+mod cluster;
 mod limits;
 mod mappings;
 mod market;
@@ -35,6 +37,7 @@ pub use secrets::{CrmKeyDigest, Secret};
 pub use voyado::VoyadoBudget;
 
 use cache::CacheFile;
+use cluster::ClusterFile;
 use limits::LimitsFile;
 use market::MarketFile;
 use problem::Problems;
@@ -59,6 +62,9 @@ pub struct Config {
     /// An OTLP/HTTP collector for the proxy's spans (`[telemetry] otlp_endpoint`, e.g.
     /// `http://collector:4318`); a build without the `otlp` feature refuses one.
     pub otlp_endpoint: Option<Url>,
+    /// The Redis several replicas share (`[cluster]`); without it each replica stands alone, as
+    /// the demo and a small shop run.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
     pub markets: Vec<MarketConfig>,
 }
 
@@ -78,6 +84,7 @@ struct ConfigFile {
     voyado: VoyadoFile,
     #[serde(default)]
     telemetry: TelemetryFile,
+    cluster: Option<ClusterFile>,
     #[serde(default)]
     market: Vec<Spanned<MarketFile>>,
 }
@@ -152,6 +159,7 @@ impl Config {
             cache,
             voyado: file.voyado.check(&mut problems),
             otlp_endpoint: file.telemetry.otlp_endpoint(&mut problems),
+            cluster: file.cluster.and_then(|c| c.check(&mut problems)),
             markets: market::markets(file.market, cache.ttls, &mut problems),
         };
         Ok((config, problems.into_vec()))

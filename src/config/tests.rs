@@ -287,3 +287,51 @@ fn the_mappings_key_keeps_its_place() {
         "test.toml: mappings: x"
     );
 }
+
+#[test]
+fn the_cluster_table_is_optional_and_its_problems_are_placed_at_their_keys() {
+    assert_eq!(
+        parse(GOOD).unwrap().cluster,
+        None,
+        "one replica alone by default"
+    );
+    let env = |var: &str| (var == "SVP_TEST_REDIS_PASSWORD").then(|| "hunter2".to_owned());
+    let text = format!(
+        "[cluster]\nredis_url = \"rediss://:${{SVP_TEST_REDIS_PASSWORD}}@redis.internal:6380\"\n\
+         {MARKET}"
+    );
+    let config = Config::parse(&text, "test.toml", |_| MappingSource::BuiltIn, env).unwrap();
+    let cluster = config.cluster.as_ref().unwrap();
+    assert_eq!(
+        cluster.redis_url.expose(),
+        "rediss://:hunter2@redis.internal:6380"
+    );
+    assert_eq!(cluster.key_prefix, "svp:");
+    assert_eq!(cluster.timeout_ms, 50);
+    assert!(!format!("{config:?}").contains("hunter2"), "never printed");
+
+    let text = format!(
+        "[cluster]\nredis_url = \"http://:hunter2@redis.internal\"\nkey_prefix = \"a {{b}}\"\n\
+         timeout_ms = 5000\n{MARKET}"
+    );
+    let error = parse(&text).unwrap_err();
+    assert_eq!(
+        places(&error),
+        [
+            ("cluster.redis_url", 2, 13),
+            ("cluster.key_prefix", 3, 14),
+            ("cluster.timeout_ms", 4, 14),
+        ],
+        "{error}"
+    );
+    let shown = error.to_string();
+    assert!(
+        shown.starts_with("test.toml:2:13: cluster.redis_url: must start with redis://"),
+        "{shown}"
+    );
+    assert!(!shown.contains("hunter2") && !shown.contains("redis.internal"));
+    let unknown = parse(&format!(
+        "[cluster]\nredis_url = \"redis://h\"\nreplicas = 2\n{MARKET}"
+    ));
+    assert_eq!(places(&unknown.unwrap_err()), [("", 3, 1)]);
+}

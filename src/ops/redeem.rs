@@ -458,7 +458,7 @@ async fn reactivate(
     };
     // The path names the voucher, not the contact: its card is forgotten here, whatever the
     // answer (a reactivation that failed may still have landed).
-    voyado.forget_contact(customer);
+    voyado.forget_contact(customer).await;
     match result {
         Err(e) if e.code() == Some("RewardVoucherAlreadyActivated") => Ok(()),
         other => other.map(drop),

@@ -18,7 +18,7 @@
 //! with a `service_fn` inside it: `RescueLayer` (the served set's default error table, the
 //! metrics), `RouteLayer` (the served set, the draining flag, the metrics), `AuthLayer` (the
 //! decoy key), `BodyLayer` (the limits), `RunOperation` (the write tracker and slots, the
-//! rendered cards). Only [`stack`] and the accept loop here take the whole `App`.
+//! rendered cards, the cluster for redeem slots). Only [`stack`] and the accept loop here take the whole `App`.
 //!
 //! What a layer learns about the request, who puts it there and who reads it:
 //!
@@ -120,6 +120,8 @@ where
             app.writes.clone(),
             app.write_slots.clone(),
             app.cards.clone(),
+            app.cluster.clone(),
+            app.metrics.clone(),
         ))
 }
 

@@ -20,13 +20,16 @@ use super::BoxFuture;
 use super::context::RequestContext;
 use super::handoff::Admitted;
 use super::replay::{Decision, Replays};
+use crate::cluster::Cluster;
 use crate::ops::{self, Cards, OpRequest};
 use crate::spi::error::json_response;
 use crate::spi::{Operation, ProxyError};
+use crate::telemetry::Metrics;
 use crate::voyado;
 
 /// What running an operation holds: the tracker that shutdown waits on for detached write
-/// sequences, the write slots that bound them, the redeem replays and the rendered cards.
+/// sequences, the write slots that bound them, the redeem replays (shared through the cluster,
+/// with `[cluster]`) and the rendered cards.
 #[derive(Clone)]
 pub struct RunOperation {
     writes: TaskTracker,
@@ -36,11 +39,17 @@ pub struct RunOperation {
 }
 
 impl RunOperation {
-    pub fn new(writes: TaskTracker, write_slots: Arc<Semaphore>, cards: Cards) -> RunOperation {
+    pub fn new(
+        writes: TaskTracker,
+        write_slots: Arc<Semaphore>,
+        cards: Cards,
+        cluster: Option<Cluster>,
+        metrics: Arc<Metrics>,
+    ) -> RunOperation {
         RunOperation {
             writes,
             write_slots,
-            replays: Replays::new(),
+            replays: Replays::new(cluster, metrics),
             cards,
         }
     }
@@ -61,8 +70,8 @@ impl Service<Admitted<Option<Value>>> for RunOperation {
             body,
             market,
             route: matched,
+            deadline,
             now,
-            ..
         } = admitted;
         let context = RequestContext::in_head(&head.extensions, &head.headers);
         let query = head
@@ -110,7 +119,7 @@ impl Service<Admitted<Option<Value>>> for RunOperation {
                 let pending = match replay_key {
                     Some((market, customer, id, body)) => {
                         match replays
-                            .decide(market, &customer, &id, body.as_ref())
+                            .decide(market, &customer, &id, body.as_ref(), deadline)
                             .await?
                         {
                             Decision::Replay(answer) => {
@@ -128,7 +137,7 @@ impl Service<Admitted<Option<Value>>> for RunOperation {
                         let result = work.await;
                         drop(slot);
                         if let (Some(pending), Ok(answer)) = (pending, &result) {
-                            pending.record(answer);
+                            pending.record(answer).await;
                         }
                         result
                     })

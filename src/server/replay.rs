@@ -6,6 +6,12 @@
 //! redeem's own task until it ends, so a repeat that arrives while the first is still running
 //! waits for it (within its own deadline) instead of redeeming again.
 //!
+//! With `[cluster]` the slot lives in Redis first (`cluster::Cluster::decide_redeem`), so a
+//! repeat that reaches another replica is answered the same, even while the first still runs
+//! there; the local slot is kept as well, as the fallback while Redis cannot answer (counted in
+//! `svp_cluster_fallbacks_total{what="redeem"}`). A repeat that was waiting for another replica
+//! when Redis went away is answered as its deadline would be, never run again here.
+//!
 //! `server/operation.rs` asks here before it runs a redeem and stores the answer after; the
 //! redeem itself (all or nothing, compensation, unclear results) is `ops/redeem.rs`.
 
@@ -14,10 +20,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use moka::future::Cache;
-use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, OwnedMutexGuard};
+use tokio::time::Instant;
 
+use crate::cluster::{self, Cluster, SlotError};
 use crate::spi::ProxyError;
+use crate::telemetry::{Fallback, Metrics};
 
 /// How long a redeem's answer is kept for a repeat.
 const KEEP: Duration = Duration::from_secs(600);
@@ -41,6 +49,9 @@ type Slot = Arc<Mutex<Option<Replay>>>;
 #[derive(Clone)]
 pub struct Replays {
     slots: Cache<SlotKey, Slot>,
+    /// Where the slots of every replica are, with `[cluster]`.
+    cluster: Option<Cluster>,
+    metrics: Arc<Metrics>,
 }
 
 /// What to do with a redeem that carries the client's own `Request-ID`.
@@ -51,62 +62,108 @@ pub enum Decision {
     Run(Pending),
 }
 
-/// The slot of a redeem being run; dropped without a record, a later repeat runs it again.
+/// The slot of a redeem being run, here and (with `[cluster]`, when Redis answered) in Redis;
+/// dropped without a record, a later repeat runs it again.
 pub struct Pending {
     guard: OwnedMutexGuard<Option<Replay>>,
     body_digest: [u8; 32],
+    shared: Option<cluster::Pending>,
+    metrics: Arc<Metrics>,
 }
 
 impl Pending {
-    pub fn record(mut self, answer: &Bytes) {
+    /// Keeps the answer for every repeat: here, and for every replica in Redis.
+    pub async fn record(mut self, answer: &Bytes) {
         *self.guard = Some(Replay {
             body_digest: self.body_digest,
             answer: answer.clone(),
         });
+        if let Some(shared) = self.shared.take() {
+            record_shared(shared, answer, &self.metrics).await;
+        }
     }
 }
 
+/// The answer for the other replicas; when Redis cannot take it, only this replica has it.
+async fn record_shared(shared: cluster::Pending, answer: &Bytes, metrics: &Metrics) {
+    if shared.record(answer).await.is_err() {
+        metrics.cluster_fallback(Fallback::Redeem);
+    }
+}
+
+fn mismatch() -> ProxyError {
+    ProxyError::field("Request-ID", "was already used for a different redeem")
+}
+
 impl Replays {
-    pub fn new() -> Replays {
+    /// The replay store; its slots are shared through `cluster` when there is one.
+    pub fn new(cluster: Option<Cluster>, metrics: Arc<Metrics>) -> Replays {
         Replays {
             slots: Cache::builder()
                 .max_capacity(100_000)
                 .time_to_live(KEEP)
                 .build(),
+            cluster,
+            metrics,
         }
     }
 
-    /// Waits for a redeem with the same key still running, then replays its answer, refuses a
-    /// different body, or hands out the slot to run it.
+    /// Waits for a redeem with the same key still running (on any replica, with `[cluster]`;
+    /// until `deadline`, then `504`), then replays its answer, refuses a different body, or hands
+    /// out the slot to run it.
     pub async fn decide(
         &self,
         market: Arc<str>,
         customer: &str,
         request_id: &str,
         body: Option<&serde_json::Value>,
+        deadline: Instant,
     ) -> Result<Decision, ProxyError> {
+        let shared = match &self.cluster {
+            None => None,
+            Some(cluster) => {
+                match cluster
+                    .decide_redeem(&market, customer, request_id, body, deadline)
+                    .await
+                {
+                    Ok(cluster::Decision::Replay(answer)) => return Ok(Decision::Replay(answer)),
+                    Ok(cluster::Decision::Run(pending)) => Some(pending),
+                    Err(SlotError::Mismatch) => return Err(mismatch()),
+                    Err(SlotError::StillRunning) => return Err(ProxyError::timeout()),
+                    Err(SlotError::Down(_)) => {
+                        self.metrics.cluster_fallback(Fallback::Redeem);
+                        None
+                    }
+                }
+            }
+        };
         let key = SlotKey {
             market,
             customer: customer.to_ascii_lowercase().into(),
             request_id: request_id.into(),
         };
-        // serde_json's maps are sorted, so the same body always serialises the same way.
-        let body_digest: [u8; 32] =
-            Sha256::digest(body.map(|b| b.to_string()).unwrap_or_default()).into();
+        let body_digest = cluster::body_digest(body);
         let slot = self
             .slots
             .get_with(key, async { Arc::new(Mutex::new(None)) })
             .await;
         let guard = slot.lock_owned().await;
         match &*guard {
+            // Answered here while Redis was away: Redis learns the answer now.
             Some(replay) if replay.body_digest == body_digest => {
+                if let Some(shared) = shared {
+                    record_shared(shared, &replay.answer, &self.metrics).await;
+                }
                 Ok(Decision::Replay(replay.answer.clone()))
             }
-            Some(_) => Err(ProxyError::field(
-                "Request-ID",
-                "was already used for a different redeem",
-            )),
-            None => Ok(Decision::Run(Pending { guard, body_digest })),
+            // A claim in Redis is released when `shared` drops.
+            Some(_) => Err(mismatch()),
+            None => Ok(Decision::Run(Pending {
+                guard,
+                body_digest,
+                shared,
+                metrics: self.metrics.clone(),
+            })),
         }
     }
 }
@@ -120,16 +177,28 @@ mod tests {
         "demo/SE".into()
     }
 
+    fn replays() -> Replays {
+        Replays::new(None, Arc::new(Metrics::new()))
+    }
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(8)
+    }
+
     #[tokio::test]
     async fn a_recorded_answer_is_replayed_for_the_same_body_only() {
-        let replays = Replays::new();
+        let replays = replays();
         let body = json!({"bonus_checks": ["a"]});
-        let Ok(Decision::Run(pending)) = replays.decide(market(), "C", "r1", Some(&body)).await
+        let Ok(Decision::Run(pending)) = replays
+            .decide(market(), "C", "r1", Some(&body), later())
+            .await
         else {
             panic!("the first one runs");
         };
-        pending.record(&Bytes::from_static(b"first"));
-        let Ok(Decision::Replay(answer)) = replays.decide(market(), "c", "r1", Some(&body)).await
+        pending.record(&Bytes::from_static(b"first")).await;
+        let Ok(Decision::Replay(answer)) = replays
+            .decide(market(), "c", "r1", Some(&body), later())
+            .await
         else {
             panic!("a repeat replays");
         };
@@ -137,37 +206,45 @@ mod tests {
         let other = json!({"bonus_checks": ["b"]});
         assert!(
             replays
-                .decide(market(), "c", "r1", Some(&other))
+                .decide(market(), "c", "r1", Some(&other), later())
                 .await
                 .is_err()
         );
         // Another customer or another id is another redeem.
         assert!(matches!(
-            replays.decide(market(), "d", "r1", Some(&body)).await,
+            replays
+                .decide(market(), "d", "r1", Some(&body), later())
+                .await,
             Ok(Decision::Run(_))
         ));
     }
 
     #[tokio::test]
     async fn an_unrecorded_run_lets_the_repeat_run() {
-        let replays = Replays::new();
+        let replays = replays();
         let body = json!({});
-        let Ok(Decision::Run(pending)) = replays.decide(market(), "c", "r", Some(&body)).await
+        let Ok(Decision::Run(pending)) = replays
+            .decide(market(), "c", "r", Some(&body), later())
+            .await
         else {
             panic!("runs");
         };
         drop(pending);
         assert!(matches!(
-            replays.decide(market(), "c", "r", Some(&body)).await,
+            replays
+                .decide(market(), "c", "r", Some(&body), later())
+                .await,
             Ok(Decision::Run(_))
         ));
     }
 
     #[tokio::test]
     async fn a_repeat_waits_for_the_first_to_finish() {
-        let replays = Replays::new();
+        let replays = replays();
         let body = json!({"x": 1});
-        let Ok(Decision::Run(pending)) = replays.decide(market(), "c", "r", Some(&body)).await
+        let Ok(Decision::Run(pending)) = replays
+            .decide(market(), "c", "r", Some(&body), later())
+            .await
         else {
             panic!("runs");
         };
@@ -175,7 +252,10 @@ mod tests {
             let replays = replays.clone();
             let body = body.clone();
             tokio::spawn(async move {
-                match replays.decide(market(), "c", "r", Some(&body)).await {
+                match replays
+                    .decide(market(), "c", "r", Some(&body), later())
+                    .await
+                {
                     Ok(Decision::Replay(answer)) => answer,
                     _ => panic!("the repeat should replay"),
                 }
@@ -183,7 +263,7 @@ mod tests {
         };
         tokio::task::yield_now().await;
         assert!(!again.is_finished(), "the repeat must wait for the first");
-        pending.record(&Bytes::from_static(b"done"));
+        pending.record(&Bytes::from_static(b"done")).await;
         assert_eq!(again.await.unwrap(), "done");
     }
 }

@@ -353,6 +353,8 @@ async fn the_operation_alone_refuses_a_write_with_no_slot_free() {
         tokio_util::task::TaskTracker::new(),
         full,
         app.cards.clone(),
+        None,
+        app.metrics.clone(),
     );
     assert_eq!(reason(service.oneshot(admitted).await), Reason::Overloaded);
 }

@@ -77,6 +77,55 @@ pub(super) struct OutcomeLabels {
     pub(super) outcome: &'static str,
 }
 
+/// No labels, for a family that is left out of the exposition until it has its one series:
+/// `svp_cluster_up` shows only on a replica with `[cluster]` (a plain gauge would read 0, down,
+/// on every replica without one).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub(super) struct Unlabelled;
+
+impl EncodeLabelSet for Unlabelled {
+    fn encode(&self, _: &mut prometheus_client::encoding::LabelSetEncoder) -> std::fmt::Result {
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(super) struct FallbackLabels {
+    pub(super) what: &'static str,
+}
+
+/// What a replica with `[cluster]` did on its own because Redis could not answer, as
+/// `svp_cluster_fallbacks_total` labels it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fallback {
+    /// A permit from this replica's share of the budget (`[voyado] replicas`).
+    Budget,
+    /// A Voyado 429 paused this replica only.
+    Pause,
+    /// A redeem's `Request-ID` slot in this replica's memory only.
+    Redeem,
+    /// A write the other replicas were not told of (their cache TTLs bound what they serve).
+    Notify,
+}
+
+impl Fallback {
+    pub(super) const ALL: [Fallback; 4] = [
+        Fallback::Budget,
+        Fallback::Pause,
+        Fallback::Redeem,
+        Fallback::Notify,
+    ];
+
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Fallback::Budget => "budget",
+            Fallback::Pause => "pause",
+            Fallback::Redeem => "redeem",
+            Fallback::Notify => "notify",
+        }
+    }
+}
+
 /// What the admission gate turned away.
 #[derive(Clone, Copy, Debug)]
 pub enum Shed {
@@ -180,6 +229,8 @@ pub struct Metrics {
     pub(super) events: Family<ResultLabels, Counter>,
     pub(super) receipts_exported: Counter,
     pub(super) write_tasks_abandoned: Counter,
+    pub(super) cluster_up: Family<Unlabelled, Gauge>,
+    pub(super) cluster_fallbacks: Family<FallbackLabels, Counter>,
 }
 
 // `Metrics` is shared by `Arc` across connection tasks and `InFlight` is held across awaits: a
@@ -360,6 +411,19 @@ impl Metrics {
                 "Voyado writes still running when shutdown stopped waiting for them; whether they \
                  happened must be checked in Voyado",
             ),
+            cluster_up: add.plain(
+                "svp_cluster_up",
+                "1 while the [cluster] Redis answers (budget, redeem slots and write notifications \
+                 shared with the other replicas), 0 while this replica runs on its local \
+                 fallbacks; absent without [cluster]",
+            ),
+            cluster_fallbacks: add.plain(
+                "svp_cluster_fallbacks",
+                "Times this replica used a local fallback because Redis did not answer, by what: \
+                 budget (its replicas share), pause (a Voyado 429 paused only this replica), \
+                 redeem (a Request-ID slot in its own memory), notify (a write the other \
+                 replicas were not told of)",
+            ),
             registry,
         }
     }
@@ -413,6 +477,15 @@ impl Metrics {
     /// logged, since it is no alarm (nothing was redeemed twice).
     pub fn redeem_replayed(&self) {
         self.redeem_replayed.inc();
+    }
+
+    /// Counter `svp_cluster_fallbacks_total{what}`: Redis could not answer and this replica did
+    /// `what` on its own. No log line: while Redis is down every request falls back, and the
+    /// change of state is logged once (`events::cluster`).
+    pub fn cluster_fallback(&self, what: Fallback) {
+        self.cluster_fallbacks
+            .get_or_create(&FallbackLabels { what: what.label() })
+            .inc();
     }
 
     /// OpenMetrics text for `GET /metrics`, served with [`Metrics::CONTENT_TYPE`].

@@ -6,10 +6,12 @@
 //! entry lives as long as its kind allows (key → id 60 s, contact 30 s, definitions 10 min,
 //! promotions and bonus checks 10 s, not-found 5 s) for the market reading it; freshness is judged
 //! on tokio's clock, so tests on paused time see it expire. A write is recorded per contact (and
-//! per tenant for keys), and anything loaded before it is no longer current. Memory is bounded by
-//! weight (the answers' size in memory).
+//! per tenant for keys), and anything loaded before it is no longer current; with `[cluster]` the
+//! other replicas' writes are recorded too, and everything at once after a gap in hearing of them.
+//! Memory is bounded by weight (the answers' size in memory).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use moka::Expiry;
@@ -152,6 +154,10 @@ pub struct Caches {
     pub answers: Cache<Key, Arc<Entry>>,
     /// Read on every hit, so the synchronous cache (no await on the hot path).
     written: moka::sync::Cache<Written, Instant>,
+    /// When everything was last forgotten at once ([`Caches::forget_all`]): anything loaded
+    /// before is stale. Nanoseconds after `epoch`, plus one (0: never), so a hit reads one atomic.
+    forgot_all: Arc<AtomicU64>,
+    epoch: Instant,
 }
 
 impl std::fmt::Debug for Caches {
@@ -179,7 +185,22 @@ impl Caches {
                 .max_capacity(1_000_000)
                 .time_to_live(Duration::from_secs(3600))
                 .build(),
+            forgot_all: Arc::default(),
+            epoch: Instant::now(),
         }
+    }
+
+    /// When everything was last forgotten, if ever.
+    fn forgot_all_at(&self) -> Option<Instant> {
+        match self.forgot_all.load(Ordering::Acquire) {
+            0 => None,
+            nanos => Some(self.epoch + Duration::from_nanos(nanos - 1)),
+        }
+    }
+
+    /// When `written` was last written, or everything forgotten, whichever is later.
+    fn last(&self, written: &Written) -> Option<Instant> {
+        self.written.get(written).max(self.forgot_all_at())
     }
 
     /// Until when an answer may be served to a reader whose TTL for its kind is `reader_ttl`
@@ -197,17 +218,18 @@ impl Caches {
             }
             (None, _, _) => None,
         };
-        let unwritten = written
-            .and_then(|w| self.written.get(&w))
-            .is_none_or(|at| entry.loaded_from > at);
+        let last = match written {
+            Some(written) => self.last(&written),
+            None => self.forgot_all_at(),
+        };
+        let unwritten = last.is_none_or(|at| entry.loaded_from > at);
         (unwritten && Instant::now() < until).then_some(until)
     }
 
     /// When a contact (lower case, as keys hold it) of a tenant was last written, if this process
     /// remembers: what rendered cards are judged against.
     pub fn last_write(&self, identity: &Arc<str>, contact: &str) -> Option<Instant> {
-        self.written
-            .get(&Written::Contact(identity.clone(), contact.into()))
+        self.last(&Written::Contact(identity.clone(), contact.into()))
     }
 
     /// Marks everything remembered about one contact of one tenant — its answers and its cards
@@ -227,5 +249,65 @@ impl Caches {
     pub fn forget_keys(&self, identity: &Arc<str>) {
         self.written
             .insert(Written::NewKeys(identity.clone()), Instant::now());
+    }
+
+    /// Marks everything remembered — every answer and every card, of every tenant — as older
+    /// than now: what a replica does when it may have missed other replicas' writes (its
+    /// subscription to them dropped, `[cluster]`). The next read of each thing goes to Voyado
+    /// once. Definitions (consents) go too: one call each per tenant, and simpler than telling
+    /// them apart.
+    pub fn forget_all(&self) {
+        let nanos = Instant::now()
+            .saturating_duration_since(self.epoch)
+            .as_nanos();
+        let nanos = u64::try_from(nanos).unwrap_or(u64::MAX - 1) + 1;
+        self.forgot_all.fetch_max(nanos, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn contact_key(identity: &Arc<str>, contact: &str) -> Key {
+        Key {
+            identity: identity.clone(),
+            endpoint: Endpoint::Contact,
+            segments: Box::new([contact.into()]),
+            query: Box::new([]),
+            contact: Some(contact.into()),
+        }
+    }
+
+    fn loaded_now() -> Entry {
+        let value = Remembered::Found(Value::Null);
+        Entry::new(value, Duration::from_secs(30), 10, Instant::now())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn forgetting_all_makes_everything_loaded_before_stale_in_every_tenant() {
+        let caches = Caches::new(1 << 20);
+        let ttl = Duration::from_secs(30);
+        let (a, b): (Arc<str>, Arc<str>) = ("https://a#01".into(), "https://b#02".into());
+        let (key_a, key_b) = (contact_key(&a, "c1"), contact_key(&b, "c2"));
+        let before = loaded_now();
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(caches.current_until(&key_a, &before, ttl).is_some());
+        assert_eq!(caches.last_write(&a, "c1"), None);
+
+        caches.forget_all();
+        assert!(caches.current_until(&key_a, &before, ttl).is_none());
+        assert!(caches.current_until(&key_b, &before, ttl).is_none());
+        let forgot = caches.last_write(&b, "c2");
+        assert_eq!(forgot, Some(Instant::now()), "cards are judged by it too");
+
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let after = loaded_now();
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(caches.current_until(&key_a, &after, ttl).is_some());
+        // A later write to one contact still counts for that contact.
+        caches.forget_contact(&a, "C1");
+        assert!(caches.current_until(&key_a, &after, ttl).is_none());
+        assert!(caches.current_until(&key_b, &after, ttl).is_some());
     }
 }

@@ -3,12 +3,14 @@
 //!
 //! A call goes through layers, outside in: the answer cache (GETs of a cacheable kind; concurrent
 //! misses make one call) → the breaker (this tenant's Voyado keeps failing: `503` at once) → the
-//! limiter (this API key's rate budget) → the transport (one HTTP exchange with its timeout). A
-//! write marks what it changed as stale before it returns. Reads that settle an unclear write and
-//! writes that compensate a failed one skip the breaker: it must never stand between a redeem and
-//! putting the money right.
+//! budget (this API key's rate budget, `budget.rs`: shared by all replicas with `[cluster]`) →
+//! the transport (one HTTP exchange with its timeout). A write marks what it changed as stale
+//! before it returns, and with `[cluster]` tells the other replicas, which do the same. Reads
+//! that settle an unclear write and writes that compensate a failed one skip the breaker: it must
+//! never stand between a redeem and putting the money right.
 
 mod breaker;
+mod budget;
 mod cache;
 mod client;
 mod endpoints;
@@ -22,8 +24,11 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::limiter::{KeyLimiter, Priority};
+use crate::cluster::{Change, Cluster};
+use crate::limiter::Priority;
+use crate::telemetry::Fallback;
 pub use breaker::{Breaker, BreakerSettings};
+pub use budget::KeyBudget;
 pub use cache::{CacheTtls, Caches};
 pub use client::{Reply, Transport, build_http_client};
 pub use endpoints::Endpoint;
@@ -97,20 +102,23 @@ pub struct VoyadoClient {
     label: Arc<str>,
     caches: Caches,
     ttls: CacheTtls,
-    limiter: Arc<KeyLimiter>,
+    budget: Arc<KeyBudget>,
     breaker: Arc<Breaker>,
+    /// The other replicas, told of every write (`[cluster]`).
+    cluster: Option<Cluster>,
     metrics: Arc<Metrics>,
 }
 
-/// What a client is built from; the composition root shares the caches, the limiter per API key
+/// What a client is built from; the composition root shares the caches, the budget per API key
 /// and the breaker per identity between markets.
 pub struct ClientParts {
     pub transport: Transport,
     pub identity: Arc<str>,
     pub caches: Caches,
     pub ttls: CacheTtls,
-    pub limiter: Arc<KeyLimiter>,
+    pub budget: Arc<KeyBudget>,
     pub breaker: Arc<Breaker>,
+    pub cluster: Option<Cluster>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -122,8 +130,9 @@ impl VoyadoClient {
             identity: parts.identity,
             caches: parts.caches,
             ttls: parts.ttls,
-            limiter: parts.limiter,
+            budget: parts.budget,
             breaker: parts.breaker,
+            cluster: parts.cluster,
             metrics: parts.metrics,
         }
     }
@@ -321,8 +330,9 @@ impl VoyadoClient {
     }
 
     /// A write, never retried. Before it returns, whatever it changed is dropped from memory:
-    /// the contact it names (its answers and cards), and on a create or an edit every key → id
-    /// answer of the tenant (a key may now point elsewhere, or exist where it did not).
+    /// the contact it names (its answers and cards), and on a create or an edit the tenant's key
+    /// answers that found nobody (a key may now be someone's) — here and, with `[cluster]`, on
+    /// every other replica.
     pub async fn send(
         &self,
         endpoint: Endpoint,
@@ -355,21 +365,47 @@ impl VoyadoClient {
             .exchange(Priority::UnderWay, trace().as_ref(), call, gate)
             .await;
         // Even a failed write may have landed.
+        let mut changes = Vec::new();
         if endpoint.names_contact()
             && let Some(contact) = segments.first()
         {
-            self.forget_contact(contact);
+            self.caches.forget_contact(&self.identity, contact);
+            changes.push(self.contact_changed(contact));
         }
         if endpoint.may_move_keys() {
             self.caches.forget_keys(&self.identity);
+            changes.push(Change::Keys {
+                identity: self.identity.to_string(),
+            });
         }
+        self.announce(&changes).await;
         result
     }
 
-    /// Drops everything remembered about a contact; for writes whose path does not name it (a
-    /// reward voucher's reactivation).
-    pub fn forget_contact(&self, contact: &str) {
+    /// Drops everything remembered about a contact, here and on the other replicas; for writes
+    /// whose path does not name it (a reward voucher's reactivation).
+    pub async fn forget_contact(&self, contact: &str) {
         self.caches.forget_contact(&self.identity, contact);
+        self.announce(&[self.contact_changed(contact)]).await;
+    }
+
+    fn contact_changed(&self, contact: &str) -> Change {
+        Change::Contact {
+            identity: self.identity.to_string(),
+            contact: contact.to_ascii_lowercase(),
+        }
+    }
+
+    /// Tells the other replicas what a write changed, before the write answers its till (one
+    /// Redis round trip). Without Redis they are not told: counted, and their cache TTLs bound
+    /// how long they serve what the write changed.
+    async fn announce(&self, changes: &[Change]) {
+        if let Some(cluster) = &self.cluster
+            && !changes.is_empty()
+            && cluster.publish(changes).await.is_err()
+        {
+            self.metrics.cluster_fallback(Fallback::Notify);
+        }
     }
 
     /// Base URL and a digest of the API key: whose contacts these are, as cache keys name it.
@@ -455,8 +491,8 @@ impl VoyadoClient {
         }
     }
 
-    /// The breaker (unless bypassed), then the limiter, then the transport; a Voyado 429
-    /// pauses the key.
+    /// The breaker (unless bypassed), then the budget, then the transport; a Voyado 429
+    /// pauses the key (on every replica, with `[cluster]`).
     async fn exchange(
         &self,
         priority: Priority,
@@ -477,7 +513,7 @@ impl VoyadoClient {
                 }
             },
         };
-        if let Err(throttled) = self.limiter.acquire(priority).await {
+        if let Err(throttled) = self.budget.acquire(priority, &self.metrics).await {
             self.metrics.throttled(&self.label);
             return Err(VoyadoError::Throttled {
                 retry_after: throttled.retry_after_secs,
@@ -500,8 +536,8 @@ impl VoyadoClient {
             ..
         }) = &result
         {
-            self.limiter
-                .pause(Duration::from_secs(retry_after.unwrap_or(1).max(1)));
+            let pause = Duration::from_secs(retry_after.unwrap_or(1).max(1));
+            self.budget.pause(pause, &self.metrics).await;
         }
         result
     }

@@ -204,13 +204,7 @@ impl Harness {
     /// Serves `config_text` with the mappings from `mappings`.
     pub async fn serve_from(sim: Simulator, config_text: &str, mappings: MappingSource) -> Harness {
         let config = Config::parse(config_text, "test config", |_| mappings, |_| None).unwrap();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy = format!("http://{}", listener.local_addr().unwrap());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let app = App::build(&config).unwrap();
-        tokio::spawn(serve(listener, app.clone(), async {
-            let _ = stopped.await;
-        }));
+        let (app, proxy, stop) = start_proxy(&config).await;
         Harness {
             sim,
             app,
@@ -229,28 +223,8 @@ impl Harness {
         body: Option<&str>,
         headers: &[(&str, &str)],
     ) -> Answer {
-        let mut request = self.client.request(method, format!("{}{path}", self.proxy));
-        if let Some(key) = key {
-            request = request.basic_auth("pos", Some(key));
-        }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body.to_owned());
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response.bytes().await.unwrap();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Answer {
-            status,
-            headers,
-            body,
-        }
+        let url = format!("{}{path}", self.proxy);
+        request(&self.client, method, &url, key, body, headers).await
     }
 
     /// A GET with Basic auth `key` on a full path (`/tenant/market/...`).
@@ -309,9 +283,59 @@ impl Harness {
     }
 }
 
+/// A proxy serving `config` on a free loopback port, until the sender is dropped: its app and
+/// its base URL.
+pub async fn start_proxy(config: &Config) -> (Arc<App>, String, oneshot::Sender<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let app = App::build(config).unwrap();
+    tokio::spawn(serve(listener, app.clone(), async {
+        let _ = stopped.await;
+    }));
+    (app, proxy, stop)
+}
+
+/// A request to `url` as the POS sends it: Basic auth with `key` (or none), an optional raw body.
+pub async fn request(
+    client: &reqwest::Client,
+    method: Method,
+    url: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let mut request = client.request(method, url);
+    if let Some(key) = key {
+        request = request.basic_auth("pos", Some(key));
+    }
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.unwrap();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
 /// One sample of `/metrics` whose labels include `labels`.
 pub async fn metric(h: &Harness, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    let text = h.metrics_text().await;
+    sample(&h.metrics_text().await, name, labels)
+}
+
+/// One sample of the exposition `text` whose labels include `labels`.
+pub fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     text.lines().find_map(|line| {
         let (series, value) = line.rsplit_once(' ')?;
         let (metric, rest) = series.split_once('{').unwrap_or((series, ""));

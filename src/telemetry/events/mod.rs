@@ -6,10 +6,10 @@
 //!
 //! Grouped by the room they happen in: [`server`] (a request answered, writes abandoned at
 //! shutdown), [`voyado`] (one call), [`redeem`] (unclear answers, compensations, refusals),
-//! [`orders`] (Sitoo's events becoming receipts) and [`mappings`] (load and reload). Three of the
-//! `orders` events only count (a batch received, a receipt Voyado already had, an event that is
-//! not an order): they are here so that every result of `svp_events_total` is counted in one
-//! file. Other measurements with no log line are plain [`Metrics`] methods.
+//! [`orders`] (Sitoo's events becoming receipts), [`mappings`] (load and reload) and [`cluster`]
+//! (the shared Redis lost and back). Three of the `orders` events only count (a batch received, a
+//! receipt Voyado already had, an event that is not an order): they are here so that every
+//! result of `svp_events_total` is counted in one file. Other measurements with no log line are plain [`Metrics`] methods.
 //!
 //! A field is a `&'static str` label, a number, a duration, an error (`&dyn Error`: the crate's
 //! own, whose text is kept free of personal data — `tests/privacy.rs` checks), the mapping files'
@@ -21,6 +21,7 @@
 //! `RUST_LOG=info,sitoo_voyado_proxy::telemetry::events=debug` adds one `DEBUG` line per Voyado
 //! call to the usual lines.
 
+pub mod cluster;
 pub mod mappings;
 pub mod orders;
 pub mod redeem;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::cluster::{RedisLost, RedisReachable};
 use super::mappings::{MappingReloadRefused, MappingsLoaded, MappingsReloaded};
 use super::orders::{
     ReceiptDuplicate, ReceiptExported, SitooEventFailed, SitooEventSkipped, SitooEventsReceived,
@@ -14,8 +15,8 @@ use super::redeem::{
 use super::server::{RequestDone, WriteTasksAbandoned};
 use super::voyado::{VoyadoAnswer, VoyadoCall};
 use super::{Guid, Guids};
-use crate::telemetry::Metrics;
 use crate::telemetry::test_support::{buckets, count_at, line, logged, scrape, value};
+use crate::telemetry::{Fallback, Metrics};
 
 const CUSTOMER: &str = "8f0c1d2e-0000-4000-8000-000000000001";
 const CHECK: &str = "8f0c1d2e-3000-4000-8000-000000000001";
@@ -389,6 +390,46 @@ fn mapping_events_name_the_set_in_service_and_count_reloads() {
         "{logs}"
     );
     assert!(line(&logs, "mappings reloaded").contains("generation=1 mappings=cccc"));
+}
+
+#[test]
+fn cluster_state_changes_log_a_line_each_and_move_the_up_gauge() {
+    let metrics = Metrics::new();
+    // Without [cluster] neither family has a series: no replica reads as down for want of one.
+    let before = scrape(&metrics);
+    assert_eq!(value(&before, "svp_cluster_up", &[]), None);
+    assert_eq!(
+        value(
+            &before,
+            "svp_cluster_fallbacks_total",
+            &[("what", "budget")]
+        ),
+        None
+    );
+    let logs = logged(|| {
+        metrics.emit(RedisLost {
+            reason: "connection refused",
+        });
+    });
+    let lost = line(&logs, "redis unreachable");
+    assert!(
+        lost.contains(" WARN ") && lost.contains("reason=\"connection refused\""),
+        "{logs}"
+    );
+    let down = scrape(&metrics);
+    assert_eq!(value(&down, "svp_cluster_up", &[]), Some(0.0));
+    for what in ["budget", "pause", "redeem", "notify"] {
+        let fallbacks = value(&down, "svp_cluster_fallbacks_total", &[("what", what)]);
+        assert_eq!(fallbacks, Some(0.0), "{what}");
+    }
+    metrics.cluster_fallback(Fallback::Budget);
+    metrics.cluster_fallback(Fallback::Budget);
+    let logs = logged(|| metrics.emit(RedisReachable));
+    assert!(line(&logs, "redis reachable").contains(" INFO "), "{logs}");
+    let up = scrape(&metrics);
+    assert_eq!(value(&up, "svp_cluster_up", &[]), Some(1.0));
+    let budget = value(&up, "svp_cluster_fallbacks_total", &[("what", "budget")]);
+    assert_eq!(budget, Some(2.0));
 }
 
 /// An id field prints only a GUID: whatever else is put there by mistake never reaches the log.
