@@ -9,7 +9,8 @@
 //! table — is one [`Served`] set behind an atomic pointer. [`App::reload`] compiles the mappings
 //! directory afresh and swaps the whole set at once, keeping each market's Voyado client (its
 //! caches, budget and breaker); a set that does not compile is refused and the last good one
-//! keeps serving. A request holds the set it started with until it ends.
+//! keeps serving. A request holds the set it started with until it ends. What asks for a reload
+//! is `reload.rs` (polling the directory, SIGHUP).
 //!
 //! With `[cluster]`, [`App::build`] starts the one handle on the shared Redis (`cluster`) and
 //! hands it to what several replicas share: each API key's budget, the write path of every

@@ -1,7 +1,9 @@
 //! Get customer (the Customer Card), also the answer of search, add and update.
 //!
 //! Two Voyado rounds: the contact, promotions, available bonus checks and point accounts (every
-//! page of each paged list) together; then the member status by the contact's member number. Only the calls the mapping reads are made.
+//! page of each paged list) together; then the member status by the contact's member number.
+//! Only the calls the mapping reads are made.
+//!
 //! The rendered card is kept (as bytes) for as long as the shortest-lived answer in it, so a warm
 //! card costs no Voyado call and no JSON work; a write to the contact drops it (`cards.rs`).
 

@@ -31,8 +31,10 @@ use crate::market::Market;
 use crate::spi::{Operation, ProxyError};
 use crate::voyado::VoyadoError;
 
-/// What an operation gets from the HTTP request, already decoded.
-#[derive(Debug, Default)]
+/// What an operation gets from the HTTP request, already decoded. `Default` only in tests: a
+/// request made up in production would carry the epoch as its clock reading.
+#[derive(Debug)]
+#[cfg_attr(test, derive(Default))]
 pub struct OpRequest {
     pub query: Vec<(String, String)>,
     pub body: Option<Value>,

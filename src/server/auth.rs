@@ -1,7 +1,7 @@
 //! Market and authentication: the path's tenant and market (routing's [`Routed`]) select a
-//! market of the set the request is served with, whose CRM API keys are checked against the Basic-auth password (any user name) in constant time. An
-//! unknown tenant or market answers exactly like a wrong key — same body, same work — and only the
-//! log says which it was.
+//! market of the set the request is served with, whose CRM API keys are checked against the
+//! Basic-auth password (any user name) in constant time. An unknown tenant or market answers
+//! exactly like a wrong key — same body, same work — and only the log says which it was.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};

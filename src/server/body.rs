@@ -17,18 +17,18 @@ use tower::{BoxError, Layer, Service};
 
 use super::BoxFuture;
 use super::handoff::Admitted;
-use crate::config::Limits;
 use crate::spi::{ProxyError, Reason};
 
-/// What the body reader reads: the limits (size, drain).
+/// What the body reader holds: the largest body it reads, in bytes (what a refusal leaves unread
+/// is drained by `linger.rs`, with its own limit).
 #[derive(Clone)]
 pub struct BodyLayer {
-    limits: Limits,
+    max_bytes: usize,
 }
 
 impl BodyLayer {
-    pub fn new(limits: Limits) -> BodyLayer {
-        BodyLayer { limits }
+    pub fn new(max_bytes: usize) -> BodyLayer {
+        BodyLayer { max_bytes }
     }
 }
 
@@ -38,7 +38,7 @@ impl<S> Layer<S> for BodyLayer {
     fn layer(&self, inner: S) -> ReadBody<S> {
         ReadBody {
             inner,
-            limits: self.limits,
+            max_bytes: self.max_bytes,
         }
     }
 }
@@ -48,7 +48,7 @@ impl<S> Layer<S> for BodyLayer {
 #[derive(Clone)]
 pub struct ReadBody<S> {
     inner: S,
-    limits: Limits,
+    max_bytes: usize,
 }
 
 impl<S, B> Service<Admitted<B>> for ReadBody<S>
@@ -77,7 +77,7 @@ where
             let (admitted, _) = admitted.take_body();
             return Box::pin(self.inner.call(admitted.with_body(None)));
         }
-        let limits = self.limits;
+        let limit = self.max_bytes;
         // The inner service is stateless: a clone serves this request once the body is in.
         let mut inner = self.inner.clone();
         Box::pin(async move {
@@ -88,12 +88,12 @@ where
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
             // Dropped unread, the body drains itself (see `linger.rs`).
-            if declared.is_some_and(|n| n > limits.body_max_bytes as u64) {
-                return Err(too_large(limits.body_max_bytes));
+            if declared.is_some_and(|n| n > limit as u64) {
+                return Err(too_large(limit));
             }
             let deadline = admitted.deadline;
             let (admitted, body) = admitted.take_body();
-            let bytes = read(body, &limits, deadline).await?;
+            let bytes = read(body, limit, deadline).await?;
             let value = parse(&bytes, operation.body_optional())?;
             inner.call(admitted.with_body(value)).await
         })
@@ -108,13 +108,12 @@ fn too_large(limit: usize) -> ProxyError {
 }
 
 /// Reads the whole body under the limit and the deadline.
-async fn read<B>(body: B, limits: &Limits, deadline: Instant) -> Result<Bytes, ProxyError>
+async fn read<B>(body: B, limit: usize, deadline: Instant) -> Result<Bytes, ProxyError>
 where
     B: hyper::body::Body + Send + Unpin + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let limit = limits.body_max_bytes;
     let collected = Limited::new(body, limit).collect();
     match tokio::time::timeout_at(deadline, collected).await {
         Err(_) => Err(ProxyError::new(

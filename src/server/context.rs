@@ -10,7 +10,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use http::{Extensions, HeaderMap, Request};
+use http::{HeaderMap, Request};
 use tokio::time::Instant;
 
 use crate::market::Market;
@@ -73,15 +73,16 @@ impl RequestContext {
     /// The context the request-id layer attached. Inner layers always run behind it; a request
     /// without one (a test calling an inner layer alone) gets a fresh context.
     pub fn of<B>(request: &Request<B>) -> Arc<RequestContext> {
-        RequestContext::in_head(request.extensions(), request.headers())
-    }
-
-    /// [`RequestContext::of`] for a request taken apart.
-    pub fn in_head(extensions: &Extensions, headers: &HeaderMap) -> Arc<RequestContext> {
-        extensions
+        request
+            .extensions()
             .get::<Arc<RequestContext>>()
             .cloned()
-            .unwrap_or_else(|| Arc::new(RequestContext::new(super::request_id::fresh(), headers)))
+            .unwrap_or_else(|| {
+                Arc::new(RequestContext::new(
+                    super::request_id::fresh(),
+                    request.headers(),
+                ))
+            })
     }
 }
 

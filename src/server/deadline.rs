@@ -74,6 +74,7 @@ where
             route,
             deadline,
             now: context.now,
+            context,
         });
         Box::pin(async move {
             // The body layer reads against the same instant and, being polled first, answers

@@ -9,8 +9,9 @@
 //!       ──▶ body ── Admitted<Option<Value>> ──▶ operation
 //! ```
 //!
-//! One thing still travels as a request extension, because the layers above routing read it on
-//! the way back out: the `Arc<RequestContext>` (`context.rs`) that the request-id layer inserts.
+//! One thing travels as a request extension, because the layers above routing read it on the way
+//! back out: the `Arc<RequestContext>` (`context.rs`) that the request-id layer inserts. The
+//! deadline layer takes it out into [`Admitted`], so the operation reads no extension.
 
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use http::Request;
 use http::request::Parts;
 use tokio::time::Instant;
 
+use super::context::RequestContext;
 use crate::market::{Market, Served};
 use crate::spi::routes::Matched;
 
@@ -53,6 +55,9 @@ pub struct Admitted<B> {
     pub deadline: Instant,
     /// The request's one reading of the wall clock (taken with its arrival, `context.rs`).
     pub now: jiff::Timestamp,
+    /// Its id (and whether the till sent it), `Store-ID`, trace context: what the request-id
+    /// layer learned.
+    pub context: Arc<RequestContext>,
 }
 
 impl<B> Admitted<B> {
@@ -65,6 +70,7 @@ impl<B> Admitted<B> {
             route,
             deadline,
             now,
+            context,
         } = self;
         let rest = Admitted {
             head,
@@ -73,6 +79,7 @@ impl<B> Admitted<B> {
             route,
             deadline,
             now,
+            context,
         };
         (rest, body)
     }
@@ -88,6 +95,7 @@ impl Admitted<()> {
             route,
             deadline,
             now,
+            context,
         } = self;
         Admitted {
             head,
@@ -96,6 +104,7 @@ impl Admitted<()> {
             route,
             deadline,
             now,
+            context,
         }
     }
 }

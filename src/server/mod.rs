@@ -17,21 +17,23 @@
 //! Each layer is a plain `XLayer::new(..)` holding only what it reads, so it can be driven alone
 //! with a `service_fn` inside it: `RescueLayer` (the served set's default error table, the
 //! metrics), `RouteLayer` (the served set, the draining flag, the metrics), `AuthLayer` (the
-//! decoy key), `BodyLayer` (the limits), `RunOperation` (the write tracker and slots, the
-//! rendered cards, the cluster for redeem slots). Only [`stack`] and the accept loop here take the whole `App`.
+//! decoy key), `BodyLayer` (the body size limit), `RunOperation` (the write tracker and slots, the
+//! rendered cards, the cluster for redeem slots). Only [`stack`] and the accept loop here take the
+//! whole `App`.
 //!
 //! What a layer learns about the request, who puts it there and who reads it:
 //!
 //! | what | carried as | made by | read by |
 //! |---|---|---|---|
-//! | id, client's id?, arrival (`started`, `now`), `Store-ID`, trace context | `Arc<RequestContext>` extension | `request_id` | trace, rescue, deadline, operation |
+//! | id, client's id?, arrival (`started`, `now`), `Store-ID`, `Register-ID`, trace context | `Arc<RequestContext>` extension, then in `Admitted` | `request_id` | trace, rescue, auth (the span's ids), deadline (takes it into `Admitted`), operation |
 //! | operation name, market (for the log line and the error table) | set once in that context | route, auth | trace, rescue |
 //! | route, path's tenant and market, served set | [`handoff::Routed`] | route | auth |
 //! | market | [`handoff::Authenticated`] | auth | deadline |
 //! | deadline, `now`, head, body as sent | [`handoff::Admitted<B>`](handoff::Admitted) | deadline | body |
 //! | the parsed body | `Admitted<Option<Value>>` | body | operation |
 //!
-//! The context is the one extension: the layers above routing read it on the way out. Everything
+//! The context is the one extension: the layers above routing read it on the way out (the market
+//! is set in it only so the rescue answers with that market's error table). Everything
 //! below routing is handed on as a value, so a layer stacked where its input is not known yet does
 //! not compile.
 
@@ -72,7 +74,7 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 
 use crate::app::App;
 use crate::spi::ProxyError;
-use crate::spi::error::rescue;
+use crate::spi::error::envelope;
 use crate::telemetry::Shed;
 use crate::telemetry::events::server::WriteTasksAbandoned;
 use linger::Lingering;
@@ -115,7 +117,7 @@ where
         .layer(ConcurrencyLimitLayer::new(app.limits.max_in_flight))
         .layer(auth::AuthLayer::new(app.decoy_key.clone()))
         .layer(deadline::DeadlineLayer)
-        .layer(body::BodyLayer::new(app.limits))
+        .layer(body::BodyLayer::new(app.limits.body_max_bytes))
         .service(operation::RunOperation::new(
             app.writes.clone(),
             app.write_slots.clone(),
@@ -277,7 +279,7 @@ async fn refuse_connection(stream: TcpStream, app: Arc<App>) {
             app.limits.body_drain_max_bytes,
         ));
         let id = request_id::fresh();
-        let mut answer = rescue(ProxyError::overloaded(), &app.served().errors, &id);
+        let mut answer = envelope(ProxyError::overloaded(), &app.served().errors, &id);
         if let Ok(v) = http::HeaderValue::from_str(&id) {
             answer.headers_mut().insert(request_id::HEADER, v);
         }

@@ -1,5 +1,10 @@
 //! The innermost service: hands the decoded request to `ops` and writes the `200` answer.
 //!
+//! The redeem's story crosses rooms: a repeat of a redeem under the till's own `Request-ID` is
+//! answered here from `replay.rs` (or, with `[cluster]`, from the slot in Redis,
+//! `cluster/redeem.rs`) before anything runs; what the redeem does — checks, the order of writes,
+//! compensation — is `ops/redeem.rs`.
+//!
 //! Write operations run in a task of their own on the app's tracker: the deadline stops the
 //! waiting, never the write sequence (create + re-lookup, redeem + compensation), and shutdown
 //! waits for the task.
@@ -17,7 +22,6 @@ use tower::Service;
 use tracing::Instrument;
 
 use super::BoxFuture;
-use super::context::RequestContext;
 use super::handoff::Admitted;
 use super::replay::{Decision, Replays};
 use crate::cluster::Cluster;
@@ -72,8 +76,8 @@ impl Service<Admitted<Option<Value>>> for RunOperation {
             route: matched,
             deadline,
             now,
+            context,
         } = admitted;
-        let context = RequestContext::in_head(&head.extensions, &head.headers);
         let query = head
             .uri
             .query()

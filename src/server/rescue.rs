@@ -1,5 +1,5 @@
 //! The rescue: every error and every panic below this layer becomes the SPI envelope, through
-//! `spi::error::rescue` — the one function that reads the error table — and always with the
+//! `spi::error::envelope` — the one function that reads the error table — and always with the
 //! request id. Requests the admission gate sheds arrive here as `503 overloaded`.
 
 use std::panic::AssertUnwindSafe;
@@ -16,7 +16,7 @@ use super::BoxFuture;
 use super::context::RequestContext;
 use crate::market::ServedSet;
 use crate::spi::ProxyError;
-use crate::spi::error::rescue;
+use crate::spi::error::envelope;
 use crate::telemetry::{Metrics, Shed};
 
 /// What the rescue reads: the served set (the error table before a market is known) and the
@@ -95,7 +95,7 @@ where
                     &served.errors
                 }
             };
-            Ok(rescue(error, table, &context.request_id))
+            Ok(envelope(error, table, &context.request_id))
         })
     }
 }

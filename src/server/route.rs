@@ -4,6 +4,9 @@
 //! [`Routed`] (`handoff.rs`); an unknown path is `404`, a known one with another method `405` with
 //! `Allow` (the health routes take `GET` and `HEAD`: a load balancer's `HEAD` probe is a `GET`
 //! without the body).
+//!
+//! A live reload (`reload.rs` watches, `App::reload` compiles, `market.rs` swaps the set) never
+//! changes a request's set midway: routing takes the set once and hands it on.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};

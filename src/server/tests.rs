@@ -249,28 +249,44 @@ async fn the_auth_layer_alone_admits_the_markets_key_only() {
     assert_eq!(reason(unknown), Reason::Unauthorized);
 }
 
+/// A request's context as the request-id layer makes it on arrival.
+fn arrival() -> Arc<context::RequestContext> {
+    Arc::new(context::RequestContext::new(
+        "till-1".into(),
+        &http::HeaderMap::new(),
+    ))
+}
+
 /// The deadline layer alone, on paused time: the deadline is the market's request timeout from
-/// arrival (an events batch gets 13 s), handed on with the request's clock reading, and the
-/// waiting ends there with `504`-class `upstream_timeout`.
+/// the request's arrival (an events batch gets 13 s), not from when the layer runs; the clock
+/// reading taken on arrival is handed on, not read again; and the waiting ends at the deadline
+/// with `504`-class `upstream_timeout`.
 #[tokio::test(start_paused = true)]
 async fn the_deadline_layer_alone_hands_on_the_deadline_and_keeps_it() {
     let app = app();
     let market = market(&app);
     let timeout = market.settings.request_timeout;
-    let authenticated = |operation| handoff::Authenticated {
-        request: Request::new(()),
-        market: market.clone(),
-        route: route(operation, "/x"),
+    let arrived = arrival();
+    let authenticated = |operation| {
+        let mut request = Request::new(());
+        request.extensions_mut().insert(arrived.clone());
+        handoff::Authenticated {
+            request,
+            market: market.clone(),
+            route: route(operation, "/x"),
+        }
     };
-    let arrived = tokio::time::Instant::now();
+    // Routing, admission and authentication took a while.
+    tokio::time::advance(Duration::from_millis(300)).await;
     let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let service = {
         let seen = seen.clone();
         ServiceBuilder::new()
             .layer(deadline::DeadlineLayer)
             .service(tower::service_fn(move |a: handoff::Admitted<()>| {
-                // Called as the request arrives: no time has passed on the paused clock.
-                seen.lock().push(a.deadline - tokio::time::Instant::now());
+                assert_eq!(a.now, a.context.now, "the clock was read again");
+                assert_eq!(a.context.request_id, "till-1");
+                seen.lock().push(a.deadline - a.context.started);
                 std::future::pending::<Result<Response<Full<Bytes>>, ProxyError>>()
             }))
     };
@@ -279,22 +295,22 @@ async fn the_deadline_layer_alone_hands_on_the_deadline_and_keeps_it() {
         .oneshot(authenticated(Operation::Search))
         .await;
     assert_eq!(reason(waited), Reason::UpstreamTimeout);
-    assert_eq!(arrived.elapsed(), timeout);
+    assert_eq!(
+        arrived.started.elapsed(),
+        timeout,
+        "the waiting ends at the deadline"
+    );
     let _ = service.oneshot(authenticated(Operation::Events)).await;
     assert_eq!(*seen.lock(), [timeout, Duration::from_secs(13)]);
 }
 
-/// The body layer alone, holding the limits only. A declared length past the limit is refused
+/// The body layer alone, holding its size limit only. A declared length past the limit is refused
 /// before the body is read; a JSON body reaches the inner service parsed; an operation that takes
 /// no body gets none.
 #[tokio::test]
 async fn the_body_layer_alone_reads_within_its_limits() {
     let app = app();
     let market = market(&app);
-    let limits = crate::config::Limits {
-        body_max_bytes: 16,
-        ..crate::config::Limits::default()
-    };
     let admitted = |operation, body: &'static str, declared: usize| {
         let (head, body) = Request::post("/x")
             .header(http::header::CONTENT_LENGTH, declared)
@@ -308,11 +324,12 @@ async fn the_body_layer_alone_reads_within_its_limits() {
             route: route(operation, "/customers/{customer_id}"),
             deadline: tokio::time::Instant::now() + Duration::from_secs(5),
             now: jiff::Timestamp::now(),
+            context: arrival(),
         }
     };
     let service = || {
         ServiceBuilder::new()
-            .layer(body::BodyLayer::new(limits))
+            .layer(body::BodyLayer::new(16))
             .service(tower::service_fn(
                 |a: handoff::Admitted<Option<Value>>| async move {
                     ok(a.body.unwrap_or(Value::Null).to_string())
@@ -347,6 +364,7 @@ async fn the_operation_alone_refuses_a_write_with_no_slot_free() {
         route: route(Operation::AddCustomer, "/customers"),
         deadline: tokio::time::Instant::now() + Duration::from_secs(5),
         now: jiff::Timestamp::now(),
+        context: arrival(),
     };
     let full = Arc::new(Semaphore::new(0));
     let service = operation::RunOperation::new(

@@ -2,7 +2,7 @@
 //!
 //! Every refusal carries a typed [`Reason`]; a Voyado failure travels as itself and gets its reason
 //! here, from the Voyado code table. The error table (`mappings/errors.toml`, with per-market
-//! overrides) turns the reason into the HTTP status and `error_code`, and [`rescue`] writes the
+//! overrides) turns the reason into the HTTP status and `error_code`, and [`envelope`] writes the
 //! envelope, always with the request id. Messages never carry personal data. Where errors start:
 //! Voyado's in `voyado/error.rs` (a 429 also pauses the key, `limiter.rs`), the proxy's
 //! refusals in the layers of `server/` and in `ops/`.
@@ -397,7 +397,7 @@ impl ErrorTable {
 
 /// Turns any error into the SPI answer: the envelope with the request id, the status from the
 /// table, and the headers the reason calls for. Panics come here too, as `internal`.
-pub fn rescue(error: ProxyError, table: &ErrorTable, request_id: &str) -> Response<Full<Bytes>> {
+pub fn envelope(error: ProxyError, table: &ErrorTable, request_id: &str) -> Response<Full<Bytes>> {
     let refusal = table.refusal(error);
     if refusal.reason == Reason::Internal {
         tracing::error!(message = %refusal.message, "internal error");
@@ -515,21 +515,21 @@ mod tests {
     #[tokio::test]
     async fn rescue_writes_the_headers_the_reason_calls_for() {
         let t = table();
-        let r = rescue(ProxyError::overloaded(), &t, "r-2");
+        let r = envelope(ProxyError::overloaded(), &t, "r-2");
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()[header::RETRY_AFTER], "1");
         let body = r.into_body().collect().await.unwrap().to_bytes();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["request_id"], "r-2");
         assert_eq!(v["error_data"]["reason"], "overloaded");
-        let r = rescue(
+        let r = envelope(
             ProxyError::new(Reason::Unauthorized, "authentication failed"),
             &t,
             "r",
         );
         assert_eq!(r.status(), 401);
         assert!(r.headers().contains_key(header::WWW_AUTHENTICATE));
-        let r = rescue(ProxyError::new(Reason::BodyTooLarge, "too large"), &t, "r");
+        let r = envelope(ProxyError::new(Reason::BodyTooLarge, "too large"), &t, "r");
         assert_eq!(r.headers()[header::CONNECTION], "close");
     }
 

@@ -8,6 +8,10 @@
 //! before it returns, and with `[cluster]` tells the other replicas, which do the same. Reads
 //! that settle an unclear write and writes that compensate a failed one skip the breaker: it must
 //! never stand between a redeem and putting the money right.
+//!
+//! A Voyado 429, room by room: decoded in `error.rs`, it pauses the API key in `budget.rs` (the
+//! local `limiter.rs`, and every replica through Redis), and reaches the till as
+//! `too_many_requests` with `Retry-After` through `spi/error.rs`.
 
 mod breaker;
 mod budget;
