@@ -54,25 +54,6 @@ async fn health_becomes(cluster: &Cluster, up: bool, within: Duration) {
         .unwrap();
 }
 
-/// Waits until `n` subscribers listen on the write channel.
-async fn subscribers(redis: &RedisServer, n: i64) {
-    let client = redis::Client::open(redis.url()).unwrap();
-    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    for _ in 0..500 {
-        let (_, listening): (String, i64) = redis::cmd("PUBSUB")
-            .arg("NUMSUB")
-            .arg("svp:writes")
-            .query_async(&mut connection)
-            .await
-            .unwrap();
-        if listening == n {
-            return;
-        }
-        sleep(10 * MS).await;
-    }
-    panic!("{n} subscribers never listened");
-}
-
 /// A subscription that forwards what it hears; it listens as long as it is kept.
 fn notices(cluster: &Cluster) -> (Subscription, mpsc::UnboundedReceiver<Notice>) {
     let (sender, receiver) = mpsc::unbounded_channel();
@@ -391,7 +372,7 @@ async fn a_write_notification_reaches_the_other_replicas_only() {
     let (_a_kept, mut at_a) = notices(&a);
     let (_b_kept, mut at_b) = notices(&b);
     let (_c_kept, mut at_c) = notices(&c);
-    subscribers(&redis, 3).await;
+    redis.subscribers(3).await;
     let changes = vec![
         Change::Contact {
             identity: TENANT.into(),
@@ -417,7 +398,7 @@ async fn a_killed_redis_fails_calls_fast_and_is_rejoined_when_it_is_back() {
     };
     let [a, b] = <[Cluster; 2]>::try_from(replicas(&redis, 2).await).unwrap();
     let (_kept, mut at_b) = notices(&b);
-    subscribers(&redis, 1).await;
+    redis.subscribers(1).await;
     let budget = Budget::default();
 
     redis.kill();
@@ -457,7 +438,7 @@ async fn a_killed_redis_fails_calls_fast_and_is_rejoined_when_it_is_back() {
     // The subscriber came back by itself, and says that it may have missed writes.
     let heard = timeout(Duration::from_secs(5), at_b.recv()).await.unwrap();
     assert_eq!(heard, Some(Notice::Gap));
-    subscribers(&redis, 1).await;
+    redis.subscribers(1).await;
     let change = vec![Change::Keys {
         identity: TENANT.into(),
     }];

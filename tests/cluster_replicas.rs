@@ -157,27 +157,8 @@ impl Replicas {
             });
         }
         let replicas = Replicas { sim, redis, all };
-        replicas.listening(3).await;
+        replicas.redis.subscribers(3).await;
         Some(replicas)
-    }
-
-    /// Waits until `n` replicas are subscribed to the write notifications.
-    async fn listening(&self, n: i64) {
-        let client = redis::Client::open(self.redis.url()).unwrap();
-        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-        for _ in 0..500 {
-            let (_, listening): (String, i64) = redis::cmd("PUBSUB")
-                .arg("NUMSUB")
-                .arg("svp:writes")
-                .query_async(&mut connection)
-                .await
-                .unwrap();
-            if listening == n {
-                return;
-            }
-            sleep(10 * MS).await;
-        }
-        panic!("{n} replicas never listened");
     }
 
     /// When the simulator saw each key lookup (a search's one call for a key nobody has).
@@ -466,7 +447,7 @@ async fn a_killed_redis_stops_no_till_and_is_joined_again_without_a_restart() {
     // One budget again: a burst of new work on all three books the one budget in Redis, at
     // most new work's burst and what comes within the 500 ms it may wait (each replica's own
     // share would let through as much on each).
-    replicas.listening(3).await;
+    replicas.redis.subscribers(3).await;
     let before = replicas.lookups().len();
     let (ok, throttled) = searches(&replicas, 100, 600, Duration::from_millis(100)).await;
     let calls = replicas.lookups().len() - before;

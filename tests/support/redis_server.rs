@@ -41,6 +41,25 @@ impl RedisServer {
         self.port
     }
 
+    /// Waits until `n` subscribers listen on the proxies' write channel (`svp:writes`).
+    pub async fn subscribers(&self, n: i64) {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        for _ in 0..500 {
+            let (_, listening): (String, i64) = redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg("svp:writes")
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            if listening == n {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{n} subscribers never listened");
+    }
+
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
