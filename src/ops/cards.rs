@@ -64,9 +64,12 @@ impl Expiry<CardKey, Arc<CardEntry>> for PerEntry {
     }
 }
 
-/// The process's rendered cards, shared by every market and kept across mapping reloads.
+/// The process's rendered cards, shared by every market and kept across mapping reloads. Cheap to
+/// clone (one count), as every request does.
 #[derive(Clone)]
-pub struct Cards {
+pub struct Cards(Arc<Inner>);
+
+struct Inner {
     cards: Cache<CardKey, Arc<CardEntry>>,
     /// The answer cache, for its record of writes.
     answers: Caches,
@@ -76,7 +79,7 @@ pub struct Cards {
 impl std::fmt::Debug for Cards {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cards")
-            .field("cards", &self.cards.entry_count())
+            .field("cards", &self.0.cards.entry_count())
             .finish()
     }
 }
@@ -84,7 +87,7 @@ impl std::fmt::Debug for Cards {
 impl Cards {
     /// Cards bounded by `max_bytes`, judged fresh against the writes `answers` records.
     pub fn new(max_bytes: u64, answers: Caches, metrics: Arc<Metrics>) -> Cards {
-        Cards {
+        Cards(Arc::new(Inner {
             cards: Cache::builder()
                 .max_capacity(max_bytes)
                 .weigher(|k: &CardKey, e: &Arc<CardEntry>| {
@@ -94,16 +97,16 @@ impl Cards {
                 .build(),
             answers,
             metrics,
-        }
+        }))
     }
 
     /// A card still current: fresh, and rendered after the last write to its contact.
     pub async fn get(&self, key: &CardKey) -> Option<Bytes> {
-        let card = match self.cards.get(key).await {
+        let card = match self.0.cards.get(key).await {
             Some(entry) if self.is_current(key, &entry) => Some(entry.bytes.clone()),
             _ => None,
         };
-        self.metrics.cache("card", card.is_some());
+        self.0.metrics.cache("card", card.is_some());
         card
     }
 
@@ -124,13 +127,14 @@ impl Cards {
             ttl: fresh_until.saturating_duration_since(Instant::now()),
         };
         if self.is_current(&key, &entry) {
-            self.cards.insert(key, Arc::new(entry)).await;
+            self.0.cards.insert(key, Arc::new(entry)).await;
         }
     }
 
     fn is_current(&self, key: &CardKey, entry: &CardEntry) -> bool {
         Instant::now() < entry.fresh_until
             && self
+                .0
                 .answers
                 .last_write(&key.identity, &key.contact)
                 .is_none_or(|at| entry.rendered_from > at)

@@ -33,9 +33,12 @@ use crate::voyado;
 
 /// What running an operation holds: the tracker that shutdown waits on for detached write
 /// sequences, the write slots that bound them, the redeem replays (shared through the cluster,
-/// with `[cluster]`) and the rendered cards.
+/// with `[cluster]`) and the rendered cards. Behind one `Arc`: a request's future takes its own
+/// handle on all of it with one count, not a clone of each part.
 #[derive(Clone)]
-pub struct RunOperation {
+pub struct RunOperation(Arc<Held>);
+
+struct Held {
     writes: TaskTracker,
     write_slots: Arc<Semaphore>,
     replays: Replays,
@@ -50,12 +53,12 @@ impl RunOperation {
         cluster: Option<Cluster>,
         metrics: Arc<Metrics>,
     ) -> RunOperation {
-        RunOperation {
+        RunOperation(Arc::new(Held {
             writes,
             write_slots,
             replays: Replays::new(cluster, metrics),
             cards,
-        }
+        }))
     }
 }
 
@@ -109,20 +112,19 @@ impl Service<Admitted<Option<Value>>> for RunOperation {
         let work = voyado::within_request(
             operation.is_write(),
             context.trace.clone(),
-            ops::run(operation, market, self.cards.clone(), op_request),
+            ops::run(operation, market, self.0.cards.clone(), op_request),
         )
         .in_current_span();
-        let writes = self.writes.clone();
-        let write_slots = self.write_slots.clone();
-        let replays = self.replays.clone();
+        let held = self.0.clone();
         Box::pin(async move {
             let body = if operation.is_write() {
-                let Ok(slot) = write_slots.try_acquire_owned() else {
+                let Ok(slot) = held.write_slots.clone().try_acquire_owned() else {
                     return Err(ProxyError::overloaded());
                 };
                 let pending = match replay_key {
                     Some((market, customer, id, body)) => {
-                        match replays
+                        match held
+                            .replays
                             .decide(market, &customer, &id, body.as_ref(), deadline)
                             .await?
                         {
@@ -136,7 +138,7 @@ impl Service<Admitted<Option<Value>>> for RunOperation {
                     None => None,
                 };
                 // The slot stays held until the write ends, even past this request's deadline.
-                writes
+                held.writes
                     .spawn(async move {
                         let result = work.await;
                         drop(slot);
