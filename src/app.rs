@@ -268,9 +268,11 @@ fn hear_writes(cluster: &Cluster, caches: Caches) -> Subscription {
         Notice::Changed(changes) => {
             for change in changes {
                 match change {
-                    Change::Contact { identity, contact } => {
-                        caches.forget_contact(&Arc::from(identity), &contact);
-                    }
+                    Change::Contact {
+                        identity,
+                        contact,
+                        part,
+                    } => caches.forget_contact(&Arc::from(identity), &contact, part),
                     Change::Keys { identity } => caches.forget_keys(&Arc::from(identity)),
                 }
             }

@@ -88,6 +88,22 @@ fn an_in_process_run_writes_results_json_in_the_documented_shape_and_compares_wi
             .unwrap()
             >= 1.0
     );
+    // ... and what it asked, by route: a redeem's calls include the redeem itself, and the
+    // routes add up to the operation's calls.
+    let redeem = &operations["redeem"];
+    let routes = redeem["voyado_calls_by_route"].as_object().unwrap();
+    assert!(
+        routes
+            .keys()
+            .any(|r| r.starts_with("POST ") && r.ends_with("/redeem")),
+        "{routes:?}"
+    );
+    let sum: f64 = routes.values().map(|n| n.as_f64().unwrap()).sum();
+    let per_request = redeem["voyado_calls_per_request"].as_f64().unwrap();
+    assert!(
+        (sum - per_request).abs() < 0.01 * routes.len() as f64,
+        "{routes:?}"
+    );
     assert!(results["voyado"]["calls"].as_u64().unwrap() > 0);
     let resources = &results["resources"];
     assert!(

@@ -417,6 +417,64 @@ async fn an_edit_forgets_only_the_keys_of_its_contact() {
     assert_eq!(new.body[0]["customer_id"], ANNA, "{}", new.body);
 }
 
+/// The Voyado calls after the first `skip` requests, each as its method and endpoint.
+fn made_since(h: &Harness, skip: usize) -> Vec<(String, &'static str)> {
+    let seen = h.sim.requests().into_iter().skip(skip);
+    seen.map(|s| (s.method.to_string(), endpoint(&s.path)))
+        .collect()
+}
+
+/// An edit changes the contact, not what the contact may spend: the card it answers with takes
+/// the contact from the edit's own answer and the offers and status from memory, so the edit
+/// costs the read it is diffed against and the write. A redeem changes the offers, not the
+/// contact: the next card reads the offers again and nothing else.
+#[tokio::test]
+async fn an_edit_rereads_nothing_it_did_not_change_nor_a_redeem() {
+    let h = Harness::start().await;
+    let card = format!("/customers/{ANNA}");
+    assert_eq!(h.get(&card).await.status, 200);
+    let before_edit = h.sim.requests().len();
+    let edit = json!({"name_last": "Lindqvist"});
+    let edited = h.send(Method::PUT, &card, &edit).await;
+    assert_eq!(edited.status, 200, "{}", edited.body);
+    assert_eq!(edited.body["name_last"], "Lindqvist", "{}", edited.body);
+    let get = |e| ("GET".to_owned(), e);
+    let post = ("POST".to_owned(), "contact");
+    assert_eq!(made_since(&h, before_edit), [get("contact"), post]);
+    let after = h.get(&card).await;
+    assert_eq!(after.body["name_last"], "Lindqvist", "{}", after.body);
+
+    let body = json!({"bonus_checks": [CHECK_100]});
+    let redeemed = h.send(Method::POST, &format!("{card}/redeem"), &body).await;
+    assert_eq!(redeemed.status, 200, "{}", redeemed.body);
+    let after_redeem = h.sim.requests().len();
+    let card_now = h.get(&card).await;
+    assert!(!check_ids(&card_now.body).contains(&CHECK_100));
+    assert_eq!(card_now.body["name_last"], "Lindqvist", "{}", card_now.body);
+    let offers: BTreeMap<_, _> = [
+        ("available_bonus_checks", 1),
+        ("point_accounts", 1),
+        ("promotions", 1),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(calls_since(&h, after_redeem), offers);
+}
+
+/// A create answers with the contact it made: the card that follows reads it from there.
+#[tokio::test]
+async fn the_card_after_a_create_takes_the_contact_from_its_answer() {
+    let h = Harness::start().await;
+    let body = json!({"email": "nils.ny@example.com", "name_first": "Nils", "name_last": "Ny"});
+    let created = h.send(Method::POST, "/customers", &body).await;
+    assert_eq!(created.status, 200, "{}", created.body);
+    assert_eq!(created.body["name_first"], "Nils", "{}", created.body);
+    let id = created.body["customer_id"].as_str().unwrap();
+    let path = format!("/api/v2/contacts/{id}");
+    let contact_reads = h.seen("GET", &path).into_iter().filter(|s| s.path == path);
+    assert_eq!(contact_reads.count(), 0, "the new contact was read again");
+}
+
 #[tokio::test]
 async fn redeem_and_undo_are_seen_on_the_next_card() {
     let h = Harness::start().await;

@@ -14,7 +14,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::json;
 use sitoo_voyado_proxy::cluster::{
-    Change, Cluster, ClusterConfig, Decision, Down, Notice, RedisUrl, SlotError, Subscription,
+    Change, Cluster, ClusterConfig, Decision, Down, Notice, Part, RedisUrl, SlotError, Subscription,
 };
 use sitoo_voyado_proxy::limiter::{Budget, Priority, Throttled};
 use sitoo_voyado_proxy::telemetry::Metrics;
@@ -377,6 +377,7 @@ async fn a_write_notification_reaches_the_other_replicas_only() {
         Change::Contact {
             identity: TENANT.into(),
             contact: "contact-1".into(),
+            part: Part::Profile,
         },
         Change::Keys {
             identity: TENANT.into(),

@@ -323,16 +323,23 @@ impl Local {
     /// trace id of the SPI request it was made for.
     pub fn voyado_calls(&self, run: u64, traces: &Traces) -> VoyadoCalls {
         let mut per_operation = BTreeMap::new();
+        let mut per_route: BTreeMap<_, BTreeMap<_, _>> = BTreeMap::new();
         let mut total = 0;
-        for (seq, _) in self.seen(run) {
+        for (seq, seen) in self.seen(run) {
             if let Some((operation, true)) = traces.get(&seq) {
                 *per_operation.entry(*operation).or_default() += 1;
+                *per_route
+                    .entry(*operation)
+                    .or_default()
+                    .entry(route_of(&seen))
+                    .or_default() += 1;
                 total += 1;
             }
         }
         VoyadoCalls {
             total: Some(total),
             per_operation: Some(per_operation),
+            per_route: Some(per_route),
             counted_by: "simulator request log, each call by the trace id of its SPI request"
                 .into(),
         }
@@ -346,6 +353,19 @@ impl Local {
         self.proxy.shutdown_background();
         drop(self.sim);
     }
+}
+
+/// A call's route as Voyado documents it: the method and the path with ids as `{id}`.
+fn route_of(seen: &Seen) -> String {
+    let path: Vec<&str> = seen
+        .path
+        .split('/')
+        .map(|segment| match crate::keys::guid(segment) {
+            Ok(_) => "{id}",
+            Err(_) => segment,
+        })
+        .collect();
+    format!("{} {}", seen.method, path.join("/"))
 }
 
 /// Serves `app` on a fresh loopback port on the proxies' runtime; its root.

@@ -217,6 +217,7 @@ impl Site {
                     (Some(b), Some(a)) => VoyadoCalls {
                         total: Some((a - b).max(0.0) as u64),
                         per_operation: None,
+                        per_route: None,
                         counted_by: "the target's /metrics (svp_voyado_calls_total) before and \
                                      after the measured window: every call of the replica, not \
                                      per operation"
@@ -225,6 +226,7 @@ impl Site {
                     _ => VoyadoCalls {
                         total: None,
                         per_operation: None,
+                        per_route: None,
                         counted_by: "not counted: the target's /metrics did not answer with \
                                      svp_voyado_calls_total"
                             .into(),

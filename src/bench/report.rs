@@ -245,6 +245,26 @@ fn rows(results: &Results) -> Vec<(String, &Stats, Option<f64>)> {
     .collect()
 }
 
+/// Per operation, what its Voyado calls were: each route's calls per request, most first.
+fn by_route(results: &Results) -> Vec<String> {
+    results
+        .operations
+        .iter()
+        .filter_map(|(name, op)| {
+            let mut routes: Vec<_> = op.voyado_calls_by_route.as_ref()?.iter().collect();
+            if routes.is_empty() {
+                return None;
+            }
+            routes.sort_by(|a, b| b.1.total_cmp(a.1).then(a.0.cmp(b.0)));
+            let routes: Vec<String> = routes
+                .iter()
+                .map(|(route, n)| format!("{route} {n}"))
+                .collect();
+            Some(format!("{name}: {}", routes.join(", ")))
+        })
+        .collect()
+}
+
 /// What Voyado's default rate budget per API key carries of this traffic: the in-process market
 /// opens the budget wide, so this is the line a deployment meets first.
 fn budget(results: &Results) -> Option<String> {
@@ -342,6 +362,9 @@ pub fn summary(results: &Results, baseline: Option<&Baseline>) -> String {
         opt(results.voyado.calls_per_request),
         results.voyado.counted_by
     );
+    for line in by_route(results) {
+        let _ = writeln!(out, "  {line}");
+    }
     if let Some(line) = budget(results) {
         let _ = writeln!(out, "{line}");
     }

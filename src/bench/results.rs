@@ -188,6 +188,17 @@ impl Recorder {
                         let n = calls.get(op).copied().unwrap_or(0);
                         round(n as f64 / record.latency.len().max(1) as f64, 3)
                     }),
+                    voyado_calls_by_route: voyado.per_route.as_ref().map(|calls| {
+                        calls
+                            .get(op)
+                            .into_iter()
+                            .flatten()
+                            .map(|(route, n)| {
+                                let per = *n as f64 / record.latency.len().max(1) as f64;
+                                (route.clone(), round(per, 3))
+                            })
+                            .collect()
+                    }),
                 },
             );
             statuses.insert(op.name().to_owned(), record.statuses.clone());
@@ -225,6 +236,8 @@ impl Recorder {
 pub struct VoyadoCalls {
     pub total: Option<u64>,
     pub per_operation: Option<BTreeMap<Operation, u64>>,
+    /// The same calls by Voyado route (`GET /api/v2/contacts/{id}`), where they can be told apart.
+    pub per_route: Option<BTreeMap<Operation, BTreeMap<String, u64>>>,
     pub counted_by: String,
 }
 
@@ -309,6 +322,9 @@ pub struct OperationResults {
     pub stats: Stats,
     /// `null` where the calls could not be told apart per operation (an external target).
     pub voyado_calls_per_request: Option<f64>,
+    /// Those calls by Voyado route, per request of this operation: what the calls buy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voyado_calls_by_route: Option<BTreeMap<String, f64>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

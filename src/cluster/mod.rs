@@ -29,7 +29,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{ClusterConfig, ClusterKey, Invalid, RedisUrl};
-pub use notify::{Change, Notice, Subscription};
+pub use notify::{Change, Notice, Part, Subscription};
 pub use redeem::{Decision, Pending, SlotError, body_digest};
 
 use health::Health;

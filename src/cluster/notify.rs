@@ -27,10 +27,38 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "what", rename_all = "snake_case")]
 pub enum Change {
-    /// One contact: its cached answers and rendered cards (an edit, a redeem, an undo).
-    Contact { identity: String, contact: String },
+    /// One contact: the part of it the write changed (an edit its profile, a redeem or an undo
+    /// its offers), so its answers of that part and its rendered cards.
+    Contact {
+        identity: String,
+        contact: String,
+        /// Absent in messages from replicas that did not tell parts apart: everything.
+        #[serde(default)]
+        part: Part,
+    },
     /// The tenant's key → contact id entries, not-found ones included (a create).
     Keys { identity: String },
+}
+
+/// What of a contact a write changed, and so which of its remembered answers it makes stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Part {
+    /// The contact itself: attributes, preferences, consents (`GET /contacts/{id}`), and the
+    /// key → contact answers that found it.
+    Profile,
+    /// What it may spend: promotions, bonus checks, point accounts, purchases.
+    Offers,
+    /// Both (a change of contact type, or a write whose reach is not known).
+    #[default]
+    All,
+}
+
+impl Part {
+    /// Whether a write that changed `self` makes an answer about `read` stale.
+    pub fn reaches(self, read: Part) -> bool {
+        self == Part::All || read == Part::All || self == read
+    }
 }
 
 /// What a subscriber hears.
@@ -168,6 +196,7 @@ mod tests {
             Change::Contact {
                 identity: "https://a.voyado.com#00ff".into(),
                 contact: "c1".into(),
+                part: Part::Offers,
             },
             Change::Keys {
                 identity: "https://a.voyado.com#00ff".into(),
@@ -180,9 +209,18 @@ mod tests {
         .unwrap();
         assert_eq!(
             text,
-            r##"{"origin":"o","changes":[{"what":"contact","identity":"https://a.voyado.com#00ff","contact":"c1"},{"what":"keys","identity":"https://a.voyado.com#00ff"}]}"##
+            r##"{"origin":"o","changes":[{"what":"contact","identity":"https://a.voyado.com#00ff","contact":"c1","part":"offers"},{"what":"keys","identity":"https://a.voyado.com#00ff"}]}"##
         );
         let back: Message = serde_json::from_str(&text).unwrap();
         assert_eq!(back.changes, changes);
+        // A message from a replica that names no part changed all of the contact.
+        let old = r#"{"origin":"o","changes":[{"what":"contact","identity":"t","contact":"c1"}]}"#;
+        let back: Message = serde_json::from_str(old).unwrap();
+        let all = Change::Contact {
+            identity: "t".into(),
+            contact: "c1".into(),
+            part: Part::All,
+        };
+        assert_eq!(*back.changes, [all]);
     }
 }

@@ -27,7 +27,7 @@ use crate::telemetry::events::redeem::{
     ReadBack, RedeemReadBack, RedeemRollbackFailed,
 };
 use crate::telemetry::events::{Guid, Guids};
-use crate::voyado::{Call, Endpoint, Read, VoyadoError};
+use crate::voyado::{Call, Endpoint, Part, Read, VoyadoError};
 use tokio::time::Instant;
 
 const BONUS_CHECK: &str = "bonus check";
@@ -458,7 +458,7 @@ async fn reactivate(
     };
     // The path names the voucher, not the contact: its card is forgotten here, whatever the
     // answer (a reactivation that failed may still have landed).
-    voyado.forget_contact(customer).await;
+    voyado.forget_contact(customer, Part::Offers).await;
     match result {
         Err(e) if e.code() == Some("RewardVoucherAlreadyActivated") => Ok(()),
         other => other.map(drop),

@@ -5,8 +5,9 @@
 //! digest of the API key), so two tenants holding the same contact id never share an entry. Each
 //! entry lives as long as its kind allows (key → id 60 s, contact 30 s, definitions 10 min,
 //! promotions and bonus checks 10 s, not-found 5 s) for the market reading it; freshness is judged
-//! on tokio's clock, so tests on paused time see it expire. A write is recorded per contact (and
-//! per tenant for keys), and anything loaded before it is no longer current; with `[cluster]` the
+//! on tokio's clock, so tests on paused time see it expire. A write is recorded per contact and
+//! part (its profile or its offers: an edit leaves the offers current, a redeem the contact; per
+//! tenant for keys), and anything loaded before it is no longer current; with `[cluster]` the
 //! other replicas' writes are recorded too, and everything at once after a gap in hearing of them.
 //! Memory is bounded by weight (the answers' size in memory).
 
@@ -20,6 +21,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::{Endpoint, VoyadoError};
+use crate::cluster::Part;
 
 /// How long each kind of answer may be served from memory, and how much memory they may take.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -120,14 +122,18 @@ impl Entry {
     }
 }
 
-/// Who a write made stale: one contact of a tenant (its answers, its cards, the key → contact
-/// answers that found it), or the key answers of a tenant that found nobody (a key may now be
-/// someone's).
+/// Who a write made stale: one part of one contact of a tenant (its answers of that part, its
+/// cards, and for its profile the key → contact answers that found it), or the key answers of a
+/// tenant that found nobody (a key may now be someone's).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Written {
-    Contact(Arc<str>, Box<str>),
+    /// `part` is [`Part::Profile`] or [`Part::Offers`]; a write to all of it records both.
+    Contact(Arc<str>, Box<str>, Part),
     NewKeys(Arc<str>),
 }
+
+/// The parts a write record is kept for: a write or a read of [`Part::All`] spans them.
+const PARTS: [Part; 2] = [Part::Profile, Part::Offers];
 
 /// Each entry expires after its own TTL (moka's clock bounds memory; tokio's decides freshness).
 /// moka's trait names its own clock's `std::time::Instant`, unused here.
@@ -203,24 +209,32 @@ impl Caches {
         self.written.get(written).max(self.forgot_all_at())
     }
 
+    /// When a part of a contact was last written (either part, for [`Part::All`]), or
+    /// everything forgotten.
+    fn last_of(&self, identity: &Arc<str>, contact: &str, part: Part) -> Option<Instant> {
+        PARTS
+            .into_iter()
+            .filter(|p| part.reaches(*p))
+            .map(|p| self.last(&Written::Contact(identity.clone(), contact.into(), p)))
+            .max()
+            .flatten()
+    }
+
     /// Until when an answer may be served to a reader whose TTL for its kind is `reader_ttl`
     /// (markets on one tenant may keep a kind for different times), or `None` when it may not
     /// be served at all: expired, or loaded before the last write to what it is about.
     pub fn current_until(&self, key: &Key, entry: &Entry, reader_ttl: Duration) -> Option<Instant> {
         let until = entry.fresh_until.min(entry.loaded_from + reader_ttl);
-        let written = match (&key.contact, key.endpoint, &entry.found) {
-            (Some(contact), _, _) => Some(Written::Contact(key.identity.clone(), contact.clone())),
+        let identity = &key.identity;
+        let last = match (&key.contact, key.endpoint, &entry.found) {
+            (Some(contact), endpoint, _) => self.last_of(identity, contact, endpoint.part()),
             (None, Endpoint::ContactId | Endpoint::ContactByKey, Some(found)) => {
-                Some(Written::Contact(key.identity.clone(), found.clone()))
+                self.last_of(identity, found, Part::Profile)
             }
             (None, Endpoint::ContactId | Endpoint::ContactByKey, None) => {
-                Some(Written::NewKeys(key.identity.clone()))
+                self.last(&Written::NewKeys(identity.clone()))
             }
-            (None, _, _) => None,
-        };
-        let last = match written {
-            Some(written) => self.last(&written),
-            None => self.forgot_all_at(),
+            (None, _, _) => self.forgot_all_at(),
         };
         let unwritten = last.is_none_or(|at| entry.loaded_from > at);
         (unwritten && Instant::now() < until).then_some(until)
@@ -229,16 +243,19 @@ impl Caches {
     /// When a contact (lower case, as keys hold it) of a tenant was last written, if this process
     /// remembers: what rendered cards are judged against.
     pub fn last_write(&self, identity: &Arc<str>, contact: &str) -> Option<Instant> {
-        self.last(&Written::Contact(identity.clone(), contact.into()))
+        self.last_of(identity, contact, Part::All)
     }
 
-    /// Marks everything remembered about one contact of one tenant — its answers and its cards
-    /// in every market — as older than this write, so none of it is served again.
-    pub fn forget_contact(&self, identity: &Arc<str>, contact: &str) {
-        self.written.insert(
-            Written::Contact(identity.clone(), contact.to_ascii_lowercase().into()),
-            Instant::now(),
-        );
+    /// Marks what is remembered of one part of one contact of one tenant — its answers of that
+    /// part, and its cards in every market — as older than this write, so none of it is served
+    /// again. An edit leaves the contact's offers as they were; a redeem its profile.
+    pub fn forget_contact(&self, identity: &Arc<str>, contact: &str, part: Part) {
+        let contact: Box<str> = contact.to_ascii_lowercase().into();
+        let now = Instant::now();
+        for p in PARTS.into_iter().filter(|p| part.reaches(*p)) {
+            let written = Written::Contact(identity.clone(), contact.clone(), p);
+            self.written.insert(written, now);
+        }
     }
 
     /// Marks one tenant's key answers that found nobody as older than this write: after a
@@ -279,6 +296,53 @@ mod tests {
         }
     }
 
+    fn key_of(identity: &Arc<str>, endpoint: Endpoint, contact: &str) -> Key {
+        Key {
+            endpoint,
+            ..contact_key(identity, contact)
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_makes_stale_only_the_part_of_the_contact_it_changed() {
+        let caches = Caches::new(1 << 20);
+        let ttl = Duration::from_secs(30);
+        let a: Arc<str> = "https://a#01".into();
+        let contact = key_of(&a, Endpoint::Contact, "c1");
+        let promotions = key_of(&a, Endpoint::Promotions, "c1");
+        let points = Key {
+            segments: Box::new([]),
+            query: Box::new([("contactId".into(), "c1".into())]),
+            ..key_of(&a, Endpoint::PointAccounts, "c1")
+        };
+        let found_by_key = Key {
+            contact: None,
+            ..key_of(&a, Endpoint::ContactId, "c1")
+        };
+        let found = loaded_now().finding(Some("C1"));
+        let loaded = loaded_now();
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let current = |key: &Key, entry: &Entry| caches.current_until(key, entry, ttl).is_some();
+
+        caches.forget_contact(&a, "C1", Part::Profile);
+        assert!(!current(&contact, &loaded));
+        assert!(!current(&found_by_key, &found), "a key that found it");
+        assert!(current(&promotions, &loaded));
+        assert!(current(&points, &loaded));
+        assert_eq!(caches.last_write(&a, "c1"), Some(Instant::now()), "cards");
+
+        caches.forget_contact(&a, "c1", Part::Offers);
+        assert!(!current(&promotions, &loaded));
+        assert!(!current(&points, &loaded));
+
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let again = loaded_now();
+        tokio::time::advance(Duration::from_millis(1)).await;
+        caches.forget_contact(&a, "c1", Part::All);
+        assert!(!current(&contact, &again));
+        assert!(!current(&promotions, &again));
+    }
+
     fn loaded_now() -> Entry {
         let value = Remembered::Found(Value::Null);
         Entry::new(value, Duration::from_secs(30), 10, Instant::now())
@@ -306,7 +370,7 @@ mod tests {
         tokio::time::advance(Duration::from_millis(1)).await;
         assert!(caches.current_until(&key_a, &after, ttl).is_some());
         // A later write to one contact still counts for that contact.
-        caches.forget_contact(&a, "C1");
+        caches.forget_contact(&a, "C1", Part::All);
         assert!(caches.current_until(&key_a, &after, ttl).is_none());
         assert!(caches.current_until(&key_b, &after, ttl).is_some());
     }

@@ -2,6 +2,8 @@
 //! appears in logs (the template, never the filled-in URL).
 
 use http::Method;
+
+use crate::cluster::Part;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 
 /// Everything but letters, digits, `-` and `_` is encoded in a path segment (`.` too: no `..`).
@@ -106,6 +108,26 @@ impl Endpoint {
 
     /// Writes after which a key (email, mobile, ...) may point at another contact, or at one
     /// where there was none.
+    /// What of a contact this call reads, or — a write — changes: an edit the profile, a redeem
+    /// the offers; a change of type, a create or a receipt, anything.
+    pub fn part(self) -> Part {
+        use Endpoint::*;
+        match self {
+            ContactId | ContactByKey | Contact | UpdateContact | Preference => Part::Profile,
+            Promotions | RedeemPromotion | BonusChecks | AvailableBonusChecks
+            | RedeemedBonusChecks | RedeemBonusCheck | ReactivateVoucher | PointAccounts
+            | Transactions => Part::Offers,
+            CreateContact | UpdateContactType | MemberStatus | Consents | PersonLookup
+            | Receipts => Part::All,
+        }
+    }
+
+    /// Whether a write's answer is the contact as it now is (`IApiContact`: create and update,
+    /// per Voyado's API reference), so it can stand for a read of it.
+    pub fn answers_with_contact(self) -> bool {
+        matches!(self, Endpoint::CreateContact | Endpoint::UpdateContact)
+    }
+
     pub fn may_move_keys(self) -> bool {
         use Endpoint::*;
         matches!(

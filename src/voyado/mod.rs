@@ -28,6 +28,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::time::Instant;
 
+pub use crate::cluster::Part;
 use crate::cluster::{Change, Cluster};
 use crate::limiter::Priority;
 use crate::telemetry::Fallback;
@@ -363,7 +364,10 @@ impl VoyadoClient {
 
     async fn write(&self, call: Call<'_>, gate: Gate) -> Result<Reply, VoyadoError> {
         let Call {
-            endpoint, segments, ..
+            endpoint,
+            segments,
+            body,
+            ..
         } = call;
         let result = self
             .exchange(Priority::UnderWay, trace().as_ref(), call, gate)
@@ -373,8 +377,13 @@ impl VoyadoClient {
         if endpoint.names_contact()
             && let Some(contact) = segments.first()
         {
-            self.caches.forget_contact(&self.identity, contact);
-            changes.push(self.contact_changed(contact));
+            // An update that carries a contact type changes more than the profile.
+            let part = match body {
+                Some(body) if body.get("contactType").is_some() => Part::All,
+                _ => endpoint.part(),
+            };
+            self.caches.forget_contact(&self.identity, contact, part);
+            changes.push(self.contact_changed(contact, part));
         }
         if endpoint.may_move_keys() {
             self.caches.forget_keys(&self.identity);
@@ -383,20 +392,46 @@ impl VoyadoClient {
             });
         }
         self.announce(&changes).await;
+        if let Ok(reply) = &result
+            && endpoint.answers_with_contact()
+        {
+            self.remember_contact(reply).await;
+        }
         result
     }
 
-    /// Drops everything remembered about a contact, here and on the other replicas; for writes
-    /// whose path does not name it (a reward voucher's reactivation).
-    pub async fn forget_contact(&self, contact: &str) {
-        self.caches.forget_contact(&self.identity, contact);
-        self.announce(&[self.contact_changed(contact)]).await;
+    /// Keeps the contact a create or an update answered with as the contact's current answer,
+    /// as if read when the write answered (after the write made older answers stale): the card
+    /// that follows the write then reads it from memory instead of asking Voyado once more. An
+    /// answer that is not a contact with an id is not kept.
+    async fn remember_contact(&self, reply: &Reply) {
+        let Some(ttl) = self.ttls.for_endpoint(Endpoint::Contact) else {
+            return;
+        };
+        let Some(id) = reply.body.get("id").and_then(Value::as_str) else {
+            return;
+        };
+        let key = self.key(Endpoint::Contact, &[id], &[]);
+        let found = Remembered::Found(reply.body.clone());
+        // Read after the write's mark, which the entry must follow to be current: on a clock
+        // that has not moved since (paused time), one nanosecond later.
+        let read_at = Instant::now() + Duration::from_nanos(1);
+        let entry = Entry::new(found, ttl, reply.size, read_at);
+        self.caches.answers.insert(key, Arc::new(entry)).await;
     }
 
-    fn contact_changed(&self, contact: &str) -> Change {
+    /// Drops what is remembered of a part of a contact, here and on the other replicas; for
+    /// writes whose path does not name it (a reward voucher's reactivation).
+    pub async fn forget_contact(&self, contact: &str, part: Part) {
+        self.caches.forget_contact(&self.identity, contact, part);
+        self.announce(&[self.contact_changed(contact, part)]).await;
+    }
+
+    fn contact_changed(&self, contact: &str, part: Part) -> Change {
         Change::Contact {
             identity: self.identity.to_string(),
             contact: contact.to_ascii_lowercase(),
+            part,
         }
     }
 
