@@ -33,7 +33,7 @@ use crate::limiter::Priority;
 use crate::telemetry::Fallback;
 pub use breaker::{Breaker, BreakerSettings};
 pub use budget::KeyBudget;
-pub use cache::{CacheTtls, Caches};
+pub use cache::{ALLOCATION, CacheTtls, Caches, ENTRY_OVERHEAD};
 pub use client::{Reply, Transport, build_http_client};
 pub use endpoints::Endpoint;
 pub use error::VoyadoError;
@@ -172,7 +172,7 @@ impl VoyadoClient {
         if let Some(entry) = self.caches.answers.get(&key).await {
             if let Some(until) = self.caches.current_until(&key, &entry, ttl) {
                 self.metrics.cache(template, true);
-                return answer(&entry).map(|value| (value, until));
+                return entry.answer.read().map(|value| (value, until));
             }
             self.caches.answers.invalidate(&key).await;
         }
@@ -215,7 +215,7 @@ impl VoyadoClient {
                 mark_admitted();
             }
             if let Some(until) = self.caches.current_until(&key, &entry, ttl) {
-                return answer(&entry).map(|value| (value, until));
+                return entry.answer.read().map(|value| (value, until));
             }
             self.caches.answers.invalidate(&key).await;
         }
@@ -462,11 +462,11 @@ impl VoyadoClient {
                     _ => None,
                 }
                 .map(str::to_owned);
-                let entry = Entry::new(Remembered::Found(reply.body), ttl, reply.size, started);
+                let entry = Entry::new(key, Remembered::found(&reply.body), ttl, started);
                 Ok(entry.finding(found.as_deref()))
             }
             Err(e) if e.is_not_found() && CacheTtls::remembers_not_found(key.endpoint) => Ok(
-                Entry::new(Remembered::NotFound(e), self.ttls.not_found, 0, started),
+                Entry::new(key, Remembered::NotFound(e), self.ttls.not_found, started),
             ),
             Err(e) => Err(e),
         }
@@ -567,9 +567,3 @@ enum Gate {
     Bypass,
 }
 
-fn answer(entry: &Entry) -> Result<Value, VoyadoError> {
-    match &entry.answer {
-        Remembered::Found(value) => Ok(value.clone()),
-        Remembered::NotFound(e) => Err(e.clone()),
-    }
-}
