@@ -701,8 +701,7 @@ fn sum(scrape: &[Sample], metric: &str, labels: &[(&str, &str)]) -> f64 {
 struct MemoryRun {
     max_bytes: u64,
     baseline_kb: u64,
-    /// (customers filled, VmRSS kB, seconds since the fill began)
-    checkpoints: Vec<(usize, u64, f64)>,
+    checkpoints: Vec<Checkpoint>,
     peak_kb: u64,
     card_bytes: usize,
     /// Every customer asked again: cards from memory, cards rendered again, Voyado calls.
@@ -710,6 +709,17 @@ struct MemoryRun {
     again_misses: f64,
     again_voyado_calls: f64,
     again_secs: f64,
+}
+
+/// The memory run after so many customers: VmRSS, seconds since the fill began, and what the
+/// caches weigh by their own count (bytes).
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+struct Checkpoint {
+    customers: usize,
+    rss_kb: u64,
+    secs: f64,
+    cards_weight: u64,
+    answers_weight: u64,
 }
 
 /// The cache bounds of the memory runs, unless `SVP_CACHE_BENCH_BOUNDS` lists others (bytes,
@@ -802,11 +812,9 @@ fn rss_process() {
         let config = Config::parse(&config, "bench", |_| MappingSource::BuiltIn, |_| None).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(serve(
-            listener,
-            App::build(&config).unwrap(),
-            std::future::pending(),
-        ));
+        let app = App::build(&config).unwrap();
+        let cards = app.cards.clone();
+        tokio::spawn(serve(listener, app, std::future::pending()));
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(RSS_CLIENTS)
             .timeout(Duration::from_secs(10))
@@ -824,8 +832,20 @@ fn rss_process() {
             ask_cards(&client, &proxy, &next, upto).await;
             let rss = vm_kb("VmRSS:");
             let secs = started.elapsed().as_secs_f64();
-            eprintln!("  {upto} customers: VmRSS {} MiB, {secs:.0} s", rss / 1024);
-            checkpoints.push((upto, rss, secs));
+            let (cards, answers) = cards.weighed().await;
+            eprintln!(
+                "  {upto} customers: VmRSS {} MiB, {secs:.0} s; weighed: cards {} MiB, answers {} MiB",
+                rss / 1024,
+                cards >> 20,
+                answers >> 20
+            );
+            checkpoints.push(Checkpoint {
+                customers: upto,
+                rss_kb: rss,
+                secs,
+                cards_weight: cards,
+                answers_weight: answers,
+            });
         }
         // Every customer again, in the same order: held or not, each card is asked once more.
         let before = scrape(&client, &proxy).await;
@@ -1133,17 +1153,22 @@ fn print_memory(memory: &[MemoryRun]) {
             run.card_bytes,
             run.baseline_kb / 1024
         );
-        for (n, kb, secs) in &run.checkpoints {
+        for c in &run.checkpoints {
             println!(
-                "  {n:>7} customers: VmRSS {:>5} MiB (+{:>5} MiB), {secs:.0} s",
-                kb / 1024,
-                kb.saturating_sub(run.baseline_kb) / 1024
+                "  {:>7} customers: VmRSS {:>5} MiB (+{:>5} MiB), {:.0} s; weighed: cards {} MiB, \
+                 answers {} MiB",
+                c.customers,
+                c.rss_kb / 1024,
+                c.rss_kb.saturating_sub(run.baseline_kb) / 1024,
+                c.secs,
+                c.cards_weight >> 20,
+                c.answers_weight >> 20
             );
         }
-        if let Some((n, kb, _)) = run.checkpoints.last() {
+        if let Some(c) = run.checkpoints.last() {
             println!(
                 "  growth: {:.1} KiB per customer",
-                kb.saturating_sub(run.baseline_kb) as f64 / *n as f64
+                c.rss_kb.saturating_sub(run.baseline_kb) as f64 / c.customers as f64
             );
         }
         println!(
