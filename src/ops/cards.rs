@@ -186,6 +186,9 @@ mod tests {
         let (held, count) = (cards.0.cards.weighted_size(), cards.0.cards.entry_count());
         assert!(held <= Caches::cards_share(max_bytes), "{held} bytes held");
         assert!(count > 0);
-        assert!(held >= count * (1_000 + ENTRY_OVERHEAD as u64), "weighed light");
+        assert!(
+            held >= count * (1_000 + ENTRY_OVERHEAD as u64),
+            "weighed light"
+        );
     }
 }

@@ -88,7 +88,11 @@ impl Key {
     fn heap_bytes(&self) -> usize {
         let text = |s: &str| s.len() + ALLOCATION;
         let segments = self.segments.iter().map(|s| text(s)).sum::<usize>();
-        let query = self.query.iter().map(|(k, v)| text(k) + text(v)).sum::<usize>();
+        let query = self
+            .query
+            .iter()
+            .map(|(k, v)| text(k) + text(v))
+            .sum::<usize>();
         let contact = self.contact.as_deref().map_or(0, text);
         segments + query + contact + ALLOCATION * 2
     }
@@ -363,7 +367,12 @@ mod tests {
         let key = contact_key(&"https://a#01".into(), "c1");
         let value = serde_json::json!({"id": "c1", "attributes": {"firstName": "Anna"}});
         let json = serde_json::to_vec(&value).unwrap();
-        let entry = Entry::new(&key, Remembered::found(&value), Duration::from_secs(30), Instant::now());
+        let entry = Entry::new(
+            &key,
+            Remembered::found(&value),
+            Duration::from_secs(30),
+            Instant::now(),
+        );
         assert!(matches!(&entry.answer, Remembered::Found(kept) if **kept == *json));
         assert_eq!(entry.answer.read(), Ok(value));
         let weight = entry.weight as usize;
@@ -387,7 +396,10 @@ mod tests {
             caches.answers.run_pending_tasks().await;
         }
         let held = caches.answers.weighted_size();
-        assert!(held <= max_bytes - Caches::cards_share(max_bytes), "{held} bytes held");
+        assert!(
+            held <= max_bytes - Caches::cards_share(max_bytes),
+            "{held} bytes held"
+        );
         assert!(caches.answers.contains_key(&contact_key(&identity, "c999")));
         assert!(!caches.answers.contains_key(&contact_key(&identity, "c0")));
     }

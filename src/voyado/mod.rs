@@ -566,4 +566,3 @@ enum Gate {
     /// Settling or compensating a write: never refused while the tenant cools off.
     Bypass,
 }
-
