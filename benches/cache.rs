@@ -12,9 +12,14 @@
 //! 4. Resident memory with 100,000 customers cached: the proxy in a child process of its own (so
 //!    the simulator's data and request log are not counted), its cache filled with 100,000
 //!    distinct cards through its own code path, from a second child process that plays Voyado
-//!    (the simulator's answers for Anna, with the contact id and member number swapped in).
+//!    (the simulator's answers for Anna, with the contact id and member number swapped in); then
+//!    every customer asked again, counting cards from memory and Voyado calls.
 //!
 //! Every phase is bounded in time or in requests; nothing leaves loopback.
+//!
+//! `SVP_CACHE_BENCH_PHASES=memory` runs phase 4 alone, `=traffic` phases 1–3 alone (default:
+//! all): the memory phase takes minutes, and memory is what it measures, not time.
+//! `SVP_CACHE_BENCH_BOUNDS` lists the memory runs' `max_bytes` (see `RSS_BOUNDS`).
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -56,10 +61,11 @@ const MIX_MEASURE: Duration = Duration::from_secs(10);
 const RSS_CUSTOMERS: usize = 100_000;
 const RSS_CHECKPOINTS: [usize; 4] = [25_000, 50_000, 75_000, 100_000];
 const RSS_CLIENTS: usize = 32;
-const RSS_SAMPLE: usize = 2_000;
 /// Contact ids made up for the mix and the memory run: this prefix and 12 digits.
 const MADE_UP: &str = "c0ffee00-0000-4000-8000-";
 const ROLE: &str = "SVP_CACHE_BENCH_ROLE";
+/// Which phases run: `all` (the default), `traffic` (1–3) or `memory` (4).
+const PHASES: &str = "SVP_CACHE_BENCH_PHASES";
 
 fn made_up_id(n: usize) -> String {
     format!("{MADE_UP}{n:012}")
@@ -75,11 +81,22 @@ fn main() {
         Ok("rss") => return rss_process(),
         _ => {}
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    runtime.block_on(parent());
+    let phases = std::env::var(PHASES).unwrap_or_else(|_| "all".into());
+    assert!(
+        ["all", "traffic", "memory"].contains(&phases.as_str()),
+        "{PHASES} is all, traffic or memory"
+    );
+    if phases != "memory" {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(parent());
+    }
+    if phases != "traffic" {
+        eprintln!("[memory] load {}", load_average());
+        print_memory(&memory_runs());
+    }
 }
 
 async fn parent() {
@@ -190,8 +207,6 @@ async fn parent() {
     let mix = mix(&client, &proxy).await;
 
     print_report(&calls, &card_calls, &open, &mix);
-    eprintln!("[memory] load {}", load_average());
-    print_memory(&memory_runs());
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -686,18 +701,38 @@ fn sum(scrape: &[Sample], metric: &str, labels: &[(&str, &str)]) -> f64 {
 struct MemoryRun {
     max_bytes: u64,
     baseline_kb: u64,
-    /// (customers filled, VmRSS kB, seconds since the fill began)
-    checkpoints: Vec<(usize, u64, f64)>,
+    checkpoints: Vec<Checkpoint>,
     peak_kb: u64,
     card_bytes: usize,
-    sample_hits: f64,
-    sample_misses: f64,
-    sample_voyado_calls: f64,
+    /// Every customer asked again: cards from memory, cards rendered again, Voyado calls.
+    again_hits: f64,
+    again_misses: f64,
+    again_voyado_calls: f64,
+    again_secs: f64,
 }
 
-/// Starts the Voyado stand-in, then one proxy process per cache bound: the default (128 MiB of
-/// answers and as much again of cards) and one large enough for every customer.
+/// The memory run after so many customers: VmRSS, seconds since the fill began, and what the
+/// caches weigh by their own count (bytes).
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
+struct Checkpoint {
+    customers: usize,
+    rss_kb: u64,
+    secs: f64,
+    cards_weight: u64,
+    answers_weight: u64,
+}
+
+/// The cache bounds of the memory runs, unless `SVP_CACHE_BENCH_BOUNDS` lists others (bytes,
+/// comma-separated): the default, one that holds every customer's card, and one that evicts
+/// nothing at all (every answer kept too).
+const RSS_BOUNDS: [u64; 3] = [128 << 20, 256 << 20, 16 << 30];
+
+/// Starts the Voyado stand-in, then one proxy process per cache bound.
 fn memory_runs() -> Vec<MemoryRun> {
+    let bounds: Vec<u64> = match std::env::var("SVP_CACHE_BENCH_BOUNDS") {
+        Ok(list) => list.split(',').map(|b| b.trim().parse().unwrap()).collect(),
+        Err(_) => RSS_BOUNDS.to_vec(),
+    };
     let exe = std::env::current_exe().unwrap();
     let mut voyado = Command::new(&exe)
         .env(ROLE, "voyado")
@@ -715,7 +750,7 @@ fn memory_runs() -> Vec<MemoryRun> {
         "the Voyado stand-in did not start"
     );
     let mut runs = Vec::new();
-    for max_bytes in [128 * 1024 * 1024u64, 16 * 1024 * 1024 * 1024] {
+    for max_bytes in bounds {
         eprintln!("[memory, max_bytes {max_bytes}] load {}", load_average());
         let output = Command::new(&exe)
             .env(ROLE, "rss")
@@ -752,8 +787,8 @@ fn vm_kb(field: &str) -> u64 {
 }
 
 /// The proxy alone in this process: one market whose TTLs keep everything for an hour, filled
-/// with `RSS_CUSTOMERS` distinct cards; VmRSS at each checkpoint; then a sample of the customers
-/// asked again, to see how many are still served from memory.
+/// with `RSS_CUSTOMERS` distinct cards; VmRSS at each checkpoint; then every customer asked
+/// again, to see how many are still served from memory.
 fn rss_process() {
     let url = std::env::var("SVP_CACHE_BENCH_VOYADO").unwrap();
     let max_bytes: u64 = std::env::var("SVP_CACHE_BENCH_MAX_BYTES")
@@ -777,11 +812,9 @@ fn rss_process() {
         let config = Config::parse(&config, "bench", |_| MappingSource::BuiltIn, |_| None).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let proxy = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(serve(
-            listener,
-            App::build(&config).unwrap(),
-            std::future::pending(),
-        ));
+        let app = App::build(&config).unwrap();
+        let cards = app.cards.clone();
+        tokio::spawn(serve(listener, app, std::future::pending()));
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(RSS_CLIENTS)
             .timeout(Duration::from_secs(10))
@@ -796,35 +829,33 @@ fn rss_process() {
         let started = Instant::now();
         let mut checkpoints = Vec::new();
         for upto in RSS_CHECKPOINTS {
-            let mut workers = Vec::new();
-            for _ in 0..RSS_CLIENTS {
-                let (client, next, proxy) = (client.clone(), next.clone(), proxy.clone());
-                workers.push(tokio::spawn(async move {
-                    loop {
-                        let n = next.fetch_add(1, Ordering::Relaxed);
-                        if n >= upto {
-                            next.fetch_min(upto, Ordering::Relaxed);
-                            break;
-                        }
-                        let url = format!("{proxy}/demo/SE/customers/{}", made_up_id(n));
-                        get_ok(&client, &url).await;
-                    }
-                }));
-            }
-            for worker in workers {
-                worker.await.unwrap();
-            }
+            ask_cards(&client, &proxy, &next, upto).await;
             let rss = vm_kb("VmRSS:");
             let secs = started.elapsed().as_secs_f64();
-            eprintln!("  {upto} customers: VmRSS {} MiB, {secs:.0} s", rss / 1024);
-            checkpoints.push((upto, rss, secs));
+            let (cards, answers) = cards.weighed().await;
+            eprintln!(
+                "  {upto} customers: VmRSS {} MiB, {secs:.0} s; weighed: cards {} MiB, answers {} MiB",
+                rss / 1024,
+                cards >> 20,
+                answers >> 20
+            );
+            checkpoints.push(Checkpoint {
+                customers: upto,
+                rss_kb: rss,
+                secs,
+                cards_weight: cards,
+                answers_weight: answers,
+            });
         }
+        // Every customer again, in the same order: held or not, each card is asked once more.
         let before = scrape(&client, &proxy).await;
-        let mut rng = Rng(0xA11CE);
-        for _ in 0..RSS_SAMPLE {
-            let n = (rng.next() % RSS_CUSTOMERS as u64) as usize;
-            get_ok(&client, &card(n)).await;
-        }
+        let again = Instant::now();
+        ask_cards(&client, &proxy, &Arc::new(AtomicUsize::new(0)), RSS_CUSTOMERS).await;
+        let again_secs = again.elapsed().as_secs_f64();
+        eprintln!(
+            "  every customer asked again: VmRSS {} MiB, {again_secs:.0} s",
+            vm_kb("VmRSS:") / 1024
+        );
         let after = scrape(&client, &proxy).await;
         let delta = |name: &str, labels: &[(&str, &str)]| {
             sum(&after, name, labels) - sum(&before, name, labels)
@@ -835,12 +866,35 @@ fn rss_process() {
             checkpoints,
             peak_kb: vm_kb("VmHWM:"),
             card_bytes,
-            sample_hits: delta("svp_cache_total", &[("what", "card"), ("result", "hit")]),
-            sample_misses: delta("svp_cache_total", &[("what", "card"), ("result", "miss")]),
-            sample_voyado_calls: delta("svp_voyado_calls_total", &[]),
+            again_hits: delta("svp_cache_total", &[("what", "card"), ("result", "hit")]),
+            again_misses: delta("svp_cache_total", &[("what", "card"), ("result", "miss")]),
+            again_voyado_calls: delta("svp_voyado_calls_total", &[]),
+            again_secs,
         }
     });
     println!("{}", serde_json::to_string(&run).unwrap());
+}
+
+/// The cards of customers `next..upto`, asked by `RSS_CLIENTS` tasks, each customer once.
+async fn ask_cards(client: &reqwest::Client, proxy: &str, next: &Arc<AtomicUsize>, upto: usize) {
+    let mut workers = Vec::new();
+    for _ in 0..RSS_CLIENTS {
+        let (client, next, proxy) = (client.clone(), next.clone(), proxy.to_owned());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let n = next.fetch_add(1, Ordering::Relaxed);
+                if n >= upto {
+                    next.fetch_min(upto, Ordering::Relaxed);
+                    break;
+                }
+                let url = format!("{proxy}/demo/SE/customers/{}", made_up_id(n));
+                get_ok(&client, &url).await;
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await.unwrap();
+    }
 }
 
 async fn get_ok(client: &reqwest::Client, url: &str) -> Bytes {
@@ -1094,32 +1148,37 @@ fn print_memory(memory: &[MemoryRun]) {
     println!("\n== Resident memory, proxy alone in a process, {RSS_CUSTOMERS} distinct cards ==");
     for run in memory {
         println!(
-            "max_bytes {} (answers, and as much again for cards); one card {} bytes; baseline \
-             VmRSS {} MiB",
+            "max_bytes {} (cards and answers together); one card {} bytes; baseline VmRSS {} MiB",
             run.max_bytes,
             run.card_bytes,
             run.baseline_kb / 1024
         );
-        for (n, kb, secs) in &run.checkpoints {
+        for c in &run.checkpoints {
             println!(
-                "  {n:>7} customers: VmRSS {:>5} MiB (+{:>5} MiB), {secs:.0} s",
-                kb / 1024,
-                kb.saturating_sub(run.baseline_kb) / 1024
+                "  {:>7} customers: VmRSS {:>5} MiB (+{:>5} MiB), {:.0} s; weighed: cards {} MiB, \
+                 answers {} MiB",
+                c.customers,
+                c.rss_kb / 1024,
+                c.rss_kb.saturating_sub(run.baseline_kb) / 1024,
+                c.secs,
+                c.cards_weight >> 20,
+                c.answers_weight >> 20
             );
         }
-        if let Some((n, kb, _)) = run.checkpoints.last() {
+        if let Some(c) = run.checkpoints.last() {
             println!(
                 "  growth: {:.1} KiB per customer",
-                kb.saturating_sub(run.baseline_kb) as f64 / *n as f64
+                c.rss_kb.saturating_sub(run.baseline_kb) as f64 / c.customers as f64
             );
         }
         println!(
-            "  peak VmHWM {} MiB; {RSS_SAMPLE} random customers asked again: {} cards from \
+            "  peak VmHWM {} MiB; all {RSS_CUSTOMERS} asked again ({:.0} s): {} cards from \
              memory, {} rendered again, {} Voyado calls",
             run.peak_kb / 1024,
-            run.sample_hits,
-            run.sample_misses,
-            run.sample_voyado_calls
+            run.again_secs,
+            run.again_hits,
+            run.again_misses,
+            run.again_voyado_calls
         );
     }
 }

@@ -13,7 +13,8 @@ pub const CACHE_TTL_MAX_MS: u64 = 3_600_000;
 /// The global cache settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheConfig {
-    /// Answers, and rendered cards, each stay under this (weighed by size).
+    /// Rendered cards and answers together stay under this, each weighed by what it takes on the
+    /// heap (cards seven eighths, answers one eighth: `voyado::Caches::cards_share`).
     pub max_bytes: u64,
     /// The TTLs of markets that set none of their own.
     pub ttls: CacheTtlsMs,

@@ -6,7 +6,9 @@
 //! differently), the contact and the mapping plan's generation (a reload never serves an old
 //! rendering). Freshness against writes is read from the Voyado answer cache's record of writes
 //! (`voyado::Caches::last_write`), so one write makes answers and cards stale alike, here and — with
-//! `[cluster]` — on every replica. Memory is bounded by weight, as much as the answers may take.
+//! `[cluster]` — on every replica. Memory is bounded by weight — the card's bytes, its key and the
+//! cache's own bookkeeping — within the cards' share of `[cache] max_bytes`
+//! (`voyado::Caches::cards_share`); the answers take the rest.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +19,7 @@ use moka::future::Cache;
 use tokio::time::Instant;
 
 use crate::telemetry::Metrics;
-use crate::voyado::{Caches, VoyadoClient};
+use crate::voyado::{ALLOCATION, Caches, ENTRY_OVERHEAD, VoyadoClient};
 
 /// A card's place: whose contact, in which market, under which plan.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -85,13 +87,16 @@ impl std::fmt::Debug for Cards {
 }
 
 impl Cards {
-    /// Cards bounded by `max_bytes`, judged fresh against the writes `answers` records.
+    /// Cards bounded by their share of `max_bytes`, judged fresh against the writes `answers`
+    /// records.
     pub fn new(max_bytes: u64, answers: Caches, metrics: Arc<Metrics>) -> Cards {
         Cards(Arc::new(Inner {
             cards: Cache::builder()
-                .max_capacity(max_bytes)
+                .max_capacity(Caches::cards_share(max_bytes))
                 .weigher(|k: &CardKey, e: &Arc<CardEntry>| {
-                    u32::try_from(e.bytes.len() + k.contact.len() + 128).unwrap_or(u32::MAX)
+                    // The bytes and the contact id are an allocation each.
+                    let heap = e.bytes.len() + k.contact.len() + 2 * ALLOCATION + ENTRY_OVERHEAD;
+                    u32::try_from(heap).unwrap_or(u32::MAX)
                 })
                 .expire_after(PerEntry)
                 .build(),
@@ -112,7 +117,9 @@ impl Cards {
 
     /// Keeps a rendered card until `fresh_until` (the earliest expiry of its parts);
     /// `rendered_from` is when its rendering began, so a write to the contact after that — even
-    /// one that landed while it was being rendered — keeps it out.
+    /// one that landed while it was being rendered — keeps it out. The bytes are kept in an
+    /// allocation of their exact size: a card written into a growing buffer may sit in one up to
+    /// twice as large, which is what the cache would then hold.
     pub async fn keep(
         &self,
         key: CardKey,
@@ -121,7 +128,7 @@ impl Cards {
         rendered_from: Instant,
     ) {
         let entry = CardEntry {
-            bytes,
+            bytes: Bytes::copy_from_slice(&bytes),
             rendered_from,
             fresh_until,
             ttl: fresh_until.saturating_duration_since(Instant::now()),
@@ -131,6 +138,15 @@ impl Cards {
         }
     }
 
+    /// What the rendered cards and the Voyado answers weigh now, in bytes, once the caches'
+    /// pending work is done: what `cargo bench --bench cache` sets beside the process's RSS.
+    pub async fn weighed(&self) -> (u64, u64) {
+        let answers = &self.0.answers.answers;
+        self.0.cards.run_pending_tasks().await;
+        answers.run_pending_tasks().await;
+        (self.0.cards.weighted_size(), answers.weighted_size())
+    }
+
     fn is_current(&self, key: &CardKey, entry: &CardEntry) -> bool {
         Instant::now() < entry.fresh_until
             && self
@@ -138,5 +154,41 @@ impl Cards {
                 .answers
                 .last_write(&key.identity, &key.contact)
                 .is_none_or(|at| entry.rendered_from > at)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn card_key(n: usize) -> CardKey {
+        CardKey {
+            identity: "https://a#01".into(),
+            market: "demo/SE".into(),
+            contact: format!("c0ffee00-0000-4000-8000-{n:012}").into(),
+            generation: 1,
+        }
+    }
+
+    /// Cards stay within their share of `max_bytes`, each weighed with the cache's bookkeeping.
+    #[tokio::test]
+    async fn cards_stay_within_their_share_of_max_bytes() {
+        let max_bytes = 1 << 20;
+        let cards = Cards::new(max_bytes, Caches::new(max_bytes), Arc::default());
+        let until = Instant::now() + Duration::from_secs(60);
+        let mut rendered = Vec::with_capacity(4096);
+        rendered.resize(1_000, b'x');
+        for n in 0..2_000 {
+            let bytes = Bytes::from(rendered.clone());
+            cards.keep(card_key(n), bytes, until, Instant::now()).await;
+        }
+        cards.0.cards.run_pending_tasks().await;
+        let (held, count) = (cards.0.cards.weighted_size(), cards.0.cards.entry_count());
+        assert!(held <= Caches::cards_share(max_bytes), "{held} bytes held");
+        assert!(count > 0);
+        assert!(
+            held >= count * (1_000 + ENTRY_OVERHEAD as u64),
+            "weighed light"
+        );
     }
 }

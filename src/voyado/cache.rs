@@ -9,14 +9,19 @@
 //! part (its profile or its offers: an edit leaves the offers current, a redeem the contact; per
 //! tenant for keys), and anything loaded before it is no longer current; with `[cluster]` the
 //! other replicas' writes are recorded too, and everything at once after a gap in hearing of them.
-//! Memory is bounded by weight (the answers' size in memory).
+//! Answers are kept as the bytes of their JSON and parsed on a hit: a parsed `serde_json::Value`
+//! takes 7–8 times as much heap (measured in BENCHMARKS.md), and a hit is rare next to a warm
+//! card, which is served from its rendered bytes without reading any answer. Memory is bounded by
+//! weight: what an entry really costs on the heap, bytes, key and the cache's own bookkeeping.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use moka::Expiry;
 use moka::future::Cache;
+use moka::policy::EvictionPolicy;
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -80,11 +85,64 @@ pub struct Key {
     pub contact: Option<Box<str>>,
 }
 
-/// A remembered answer: found, or Voyado's not-found (kept as it came, code and all).
+impl Key {
+    /// What the key's own allocations take on the heap (the identity is shared by every key).
+    fn heap_bytes(&self) -> usize {
+        let text = |s: &str| s.len() + ALLOCATION;
+        let segments = self.segments.iter().map(|s| text(s)).sum::<usize>();
+        let query = self
+            .query
+            .iter()
+            .map(|(k, v)| text(k) + text(v))
+            .sum::<usize>();
+        let contact = self.contact.as_deref().map_or(0, text);
+        segments + query + contact + ALLOCATION * 2
+    }
+}
+
+/// What one heap allocation costs beyond its bytes (glibc malloc's header, rounded up).
+pub const ALLOCATION: usize = 16;
+
+/// What one cache entry costs beyond its bytes and its key's allocations: moka's own records of
+/// it (the entry, its key's `Arc`, its place in the access and timer queues and the hash table,
+/// about 400 bytes) and our `Arc` around the entry (about 200). Checked against the growth of
+/// VmRSS per customer in `cargo bench --bench cache` (BENCHMARKS.md, "Memory").
+pub const ENTRY_OVERHEAD: usize = 600;
+
+/// A remembered answer: found (its JSON, parsed again on each hit), or Voyado's not-found (kept
+/// as it came, code and all).
 #[derive(Debug, Clone)]
 pub enum Remembered {
-    Found(Value),
+    Found(Bytes),
     NotFound(VoyadoError),
+}
+
+impl Remembered {
+    /// An answer as it will be kept: Voyado's JSON written compactly, in an allocation of its
+    /// exact size.
+    pub fn found(value: &Value) -> Remembered {
+        let json = serde_json::to_vec(value).unwrap_or_default();
+        Remembered::Found(Bytes::copy_from_slice(&json))
+    }
+
+    /// The answer as it was given: the value found, or the not-found.
+    pub fn read(&self) -> Result<Value, VoyadoError> {
+        match self {
+            Remembered::Found(json) => {
+                serde_json::from_slice(json).map_err(|_| VoyadoError::Malformed)
+            }
+            Remembered::NotFound(e) => Err(e.clone()),
+        }
+    }
+
+    /// What it takes on the heap beyond the entry that holds it.
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Remembered::Found(json) => json.len() + ALLOCATION,
+            // Its code and field names: a few short strings.
+            Remembered::NotFound(_) => 128,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -101,23 +159,26 @@ pub struct Entry {
 }
 
 impl Entry {
-    pub fn new(answer: Remembered, ttl: Duration, size: usize, loaded_from: Instant) -> Entry {
+    /// An answer to `key`, weighed as it sits in memory, so that `max_bytes` bounds the heap.
+    pub fn new(key: &Key, answer: Remembered, ttl: Duration, loaded_from: Instant) -> Entry {
+        let weight = answer.heap_bytes() + key.heap_bytes() + ENTRY_OVERHEAD;
         Entry {
             answer,
             loaded_from,
             found: None,
             fresh_until: loaded_from + ttl,
             ttl,
-            // A parsed `serde_json::Value` takes 7–8 times its bytes on the wire (measured on the
-            // fixture's answers), plus the key: weighed as it sits in memory, so `max_bytes`
-            // bounds the heap.
-            weight: u32::try_from(size.saturating_mul(8).saturating_add(512)).unwrap_or(u32::MAX),
+            weight: u32::try_from(weight).unwrap_or(u32::MAX),
         }
     }
 
     /// The contact a key → contact answer found, which a write to it makes stale.
     pub fn finding(mut self, contact: Option<&str>) -> Entry {
         self.found = contact.map(|c| c.to_ascii_lowercase().into());
+        let found = self.found.as_deref().map_or(0, |c| c.len() + ALLOCATION);
+        self.weight = self
+            .weight
+            .saturating_add(u32::try_from(found).unwrap_or(u32::MAX));
         self
     }
 }
@@ -175,25 +236,39 @@ impl std::fmt::Debug for Caches {
 }
 
 impl Caches {
-    /// Answers bounded by `max_bytes`.
+    /// Answers bounded by their share of `max_bytes`, the rest being the rendered cards'
+    /// ([`Caches::cards_share`]). Least recently used go first: an answer is worth keeping only
+    /// within its TTL, so the recent ones are the ones that may still be read (TinyLFU would
+    /// refuse a new answer in favour of an old one asked for as often — once).
     pub fn new(max_bytes: u64) -> Caches {
         Caches {
             answers: Cache::builder()
-                .max_capacity(max_bytes)
+                .max_capacity(max_bytes - Caches::cards_share(max_bytes))
                 .weigher(|_: &Key, e: &Arc<Entry>| e.weight)
+                .eviction_policy(EvictionPolicy::lru())
                 .expire_after(PerEntry)
                 .build(),
             // Longer than any entry lives (TTLs are at most an hour, `config::CACHE_TTL_MAX_MS`):
             // a remembered write outlasts what it made stale.
             // LRU: a new write record is never refused admission, as TinyLFU might.
             written: moka::sync::Cache::builder()
-                .eviction_policy(moka::policy::EvictionPolicy::lru())
+                .eviction_policy(EvictionPolicy::lru())
                 .max_capacity(1_000_000)
                 .time_to_live(Duration::from_secs(3600))
                 .build(),
             forgot_all: Arc::default(),
             epoch: Instant::now(),
         }
+    }
+
+    /// The part of `[cache] max_bytes` the rendered cards (`ops/cards.rs`) may take: seven
+    /// eighths. A warm card is served from its own bytes and needs no answer; answers are what a
+    /// cold card, a search or the consents read within their TTLs (seconds to a minute), and a
+    /// customer's five answers weigh about four rendered cards, so they get the eighth left: in
+    /// service a few thousand customers' answers, many times what one API key's Voyado budget
+    /// can load within the TTLs. Together they stay under `max_bytes`.
+    pub fn cards_share(max_bytes: u64) -> u64 {
+        max_bytes - max_bytes / 8
     }
 
     /// When everything was last forgotten, if ever.
@@ -344,8 +419,53 @@ mod tests {
     }
 
     fn loaded_now() -> Entry {
-        let value = Remembered::Found(Value::Null);
-        Entry::new(value, Duration::from_secs(30), 10, Instant::now())
+        let key = contact_key(&"https://a#01".into(), "c1");
+        let value = Remembered::found(&Value::Null);
+        Entry::new(&key, value, Duration::from_secs(30), Instant::now())
+    }
+
+    /// An answer weighs its JSON as written compactly (not the 7–8 times as much a parsed
+    /// `Value` takes), its key and the bookkeeping, and reads back as it came.
+    #[test]
+    fn an_answer_is_kept_as_its_json_and_weighed_by_it() {
+        let key = contact_key(&"https://a#01".into(), "c1");
+        let value = serde_json::json!({"id": "c1", "attributes": {"firstName": "Anna"}});
+        let json = serde_json::to_vec(&value).unwrap();
+        let entry = Entry::new(
+            &key,
+            Remembered::found(&value),
+            Duration::from_secs(30),
+            Instant::now(),
+        );
+        assert!(matches!(&entry.answer, Remembered::Found(kept) if **kept == *json));
+        assert_eq!(entry.answer.read(), Ok(value));
+        let weight = entry.weight as usize;
+        assert!(weight > json.len() + ENTRY_OVERHEAD, "{weight}");
+        assert!(weight < json.len() + ENTRY_OVERHEAD + 256, "{weight}");
+    }
+
+    /// Answers stay within what the cards leave of `max_bytes`, and the newest answer is kept
+    /// when they are full: the oldest goes.
+    #[tokio::test]
+    async fn answers_take_what_cards_leave_of_max_bytes_and_the_oldest_go_first() {
+        let max_bytes = 1 << 20;
+        let caches = Caches::new(max_bytes);
+        let identity: Arc<str> = "https://a#01".into();
+        let value = serde_json::json!({"text": "x".repeat(500)});
+        let ttl = Duration::from_secs(30);
+        for n in 0..1_000 {
+            let key = contact_key(&identity, &format!("c{n}"));
+            let entry = Entry::new(&key, Remembered::found(&value), ttl, Instant::now());
+            caches.answers.insert(key, Arc::new(entry)).await;
+            caches.answers.run_pending_tasks().await;
+        }
+        let held = caches.answers.weighted_size();
+        assert!(
+            held <= max_bytes - Caches::cards_share(max_bytes),
+            "{held} bytes held"
+        );
+        assert!(caches.answers.contains_key(&contact_key(&identity, "c999")));
+        assert!(!caches.answers.contains_key(&contact_key(&identity, "c0")));
     }
 
     #[tokio::test(start_paused = true)]

@@ -18,13 +18,12 @@ use super::{Endpoint, TraceContext, VoyadoError};
 use crate::telemetry::Metrics;
 use crate::telemetry::events::voyado::{VoyadoAnswer, VoyadoCall};
 
-/// A successful answer: the status (Voyado answers 200 or 201 on a create), the JSON body
-/// (`Null` when empty) and its size on the wire (what a cached copy weighs).
+/// A successful answer: the status (Voyado answers 200 or 201 on a create) and the JSON body
+/// (`Null` when empty).
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
     pub body: Value,
-    pub size: usize,
 }
 
 /// One Voyado call: the endpoint, its path segments and query, extra headers (e.g. `source` on
@@ -232,10 +231,6 @@ impl Transport {
         } else {
             serde_json::from_slice(&bytes).map_err(|_| VoyadoError::Malformed)?
         };
-        Ok(Reply {
-            status,
-            body,
-            size: bytes.len(),
-        })
+        Ok(Reply { status, body })
     }
 }

@@ -34,7 +34,7 @@ use crate::limiter::Priority;
 use crate::telemetry::Fallback;
 pub use breaker::{Breaker, BreakerSettings};
 pub use budget::KeyBudget;
-pub use cache::{CacheTtls, Caches};
+pub use cache::{ALLOCATION, CacheTtls, Caches, ENTRY_OVERHEAD};
 pub use client::{Reply, Transport, build_http_client};
 pub use endpoints::Endpoint;
 pub use error::VoyadoError;
@@ -173,7 +173,7 @@ impl VoyadoClient {
         if let Some(entry) = self.caches.answers.get(&key).await {
             if let Some(until) = self.caches.current_until(&key, &entry, ttl) {
                 self.metrics.cache(template, true);
-                return answer(&entry).map(|value| (value, until));
+                return entry.answer.read().map(|value| (value, until));
             }
             self.caches.answers.invalidate(&key).await;
         }
@@ -216,7 +216,7 @@ impl VoyadoClient {
                 mark_admitted();
             }
             if let Some(until) = self.caches.current_until(&key, &entry, ttl) {
-                return answer(&entry).map(|value| (value, until));
+                return entry.answer.read().map(|value| (value, until));
             }
             self.caches.answers.invalidate(&key).await;
         }
@@ -412,11 +412,10 @@ impl VoyadoClient {
             return;
         };
         let key = self.key(Endpoint::Contact, &[id], &[]);
-        let found = Remembered::Found(reply.body.clone());
         // Read after the write's mark, which the entry must follow to be current: on a clock
         // that has not moved since (paused time), one nanosecond later.
         let read_at = Instant::now() + Duration::from_nanos(1);
-        let entry = Entry::new(found, ttl, reply.size, read_at);
+        let entry = Entry::new(&key, Remembered::found(&reply.body), ttl, read_at);
         self.caches.answers.insert(key, Arc::new(entry)).await;
     }
 
@@ -497,11 +496,11 @@ impl VoyadoClient {
                     _ => None,
                 }
                 .map(str::to_owned);
-                let entry = Entry::new(Remembered::Found(reply.body), ttl, reply.size, started);
+                let entry = Entry::new(key, Remembered::found(&reply.body), ttl, started);
                 Ok(entry.finding(found.as_deref()))
             }
             Err(e) if e.is_not_found() && CacheTtls::remembers_not_found(key.endpoint) => Ok(
-                Entry::new(Remembered::NotFound(e), self.ttls.not_found, 0, started),
+                Entry::new(key, Remembered::NotFound(e), self.ttls.not_found, started),
             ),
             Err(e) => Err(e),
         }
@@ -600,11 +599,4 @@ enum Gate {
     Breaker,
     /// Settling or compensating a write: never refused while the tenant cools off.
     Bypass,
-}
-
-fn answer(entry: &Entry) -> Result<Value, VoyadoError> {
-    match &entry.answer {
-        Remembered::Found(value) => Ok(value.clone()),
-        Remembered::NotFound(e) => Err(e.clone()),
-    }
 }
