@@ -76,16 +76,11 @@ where
             route,
         } = routed;
         let found = served.market(&tenant, &market_id).cloned();
+        let context = RequestContext::of(&request);
         match authenticate(&self.layer.decoy_key, found.as_ref(), request.headers()) {
             Ok(market) => {
                 // Path segments are the caller's text: only a configured tenant and market are
                 // logged, and only once the key proved the caller is theirs.
-                let span = tracing::Span::current();
-                span.record("tenant", market.settings.tenant.as_str());
-                span.record("market", market.settings.market.as_str());
-                let context = RequestContext::of(&request);
-                span.record("store_id", context.store_id.as_deref());
-                span.record("register_id", context.register_id.as_deref());
                 context.set_market(market.clone());
                 Box::pin(self.inner.call(Authenticated {
                     request,
@@ -93,17 +88,23 @@ where
                     route,
                 }))
             }
-            Err(e) => Box::pin(async move { Err(e) }),
+            Err(why) => {
+                let _entered = context.span().enter();
+                tracing::info!(why, "authentication refused");
+                let refused = ProxyError::new(Reason::Unauthorized, "authentication failed");
+                Box::pin(async move { Err(refused) })
+            }
         }
     }
 }
 
-/// Basic auth: the password is the market's CRM API key (any user name).
+/// Basic auth: the password is the market's CRM API key (any user name). A refusal says why,
+/// for the log only: the caller is told the same whatever it was.
 fn authenticate(
     decoy: &CrmKeyDigest,
     found: Option<&Arc<Market>>,
     headers: &HeaderMap,
-) -> Result<Arc<Market>, ProxyError> {
+) -> Result<Arc<Market>, &'static str> {
     let password = basic_password(headers);
     let offered = CrmKeyDigest::of(password.as_deref().unwrap_or(""));
     let keys = found.map_or(std::slice::from_ref(decoy), |m| &m.settings.crm_keys[..]);
@@ -111,17 +112,10 @@ fn authenticate(
     for key in keys {
         matched |= key.bytes().ct_eq(offered.bytes());
     }
-    let refuse = |why: &str| {
-        tracing::info!(why, "authentication refused");
-        Err(ProxyError::new(
-            Reason::Unauthorized,
-            "authentication failed",
-        ))
-    };
     match (found, password.is_some(), bool::from(matched)) {
-        (None, _, _) => refuse("unknown tenant or market"),
-        (Some(_), false, _) => refuse("no Basic credentials"),
-        (Some(_), true, false) => refuse("wrong key"),
+        (None, _, _) => Err("unknown tenant or market"),
+        (Some(_), false, _) => Err("no Basic credentials"),
+        (Some(_), true, false) => Err("wrong key"),
         (Some(m), true, true) => Ok(m.clone()),
     }
 }

@@ -107,11 +107,7 @@ where
             Ok(m) => m,
             Err(e) => return Box::pin(async move { Err(refuse(e).into()) }),
         };
-        let context = RequestContext::of(&request);
-        context.set_operation(route.operation.name());
-        let span = tracing::Span::current();
-        span.record("operation", route.operation.name());
-        span.record("route", &*route.template);
+        RequestContext::of(&request).set_route(route.operation.name(), &route.template);
         let future = self.inner.call(Routed {
             request,
             tenant,
