@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::future::{self, Either, Ready};
 use http::{HeaderMap, Response, header};
 use http_body_util::Full;
 use subtle::{Choice, ConstantTimeEq};
 use tower::{Layer, Service};
 
-use super::BoxFuture;
 use super::context::RequestContext;
 use super::handoff::{Authenticated, Routed};
 use crate::config::CrmKeyDigest;
@@ -61,7 +61,8 @@ where
 {
     type Response = Response<Full<Bytes>>;
     type Error = ProxyError;
-    type Future = BoxFuture<Result<Response<Full<Bytes>>, ProxyError>>;
+    // Not boxed: the answer is the inner service's, or a refusal ready at once.
+    type Future = Either<S::Future, Ready<Result<Response<Full<Bytes>>, ProxyError>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
         self.inner.poll_ready(cx)
@@ -82,7 +83,7 @@ where
                 // Path segments are the caller's text: only a configured tenant and market are
                 // logged, and only once the key proved the caller is theirs.
                 context.set_market(market.clone());
-                Box::pin(self.inner.call(Authenticated {
+                Either::Left(self.inner.call(Authenticated {
                     request,
                     market,
                     route,
@@ -92,7 +93,7 @@ where
                 let _entered = context.span().enter();
                 tracing::info!(why, "authentication refused");
                 let refused = ProxyError::new(Reason::Unauthorized, "authentication failed");
-                Box::pin(async move { Err(refused) })
+                Either::Right(future::ready(Err(refused)))
             }
         }
     }
