@@ -306,8 +306,10 @@ impl Nginx {
         let addr = free_port();
         let dir = TempDir::new("wire-nginx");
         std::fs::write(dir.0.join("card.json"), card).ok()?;
+        // One process, no master: `Child::kill` (SIGKILL) on a master would leave its worker
+        // running after the bench.
         let conf = format!(
-            "worker_processes 1; daemon off; pid {d}/nginx.pid; error_log {d}/error.log;\n\
+            "master_process off; daemon off; pid {d}/nginx.pid; error_log {d}/error.log;\n\
              events {{ worker_connections 1024; }}\n\
              http {{ access_log off; default_type application/json;\n\
                client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d};\n\
