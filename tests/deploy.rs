@@ -18,7 +18,9 @@ use sitoo_voyado_proxy::telemetry::events::cluster::RedisLost;
 use sitoo_voyado_proxy::telemetry::events::redeem::{
     Compensating, PromotionUndoRefused, PromotionsRedeemedBeforeFailure, RedeemRollbackFailed,
 };
-use sitoo_voyado_proxy::telemetry::events::server::{RequestDone, WriteTasksAbandoned};
+use sitoo_voyado_proxy::telemetry::events::server::{
+    RequestDone, RequestFields, WriteTasksAbandoned,
+};
 use sitoo_voyado_proxy::telemetry::events::voyado::{VoyadoAnswer, VoyadoCall};
 use sitoo_voyado_proxy::telemetry::events::{Guid, Guids};
 use sitoo_voyado_proxy::telemetry::{Fallback, Metrics, Shed};
@@ -585,6 +587,7 @@ fn exported() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
             operation: "get_customer",
             status,
             elapsed: d,
+            request: RequestFields::default(),
         });
     }
     let _in_flight = metrics.in_flight();

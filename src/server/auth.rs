@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::future::{self, Either, Ready};
 use http::{HeaderMap, Response, header};
 use http_body_util::Full;
 use subtle::{Choice, ConstantTimeEq};
 use tower::{Layer, Service};
 
-use super::BoxFuture;
 use super::context::RequestContext;
 use super::handoff::{Authenticated, Routed};
 use crate::config::CrmKeyDigest;
@@ -61,7 +61,8 @@ where
 {
     type Response = Response<Full<Bytes>>;
     type Error = ProxyError;
-    type Future = BoxFuture<Result<Response<Full<Bytes>>, ProxyError>>;
+    // Not boxed: the answer is the inner service's, or a refusal ready at once.
+    type Future = Either<S::Future, Ready<Result<Response<Full<Bytes>>, ProxyError>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
         self.inner.poll_ready(cx)
@@ -76,34 +77,35 @@ where
             route,
         } = routed;
         let found = served.market(&tenant, &market_id).cloned();
+        let context = RequestContext::of(&request);
         match authenticate(&self.layer.decoy_key, found.as_ref(), request.headers()) {
             Ok(market) => {
                 // Path segments are the caller's text: only a configured tenant and market are
                 // logged, and only once the key proved the caller is theirs.
-                let span = tracing::Span::current();
-                span.record("tenant", market.settings.tenant.as_str());
-                span.record("market", market.settings.market.as_str());
-                let context = RequestContext::of(&request);
-                span.record("store_id", context.store_id.as_deref());
-                span.record("register_id", context.register_id.as_deref());
                 context.set_market(market.clone());
-                Box::pin(self.inner.call(Authenticated {
+                Either::Left(self.inner.call(Authenticated {
                     request,
                     market,
                     route,
                 }))
             }
-            Err(e) => Box::pin(async move { Err(e) }),
+            Err(why) => {
+                let _entered = context.span().enter();
+                tracing::info!(why, "authentication refused");
+                let refused = ProxyError::new(Reason::Unauthorized, "authentication failed");
+                Either::Right(future::ready(Err(refused)))
+            }
         }
     }
 }
 
-/// Basic auth: the password is the market's CRM API key (any user name).
+/// Basic auth: the password is the market's CRM API key (any user name). A refusal says why,
+/// for the log only: the caller is told the same whatever it was.
 fn authenticate(
     decoy: &CrmKeyDigest,
     found: Option<&Arc<Market>>,
     headers: &HeaderMap,
-) -> Result<Arc<Market>, ProxyError> {
+) -> Result<Arc<Market>, &'static str> {
     let password = basic_password(headers);
     let offered = CrmKeyDigest::of(password.as_deref().unwrap_or(""));
     let keys = found.map_or(std::slice::from_ref(decoy), |m| &m.settings.crm_keys[..]);
@@ -111,17 +113,10 @@ fn authenticate(
     for key in keys {
         matched |= key.bytes().ct_eq(offered.bytes());
     }
-    let refuse = |why: &str| {
-        tracing::info!(why, "authentication refused");
-        Err(ProxyError::new(
-            Reason::Unauthorized,
-            "authentication failed",
-        ))
-    };
     match (found, password.is_some(), bool::from(matched)) {
-        (None, _, _) => refuse("unknown tenant or market"),
-        (Some(_), false, _) => refuse("no Basic credentials"),
-        (Some(_), true, false) => refuse("wrong key"),
+        (None, _, _) => Err("unknown tenant or market"),
+        (Some(_), false, _) => Err("no Basic credentials"),
+        (Some(_), true, false) => Err("wrong key"),
         (Some(m), true, true) => Ok(m.clone()),
     }
 }

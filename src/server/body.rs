@@ -9,6 +9,7 @@
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::future::Either;
 use http::{Response, header};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use serde_json::Value;
@@ -64,7 +65,8 @@ where
 {
     type Response = Response<Full<Bytes>>;
     type Error = ProxyError;
-    type Future = BoxFuture<Result<Response<Full<Bytes>>, ProxyError>>;
+    // A request without a body goes straight on (not boxed again); one with a body waits for it.
+    type Future = Either<S::Future, BoxFuture<Result<Response<Full<Bytes>>, ProxyError>>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
         self.inner.poll_ready(cx)
@@ -75,12 +77,12 @@ where
         if !operation.takes_body() {
             // Dropped unread, the body drains itself (see `linger.rs`).
             let (admitted, _) = admitted.take_body();
-            return Box::pin(self.inner.call(admitted.with_body(None)));
+            return Either::Left(self.inner.call(admitted.with_body(None)));
         }
         let limit = self.max_bytes;
         // The inner service is stateless: a clone serves this request once the body is in.
         let mut inner = self.inner.clone();
-        Box::pin(async move {
+        Either::Right(Box::pin(async move {
             let declared = admitted
                 .head
                 .headers
@@ -96,7 +98,7 @@ where
             let bytes = read(body, limit, deadline).await?;
             let value = parse(&bytes, operation.body_optional())?;
             inner.call(admitted.with_body(value)).await
-        })
+        }))
     }
 }
 

@@ -7,13 +7,21 @@
 //! and the rescue to read on the way out. The clock is read here, once per request: `started`
 //! (tokio's, for the deadline and the latency) and `now` (the wall clock, for every date the
 //! operation compares or writes).
+//!
+//! The request's span is made here too, from what the context knows ([`RequestContext::span`]):
+//! at arrival when every request gets one (the access line through `tracing`, spans exported),
+//! else only when something inside the request logs or runs an operation — a refused request or
+//! a health check that logs nothing makes none, and its access line is written from the context
+//! (`telemetry/logging/access.rs`).
 
 use std::sync::{Arc, OnceLock};
 
 use http::{HeaderMap, Request};
 use tokio::time::Instant;
+use tracing::Span;
 
 use crate::market::Market;
+use crate::telemetry::events::server::RequestFields;
 
 pub struct RequestContext {
     pub request_id: String,
@@ -27,7 +35,10 @@ pub struct RequestContext {
     /// W3C trace context from the caller, passed on unchanged to every Voyado call.
     pub trace: Option<crate::voyado::TraceContext>,
     operation: OnceLock<&'static str>,
+    /// The matched SPI route's template (health routes have an operation but no route).
+    route: OnceLock<Arc<str>>,
     market: OnceLock<Arc<Market>>,
+    span: OnceLock<Span>,
 }
 
 impl RequestContext {
@@ -41,7 +52,9 @@ impl RequestContext {
             register_id: header_text(headers, "register-id"),
             trace: crate::voyado::TraceContext::from_headers(headers),
             operation: OnceLock::new(),
+            route: OnceLock::new(),
             market: OnceLock::new(),
+            span: OnceLock::new(),
         }
     }
 
@@ -57,8 +70,19 @@ impl RequestContext {
         self.operation.get().copied().unwrap_or("unknown")
     }
 
+    /// A health route's operation name: for the metrics only, not logged.
     pub fn set_operation(&self, name: &'static str) {
         let _ = self.operation.set(name);
+    }
+
+    /// The matched SPI route: its operation and template, for logs and metrics.
+    pub fn set_route(&self, operation: &'static str, template: &Arc<str>) {
+        let _ = self.operation.set(operation);
+        let _ = self.route.set(template.clone());
+        if let Some(span) = self.span.get() {
+            span.record("operation", operation);
+            span.record("route", &**template);
+        }
     }
 
     /// The authenticated market: its error table shapes the answer.
@@ -66,8 +90,48 @@ impl RequestContext {
         self.market.get()
     }
 
+    /// The market the caller proved its key for: from now on its tenant and market, store and
+    /// register ids are logged.
     pub fn set_market(&self, market: Arc<Market>) {
         let _ = self.market.set(market);
+        if let Some(span) = self.span.get() {
+            let fields = self.fields();
+            if let Some((tenant, market)) = fields.market {
+                span.record("tenant", tenant);
+                span.record("market", market);
+            }
+            // Only what is there: recording an absent value leaves a stray space in the line.
+            if let Some(store_id) = fields.store_id {
+                span.record("store_id", store_id);
+            }
+            if let Some(register_id) = fields.register_id {
+                span.record("register_id", register_id);
+            }
+        }
+    }
+
+    /// What the span and the access line say about the request, as far as it is known now.
+    pub fn fields(&self) -> RequestFields<'_> {
+        let market = self.market.get();
+        RequestFields {
+            request_id: &self.request_id,
+            trace_id: self.trace.as_ref().map(|t| t.trace_id()),
+            route: self
+                .operation
+                .get()
+                .copied()
+                .zip(self.route.get().map(|r| &**r)),
+            market: market.map(|m| (m.settings.tenant.as_str(), m.settings.market.as_str())),
+            store_id: market.and(self.store_id.as_deref()),
+            register_id: market.and(self.register_id.as_deref()),
+        }
+    }
+
+    /// The request's span, made on first use with every field known by then; what is learned
+    /// later is recorded into it.
+    pub fn span(&self) -> &Span {
+        self.span
+            .get_or_init(|| super::trace::request_span(&self.fields()))
     }
 
     /// The context the request-id layer attached. Inner layers always run behind it; a request

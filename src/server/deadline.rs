@@ -6,11 +6,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::future::Map;
 use http::Response;
 use http_body_util::Full;
+use tokio::time::Timeout;
+use tokio::time::error::Elapsed;
 use tower::{Layer, Service};
 
-use super::BoxFuture;
 use super::context::RequestContext;
 use super::handoff::{Admitted, Authenticated};
 use crate::spi::Operation;
@@ -46,7 +49,8 @@ where
 {
     type Response = Response<Full<Bytes>>;
     type Error = ProxyError;
-    type Future = BoxFuture<Result<Response<Full<Bytes>>, ProxyError>>;
+    // Not boxed: the inner future under tokio's timeout, its `Elapsed` mapped to `504`.
+    type Future = Map<Timeout<S::Future>, fn(Waited) -> Result<Response<Full<Bytes>>, ProxyError>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
         self.inner.poll_ready(cx)
@@ -76,12 +80,15 @@ where
             now: context.now,
             context,
         });
-        Box::pin(async move {
-            // The body layer reads against the same instant and, being polled first, answers
-            // for a body still arriving at the deadline (408) before this says 504.
-            tokio::time::timeout_at(deadline, future)
-                .await
-                .unwrap_or_else(|_| Err(ProxyError::timeout()))
-        })
+        // The body layer reads against the same instant and, being polled first, answers for a
+        // body still arriving at the deadline (408) before this says 504.
+        tokio::time::timeout_at(deadline, future).map(answer_or_timeout)
     }
+}
+
+/// What waiting until the deadline gave.
+type Waited = Result<Result<Response<Full<Bytes>>, ProxyError>, Elapsed>;
+
+fn answer_or_timeout(waited: Waited) -> Result<Response<Full<Bytes>>, ProxyError> {
+    waited.unwrap_or_else(|_| Err(ProxyError::timeout()))
 }

@@ -109,14 +109,17 @@ impl Service<Admitted<Option<Value>>> for RunOperation {
             now,
         };
         let metrics = market.metrics.clone();
+        // The operation may log (and its Voyado calls do at debug): it runs in the request's
+        // span, which a request that reaches no operation may never need. A write runs in a
+        // task of its own, so it carries the span with it.
+        let span = context.span().clone();
         let work = voyado::within_request(
             operation.is_write(),
             context.trace.clone(),
             ops::run(operation, market, self.0.cards.clone(), op_request),
-        )
-        .in_current_span();
+        );
         let held = self.0.clone();
-        Box::pin(async move {
+        let answer = async move {
             let body = if operation.is_write() {
                 let Ok(slot) = held.write_slots.clone().try_acquire_owned() else {
                     return Err(ProxyError::overloaded());
@@ -139,20 +142,24 @@ impl Service<Admitted<Option<Value>>> for RunOperation {
                 };
                 // The slot stays held until the write ends, even past this request's deadline.
                 held.writes
-                    .spawn(async move {
-                        let result = work.await;
-                        drop(slot);
-                        if let (Some(pending), Ok(answer)) = (pending, &result) {
-                            pending.record(answer).await;
+                    .spawn(
+                        async move {
+                            let result = work.await;
+                            drop(slot);
+                            if let (Some(pending), Ok(answer)) = (pending, &result) {
+                                pending.record(answer).await;
+                            }
+                            result
                         }
-                        result
-                    })
+                        .in_current_span(),
+                    )
                     .await
                     .unwrap_or_else(|_| Err(ProxyError::internal()))?
             } else {
                 work.await?
             };
             Ok(json_response(body))
-        })
+        };
+        Box::pin(answer.instrument(span))
     }
 }

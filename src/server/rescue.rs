@@ -81,6 +81,12 @@ where
                 Ok(future) => AssertUnwindSafe(future).catch_unwind().await,
                 Err(panic) => Err(panic),
             };
+            if let Ok(Ok(response)) = outcome {
+                return Ok(response);
+            }
+            // What is logged from here on (an error with no answer, an internal error) is the
+            // request's.
+            let _entered = context.span().enter();
             let error = match outcome {
                 Ok(Ok(response)) => return Ok(response),
                 Ok(Err(error)) => to_proxy_error(error.into(), &layer.metrics),

@@ -12,11 +12,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use futures_util::TryFutureExt;
+use futures_util::future::{self, Either, MapErr, Ready};
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use tower::{BoxError, Layer, Service};
 
-use super::BoxFuture;
 use super::context::RequestContext;
 use super::handoff::Routed;
 use crate::market::{Draining, ServedSet};
@@ -72,7 +73,11 @@ where
     type Response = Response<Full<Bytes>>;
     // Above the admission gate, whose shedding is a boxed error: the rescue sorts both.
     type Error = BoxError;
-    type Future = BoxFuture<Result<Response<Full<Bytes>>, BoxError>>;
+    // Not boxed: an answer or refusal ready at once, or the inner future with its error boxed.
+    type Future = Either<
+        Ready<Result<Response<Full<Bytes>>, BoxError>>,
+        MapErr<S::Future, fn(S::Error) -> BoxError>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -83,11 +88,11 @@ where
         match admin_answer(draining, metrics, request.method(), request.uri().path()) {
             Some(Ok(answer)) => {
                 RequestContext::of(&request).set_operation("admin");
-                return Box::pin(async move { Ok(answer) });
+                return Either::Left(future::ready(Ok(answer)));
             }
             Some(Err(e)) => {
                 RequestContext::of(&request).set_operation("admin");
-                return Box::pin(async move { Err(refuse(e).into()) });
+                return Either::Left(future::ready(Err(refuse(e).into())));
             }
             None => {}
         }
@@ -105,21 +110,21 @@ where
         };
         let route = match found {
             Ok(m) => m,
-            Err(e) => return Box::pin(async move { Err(refuse(e).into()) }),
+            Err(e) => return Either::Left(future::ready(Err(refuse(e).into()))),
         };
-        let context = RequestContext::of(&request);
-        context.set_operation(route.operation.name());
-        let span = tracing::Span::current();
-        span.record("operation", route.operation.name());
-        span.record("route", &*route.template);
-        let future = self.inner.call(Routed {
-            request,
-            tenant,
-            market,
-            served,
-            route,
-        });
-        Box::pin(async move { future.await.map_err(Into::into) })
+        RequestContext::of(&request).set_route(route.operation.name(), &route.template);
+        let into: fn(S::Error) -> BoxError = Into::into;
+        Either::Right(
+            self.inner
+                .call(Routed {
+                    request,
+                    tenant,
+                    market,
+                    served,
+                    route,
+                })
+                .map_err(into),
+        )
     }
 }
 

@@ -1,10 +1,25 @@
-//! Logs leave through a background writer so a slow or blocked stderr (a full pipe, a stalled log
-//! shipper) never holds up a till's request. JSON is for log pipelines, text for people; colour
-//! codes only reach a terminal, never a file or a collector.
+//! Logs leave through a background writer (`lines`) so a slow or blocked stderr (a full pipe, a
+//! stalled log shipper) never holds up a till's request. JSON is for log pipelines, text for
+//! people; colour codes only reach a terminal, never a file or a collector.
+
+mod access;
+mod lines;
+
+pub use access::AccessLog;
+
+/// The access line's writer, when this process's subscriber is the one `init` installed and
+/// writes text without colour (`access.rs`); `None` in tests with their own subscriber, with
+/// JSON, colour or OTLP export: there the line goes through `tracing`.
+static ACCESS: OnceLock<AccessLog> = OnceLock::new();
+
+/// Where the `request done` line is written by hand, when it is (see [`ACCESS`]).
+pub fn access_log() -> Option<&'static AccessLog> {
+    ACCESS.get()
+}
 
 use std::io::IsTerminal;
+use std::sync::OnceLock;
 
-use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 
@@ -48,7 +63,7 @@ impl LogFormat {
 /// What keeps logging (and span export) going; drop it last, at exit: dropping flushes the log
 /// lines still buffered and the spans not yet exported.
 pub struct Logging {
-    _lines: WorkerGuard,
+    _lines: Option<lines::LinesGuard>,
     #[cfg(feature = "otlp")]
     spans: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
 }
@@ -72,22 +87,29 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&url::Url>) -> Logging {
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
 
-    // Lossy, tracing-appender's default: when its buffer is full, new lines are dropped rather than
-    // making the request that logs them wait on stderr. A proxy in front of tills must keep
-    // answering; a lost log line is the smaller harm.
-    //
-    // The writer thread writes what it has queued and then flushes: behind a buffer, the lines
-    // that arrived together leave in one write, not one system call each.
-    let stderr = std::io::BufWriter::with_capacity(64 * 1024, std::io::stderr());
-    let (writer, guard) = tracing_appender::non_blocking(stderr);
+    // Lossy: when the writer's queue is full, new lines are dropped rather than making the
+    // request that logs them wait on stderr (`lines.rs`).
+    let (writer, guard) = match lines::start(std::io::stderr()) {
+        Ok((lines, guard)) => (lines, Some(guard)),
+        // No thread for the writer (the process is out of them): lines are written where they
+        // are made rather than not at all.
+        Err(e) => {
+            eprintln!("the log writer thread did not start ({e}); logging synchronously");
+            (lines::Lines::direct(), None)
+        }
+    };
     // An unset, empty or wholly invalid RUST_LOG means info; a bad directive is reported on stderr
     // and skipped, so a typo in it does not stop the proxy from starting.
     let filter = EnvFilter::builder()
         .with_default_directive(LevelFilter::INFO.into())
         .from_env_lossy();
+    let colour = format == LogFormat::Text && colour();
+    // The access line by hand, for text off a terminal (what a container's logs are); known
+    // before the subscriber takes the writer.
+    let access = (format == LogFormat::Text && !colour).then(|| AccessLog::new(writer.clone()));
     let lines = tracing_subscriber::fmt::layer().with_writer(writer);
     let lines = match format {
-        LogFormat::Text => lines.with_ansi(colour()).boxed(),
+        LogFormat::Text => lines.with_ansi(colour).boxed(),
         // One object per line with the event's fields at the top level, plus the current span,
         // which carries the request's id and route. The span list is left out: it would repeat
         // the same fields on every line. JSON is for machines, so no colour even on a terminal.
@@ -112,13 +134,22 @@ pub fn init(format: LogFormat, otlp_endpoint: Option<&url::Url>) -> Logging {
         };
         (registry.with(layer), provider)
     };
+    // Exported spans need the request's span made for every request, and in it the line goes
+    // through `tracing` as it always did.
+    #[cfg(feature = "otlp")]
+    let access = access.filter(|_| spans.is_none());
     #[cfg(not(feature = "otlp"))]
     // The config refuses an endpoint in a build without the feature.
     let _ = otlp_endpoint;
-    if let Err(e) = registry.try_init() {
+    match registry.try_init() {
+        Ok(()) => {
+            if let Some(access) = access {
+                let _ = ACCESS.set(access);
+            }
+        }
         // Only a second install fails (init called twice, or a test harness got there first); the
         // subscriber already in place keeps logging, so this is worth a line but not a crash.
-        eprintln!("logging was already set up; keeping the existing subscriber: {e}");
+        Err(e) => eprintln!("logging was already set up; keeping the existing subscriber: {e}"),
     }
     Logging {
         _lines: guard,

@@ -525,7 +525,7 @@ mod tests {
     use std::time::Duration;
 
     use super::{Metrics, Shed};
-    use crate::telemetry::events::server::RequestDone;
+    use crate::telemetry::events::server::{RequestDone, RequestFields};
     use crate::telemetry::events::voyado::{VoyadoAnswer, VoyadoCall};
     use crate::telemetry::test_support::{scrape, value};
 
@@ -536,6 +536,7 @@ mod tests {
             operation: "get_contact",
             status: 200,
             elapsed: Duration::from_millis(20),
+            request: RequestFields::default(),
         });
     }
 

@@ -4,27 +4,56 @@
 use std::time::Duration;
 
 use super::{InternalEvent, millis};
-use crate::telemetry::Metrics;
 use crate::telemetry::metrics::{OperationLabels, RequestLabels};
+use crate::telemetry::{Metrics, logging};
 
-/// An SPI request answered, whatever its status (health and metrics on the SPI port too), emitted
-/// in the request's span. Writes `INFO request done` with `status` and `latency_ms` (the span adds
-/// the request id, route, operation, tenant and market); counts
-/// `svp_requests_total{operation,status}` and observes `svp_request_duration_seconds{operation}`.
+/// The target of the `request done` line: this module, as `tracing` names it.
+pub(crate) const TARGET: &str = module_path!();
+
+/// An SPI request answered, whatever its status (health and metrics on the SPI port too). Writes
+/// `INFO request done` with `status` and `latency_ms`, in the request's span (`request{..}`: the
+/// request id, trace id, operation, route, tenant, market, store and register ids, status and
+/// latency, as far as they are known); counts `svp_requests_total{operation,status}` and
+/// observes `svp_request_duration_seconds{operation}`.
+///
+/// With the proxy's own subscriber (`logging::init`) in place, the line is written straight to
+/// the log writer from `request` (`logging/access.rs`), byte for byte the line the fmt layer
+/// would write — one `write` into a buffer, where the fmt layer looked the span up and formatted
+/// every field as it was recorded — and the request needs no span unless something inside it
+/// logs. Otherwise (tests with their own subscriber, OTLP export) it is a `tracing` event inside
+/// the span.
 #[derive(Debug)]
-pub struct RequestDone {
+pub struct RequestDone<'a> {
     /// The operation's name, `unknown` when no route matched.
     pub operation: &'static str,
     pub status: u16,
     pub elapsed: Duration,
+    pub request: RequestFields<'a>,
 }
 
-impl InternalEvent for RequestDone {
+/// What the request's span and its `request done` line say about it, in the order they say it.
+/// Never the URI, the query or personal data; tenant, market, store and register only once the
+/// caller proved its key.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequestFields<'a> {
+    pub request_id: &'a str,
+    /// The caller's W3C trace id.
+    pub trace_id: Option<&'a str>,
+    /// The operation's name and the route template, once routing matched an SPI route.
+    pub route: Option<(&'static str, &'a str)>,
+    /// The configured tenant and market, once the caller proved its key.
+    pub market: Option<(&'a str, &'a str)>,
+    pub store_id: Option<&'a str>,
+    pub register_id: Option<&'a str>,
+}
+
+impl InternalEvent for RequestDone<'_> {
     fn emit(self, metrics: &Metrics) {
         let RequestDone {
             operation,
             status,
             elapsed,
+            request,
         } = self;
         metrics
             .requests
@@ -34,7 +63,16 @@ impl InternalEvent for RequestDone {
             .request_duration
             .get_or_create(&OperationLabels { operation })
             .observe(elapsed.as_secs_f64());
-        tracing::info!(status, latency_ms = millis(elapsed), "request done");
+        let latency_ms = millis(elapsed);
+        match logging::access_log() {
+            Some(access) => {
+                // The same filter the event below would meet (its target is this module).
+                if tracing::enabled!(tracing::Level::INFO) {
+                    access.write(&request, status, latency_ms);
+                }
+            }
+            None => tracing::info!(status, latency_ms, "request done"),
+        }
     }
 }
 

@@ -12,7 +12,7 @@ use super::redeem::{
     BonusChecksLeftRedeemed, Compensating, PromotionUndoRefused, PromotionsRedeemedBeforeFailure,
     ReadBack, RedeemReadBack, RedeemRollbackFailed,
 };
-use super::server::{RequestDone, WriteTasksAbandoned};
+use super::server::{RequestDone, RequestFields, WriteTasksAbandoned};
 use super::voyado::{VoyadoAnswer, VoyadoCall};
 use super::{Guid, Guids};
 use crate::telemetry::test_support::{buckets, count_at, line, logged, scrape, value};
@@ -35,6 +35,7 @@ fn request_done_logs_its_line_counts_by_status_and_times_in_buckets() {
         operation: "get_contact",
         status,
         elapsed: Duration::from_millis(millis),
+        request: RequestFields::default(),
     };
     let logs = logged(|| {
         metrics.emit(done(200, 30));
