@@ -135,7 +135,8 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let spi = stack::<Incoming>(app.clone());
+    // The workbench's paths, when the admin routes have no listener of their own.
+    let spi = crate::workbench::Mount::new(app.clone(), stack::<Incoming>(app.clone()));
     let started_drain = accept_loop(listener, app.clone(), spi, shutdown).await;
     let deadline = started_drain + app.limits.shutdown_grace();
     app.writes.close();
@@ -150,36 +151,42 @@ pub async fn serve(
     Ok(())
 }
 
-/// Health, readiness and metrics on their own address (config `admin_listen`), so they can be
-/// kept off the network the tills use.
+/// Health, readiness, metrics and the workbench on their own address (config `admin_listen`), so
+/// they can be kept off the network the tills use.
 pub async fn serve_admin(
     listener: TcpListener,
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let admin_app = app.clone();
-    let service = tower::service_fn(move |request: Request<Incoming>| {
-        let plain = |status, text: &'static str| {
-            let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
-            *r.status_mut() = status;
-            r
-        };
-        let (draining, metrics) = (&admin_app.draining, &admin_app.metrics);
-        let path = request.uri().path();
-        let answer = match route::admin_answer(draining, metrics, request.method(), path) {
-            Some(Ok(answer)) => answer,
-            Some(Err(_)) => {
-                let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-                r.headers_mut().insert(
-                    http::header::ALLOW,
-                    http::HeaderValue::from_static(route::ADMIN_METHODS),
-                );
-                r
+    let service = tower::service_fn(
+        move |request: Request<Incoming>| -> BoxFuture<Result<_, Infallible>> {
+            if crate::workbench::is_path(request.uri().path()) {
+                let app = admin_app.clone();
+                return Box::pin(async move { Ok(crate::workbench::serve(app, request).await) });
             }
-            None => plain(StatusCode::NOT_FOUND, "not found\n"),
-        };
-        async move { Ok::<_, Infallible>(answer) }
-    });
+            let plain = |status, text: &'static str| {
+                let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+                *r.status_mut() = status;
+                r
+            };
+            let (draining, metrics) = (&admin_app.draining, &admin_app.metrics);
+            let path = request.uri().path();
+            let answer = match route::admin_answer(draining, metrics, request.method(), path) {
+                Some(Ok(answer)) => answer,
+                Some(Err(_)) => {
+                    let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+                    r.headers_mut().insert(
+                        http::header::ALLOW,
+                        http::HeaderValue::from_static(route::ADMIN_METHODS),
+                    );
+                    r
+                }
+                None => plain(StatusCode::NOT_FOUND, "not found\n"),
+            };
+            Box::pin(async move { Ok(answer) })
+        },
+    );
     accept_loop(listener, app, service, shutdown).await;
     Ok(())
 }
