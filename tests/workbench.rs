@@ -206,7 +206,7 @@ async fn a_contact_fetched_by_id_is_read_only_through_the_market_client() {
 }
 
 #[tokio::test]
-async fn a_broken_draft_is_placed_at_its_line_and_a_good_one_shows_both_cards() {
+async fn a_broken_draft_is_placed_at_its_line_and_a_changed_one_shows_both_cards() {
     let wb = start(Some(TOKEN)).await;
     let profile = wb.ok("profile", json!({"market": "demo/SE"})).await;
     let text = profile["text"].as_str().unwrap();
@@ -480,7 +480,7 @@ async fn browser(driver: &Driver) -> Client {
         json!({
             "binary": "/usr/bin/chromium",
             "args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                     "--disable-dev-shm-usage", "--window-size=1400,1000"],
+                     "--disable-dev-shm-usage", "--window-size=1400,1250"],
         }),
     );
     let connector = hyper_util::client::legacy::connect::HttpConnector::new();
