@@ -419,17 +419,61 @@ async fn with_an_admin_listener_the_workbench_is_there_only() {
     assert!(page.text().await.unwrap().contains("Mapping workbench"));
 }
 
-/// chromedriver on a free loopback port; killed (and reaped) on drop.
-struct Driver {
-    child: Child,
-    port: u16,
+/// A child process killed (and reaped) on drop.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+#[test]
+fn the_demo_prints_where_its_workbench_is_and_opens_it() {
+    use std::io::{BufRead, BufReader, Read};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let mut demo = Killed(
+        Command::new(env!("CARGO_BIN_EXE_sitoo-voyado-proxy"))
+            .args(["demo", "--listen", &address])
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .env_remove("LOG_FORMAT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stderr = demo.0.stderr.take().unwrap();
+    let wanted = format!("the mapping workbench: http://{address}/workbench/");
+    // The line comes before "ready"; the demo runs until it is killed.
+    let found = BufReader::new(stderr)
+        .lines()
+        .map_while(Result::ok)
+        .take_while(|line| !line.contains("sitoo-voyado-proxy ready"))
+        .any(|line| line.contains(&wanted));
+    assert!(found, "the demo did not print {wanted}");
+    // And it opens without a token.
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    stream
+        .write_all(
+            b"GET /workbench/api/markets HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// chromedriver on a free loopback port; killed (and reaped) on drop.
+struct Driver {
+    _process: Killed,
+    port: u16,
 }
 
 fn on_path(program: &str) -> bool {
@@ -459,7 +503,10 @@ async fn driver() -> Option<Driver> {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let driver = Driver { child, port };
+    let driver = Driver {
+        _process: Killed(child),
+        port,
+    };
     // Another process: poll in real time until it listens.
     for _ in 0..500 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port))
