@@ -69,30 +69,29 @@ impl Endpoint {
         }
     }
 
+    /// Runs the endpoint on its body (a GET's is `null`).
     pub(super) async fn run(self, app: &App, input: Value) -> Result<Value, Refused> {
-        if self == Endpoint::Markets {
-            return Ok(markets(app));
-        }
-        let Value::Object(input) = input else {
-            return Err(Refused::bad("body", "must be a JSON object"));
+        let input = match input {
+            Value::Object(input) => input,
+            Value::Null => Map::new(),
+            _ => return Err(Refused::bad("body", "the body must be a JSON object")),
         };
+        // The set in service when the request came; a reload meanwhile changes nothing here.
         let served = app.served();
-        let market = market(&served.markets, &input)?;
+        let asked = || market(&served.markets, &input);
         match self {
-            Endpoint::Markets => Ok(markets(app)),
-            Endpoint::Profile => profile(app, market),
-            Endpoint::Card => card(market, &input).await,
-            Endpoint::Write => write(market, &input).await,
-            Endpoint::Receipt => receipt(market, &input),
-            Endpoint::Draft => draft(app, market, &input).await,
+            Endpoint::Markets => Ok(markets(&served.markets)),
+            Endpoint::Profile => profile(app, asked()?),
+            Endpoint::Card => card(asked()?, &input).await,
+            Endpoint::Write => write(asked()?, &input).await,
+            Endpoint::Receipt => receipt(asked()?, &input),
+            Endpoint::Draft => draft(app, asked()?, &input).await,
         }
     }
 }
 
-fn markets(app: &App) -> Value {
-    let served = app.served();
-    let list: Vec<Value> = served
-        .markets
+fn markets(markets: &[std::sync::Arc<Market>]) -> Value {
+    let list: Vec<Value> = markets
         .iter()
         .map(|m| {
             json!({
@@ -124,7 +123,8 @@ fn market<'m>(
         })
 }
 
-/// The market's profile text and the name its diagnostics are placed by.
+/// The market's profile file as it is now (what a reload would serve), and the name its
+/// diagnostics are placed by.
 fn profile_text(app: &App, market: &Market) -> Result<(String, String), Refused> {
     app.mapping_source()
         .read(&market.settings.mapping)
