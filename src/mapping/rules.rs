@@ -113,7 +113,7 @@ struct Condition {
     equals: Option<Value>,
     negate: bool,
     /// As written (`when = contact.x`): what provenance says did not hold.
-    text: String,
+    text: Box<str>,
 }
 
 impl Condition {
@@ -157,7 +157,8 @@ pub(crate) struct Rule {
     produce: Produce,
     default: Option<Value>,
     required: bool,
-    origin: Origin,
+    /// Boxed: the hot path never reads it, so a rule stays as small as it was but for a pointer.
+    origin: Box<Origin>,
 }
 
 /// Where a rule is written and what it reads, as written: what the workbench shows beside the
@@ -367,7 +368,7 @@ impl<'c, 'p> Compiler<'c, 'p> {
             path: self.path(text, nested)?,
             equals,
             negate,
-            text: written,
+            text: written.into(),
         })
     }
 
@@ -499,7 +500,7 @@ impl<'c, 'p> Compiler<'c, 'p> {
             produce,
             default: spec.default.as_ref().map(json),
             required: spec.required,
-            origin: self.origin(spec),
+            origin: Box::new(self.origin(spec)),
         })
     }
 }
