@@ -136,7 +136,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     // The workbench's paths, when the admin routes have no listener of their own.
-    let spi = crate::workbench::Mount::new(app.clone(), stack::<Incoming>(app.clone()));
+    let spi = crate::workbench::Mount::main(app.clone(), stack::<Incoming>(app.clone()));
     let started_drain = accept_loop(listener, app.clone(), spi, shutdown).await;
     let deadline = started_drain + app.limits.shutdown_grace();
     app.writes.close();
@@ -159,34 +159,29 @@ pub async fn serve_admin(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let admin_app = app.clone();
-    let service = tower::service_fn(
-        move |request: Request<Incoming>| -> BoxFuture<Result<_, Infallible>> {
-            if crate::workbench::is_path(request.uri().path()) {
-                let app = admin_app.clone();
-                return Box::pin(async move { Ok(crate::workbench::serve(app, request).await) });
-            }
-            let plain = |status, text: &'static str| {
-                let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
-                *r.status_mut() = status;
+    let service = tower::service_fn(move |request: Request<Incoming>| {
+        let plain = |status, text: &'static str| {
+            let mut r = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
+            *r.status_mut() = status;
+            r
+        };
+        let (draining, metrics) = (&admin_app.draining, &admin_app.metrics);
+        let path = request.uri().path();
+        let answer = match route::admin_answer(draining, metrics, request.method(), path) {
+            Some(Ok(answer)) => answer,
+            Some(Err(_)) => {
+                let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+                r.headers_mut().insert(
+                    http::header::ALLOW,
+                    http::HeaderValue::from_static(route::ADMIN_METHODS),
+                );
                 r
-            };
-            let (draining, metrics) = (&admin_app.draining, &admin_app.metrics);
-            let path = request.uri().path();
-            let answer = match route::admin_answer(draining, metrics, request.method(), path) {
-                Some(Ok(answer)) => answer,
-                Some(Err(_)) => {
-                    let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
-                    r.headers_mut().insert(
-                        http::header::ALLOW,
-                        http::HeaderValue::from_static(route::ADMIN_METHODS),
-                    );
-                    r
-                }
-                None => plain(StatusCode::NOT_FOUND, "not found\n"),
-            };
-            Box::pin(async move { Ok(answer) })
-        },
-    );
+            }
+            None => plain(StatusCode::NOT_FOUND, "not found\n"),
+        };
+        async move { Ok::<_, Infallible>(answer) }
+    });
+    let service = crate::workbench::Mount::admin(app.clone(), service);
     accept_loop(listener, app, service, shutdown).await;
     Ok(())
 }

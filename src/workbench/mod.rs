@@ -238,8 +238,8 @@ where
     })
 }
 
-/// The main listener's service when the admin routes have no listener of their own: the
-/// workbench's paths go to the workbench, everything else to the SPI stack `S` untouched.
+/// A listener's service with the workbench in front: its paths go to the workbench, everything
+/// else to `S` (the SPI stack, or the admin routes) untouched.
 #[derive(Clone)]
 pub struct Mount<S> {
     inner: S,
@@ -248,11 +248,22 @@ pub struct Mount<S> {
 }
 
 impl<S> Mount<S> {
-    pub fn new(app: Arc<App>, inner: S) -> Mount<S> {
-        let here = app.admin_listen().is_none() && is_on(&app);
+    /// On the main listener: the workbench is there when the admin routes have no listener of
+    /// their own.
+    pub fn main(app: Arc<App>, inner: S) -> Mount<S> {
+        let here = app.admin_listen().is_none();
+        Mount::at(here, app, inner)
+    }
+
+    /// On the admin listener (`admin_listen`).
+    pub fn admin(app: Arc<App>, inner: S) -> Mount<S> {
+        Mount::at(true, app, inner)
+    }
+
+    fn at(here: bool, app: Arc<App>, inner: S) -> Mount<S> {
         Mount {
             inner,
-            app: here.then_some(app),
+            app: (here && is_on(&app)).then_some(app),
         }
     }
 }
