@@ -427,6 +427,22 @@ impl App {
         })
     }
 
+    /// `[admin]` as configured: the workbench's token.
+    pub fn admin(&self) -> &crate::config::AdminConfig {
+        &self.config.admin
+    }
+
+    /// The admin routes' own address, if they have one (else the main listener answers them).
+    pub fn admin_listen(&self) -> Option<std::net::SocketAddr> {
+        self.config.admin_listen
+    }
+
+    /// Where the mapping profiles are read from: the workbench reads a market's profile (and
+    /// what a draft `extends`) from it, and writes nothing.
+    pub fn mapping_source(&self) -> &MappingSource {
+        &self.config.mappings
+    }
+
     /// The digest of the mapping files as they are on disk now.
     pub fn mappings_digest(&self) -> String {
         self.config.mappings.digest()

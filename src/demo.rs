@@ -1,6 +1,8 @@
 //! The demo: the built-in Voyado simulator and the Sitoo REST simulator seeded from `fixtures/`,
 //! and the proxy in front of them with tenant `demo`, markets `SE` and `NO`, and CRM key
-//! `demo-key`; demo/SE also takes Sitoo's order events. No files needed.
+//! `demo-key`; demo/SE also takes Sitoo's order events. No files needed. On a loopback address
+//! the mapping workbench is open without a token (the data is the simulator's); on any other
+//! address it is off, as in a deployment without `[admin] token`.
 
 use std::net::SocketAddr;
 
@@ -66,6 +68,7 @@ pub async fn start(listen: SocketAddr) -> Result<(Simulators, Config), ConfigErr
         .replace("{voyado}", &voyado.url())
         .replace("{sitoo}", &sitoo.url())
         .replace("{listen}", &listen.to_string());
-    let config = Config::parse(&text, "demo config", |_| MappingSource::BuiltIn, |_| None)?;
+    let mut config = Config::parse(&text, "demo config", |_| MappingSource::BuiltIn, |_| None)?;
+    config.admin.open_without_token = listen.ip().is_loopback();
     Ok((Simulators { voyado, sitoo }, config))
 }

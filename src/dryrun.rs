@@ -2,11 +2,14 @@
 //! the SPI customer the till would see for a Voyado contact (or a whole card source), the
 //! Voyado write an SPI body would send — an edit's against a current contact, else a create's —
 //! and the Voyado receipt a Sitoo order would become (refunds and exchanges included).
+//! Each with its provenance: the rule behind every field, and why an empty one is empty. The
+//! workbench (`src/workbench/`) maps what it is sent through [`map`] too.
 
 use serde_json::{Map, Value};
 
 use crate::app::Compiled;
-use crate::mapping::{self, WritePolicy};
+use crate::config::MarketConfig;
+use crate::mapping::{self, Plan, Provenance, WritePolicy};
 use crate::ops;
 use crate::ops::receipt::{self, OrderState};
 
@@ -35,6 +38,8 @@ pub struct Mapped {
     pub document: Value,
     /// What the reader should know besides (items left out of a card).
     pub notes: Vec<String>,
+    /// The rule behind each field of the document.
+    pub provenance: Vec<Provenance>,
 }
 
 /// Maps `input` for `market` (`TENANT/MARKET`) with the clock at `now`. `Err` names what is
@@ -48,6 +53,17 @@ pub fn run(
     let (settings, plan) = compiled
         .market(market)
         .ok_or_else(|| format!("no market {market} (TENANT/MARKET)"))?;
+    map(settings, plan, input, now)
+}
+
+/// Maps `input` with one market's settings and plan (the workbench passes a draft's plan).
+pub fn map(
+    settings: &MarketConfig,
+    plan: &Plan,
+    input: Input,
+    now: jiff::Timestamp,
+) -> Result<Mapped, String> {
+    let market = format!("{}/{}", settings.tenant, settings.market);
     let view = crate::market::view(settings, now);
     match input {
         Input::Voyado(voyado) => {
@@ -65,7 +81,7 @@ pub fn run(
                 contact => [contact, Value::Null, Value::Null, Value::Null, Value::Null],
             };
             let source = ops::card_source(settings, parts);
-            let (document, omitted) = plan.customer(&source, &view);
+            let (document, omitted, provenance) = plan.explain_customer(&source, &view);
             let notes = (omitted > 0)
                 .then(|| {
                     format!(
@@ -74,7 +90,11 @@ pub fn run(
                 })
                 .into_iter()
                 .collect();
-            Ok(Mapped { document, notes })
+            Ok(Mapped {
+                document,
+                notes,
+                provenance,
+            })
         }
         Input::Spi { body, current } => {
             let now = now.to_string();
@@ -101,6 +121,7 @@ pub fn run(
                     &view,
                 )
                 .map_err(|e| format!("400 invalid_input: {} {}", e.field, e.message))?;
+            let provenance = plan.explain_write(&body, &changes, &policy);
             let document = match current {
                 Some(_) if changes.is_empty() => Value::Object(Map::new()),
                 Some(_) => Value::Object(plan.voyado_body(changes)),
@@ -114,7 +135,11 @@ pub fn run(
             } else {
                 vec!["the create body (POST /api/v2/contacts)".into()]
             };
-            Ok(Mapped { document, notes })
+            Ok(Mapped {
+                document,
+                notes,
+                provenance,
+            })
         }
         Input::Order {
             order,
@@ -174,9 +199,11 @@ pub fn run(
                 CONTACT_PLACEHOLDER,
                 Some(&contact_type),
             );
+            let (document, provenance) = plan.explain_receipt(&source, &view);
             Ok(Mapped {
-                document: plan.receipt(&source, &view),
+                document,
                 notes,
+                provenance,
             })
         }
     }

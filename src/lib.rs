@@ -6,7 +6,8 @@
 //! table, the error envelope), `config` (the file, parsed into plain data), `sitoo` (the Sitoo
 //! REST client), `market` (the state a request is served with), `app` (the composition root:
 //! markets, clients and plans from the config), `ops` (one file per SPI operation, Sitoo's order
-//! events too), `server` (the tower stack); tools: `dryrun` (`map`), `probe`, `reload`. `sim`
+//! events too), `server` (the tower stack); tools: `dryrun` (`map`), `probe`, `reload`,
+//! `workbench` (the mapping workbench on the admin side, over `dryrun` and the card's reads). `sim`
 //! (the Voyado and Sitoo simulators) and `demo` sit behind the default-on `simulator` feature, the
 //! load generator (`bench`) behind the default-on `bench` feature.
 
@@ -44,3 +45,4 @@ pub mod sitoo;
 pub mod spi;
 pub mod telemetry;
 pub mod voyado;
+pub mod workbench;

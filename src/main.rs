@@ -20,7 +20,7 @@ use sitoo_voyado_proxy::config::{Config, ConfigError, Place};
 #[cfg(feature = "simulator")]
 use sitoo_voyado_proxy::demo;
 use sitoo_voyado_proxy::telemetry::logging::{self, LogFormat};
-use sitoo_voyado_proxy::{dryrun, reload, server};
+use sitoo_voyado_proxy::{dryrun, reload, server, workbench};
 use tokio::net::TcpListener;
 
 const USAGE: &str = "\
@@ -424,6 +424,10 @@ async fn run(command: Command, config: Option<Config>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
+    }
+    if workbench::is_on(&app) {
+        let at = config.admin_listen.unwrap_or(config.listen);
+        tracing::info!("the mapping workbench: http://{at}/workbench/");
     }
     tokio::spawn(reload::on_sighup(app.clone()));
     if !config.mappings_poll.is_zero() {

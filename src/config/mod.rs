@@ -1,5 +1,5 @@
 //! The operator's config file: one TOML file with `listen`, `mappings`, `[limits]`, `[cache]`,
-//! `[voyado]`, `[telemetry]`, an optional `[cluster]` and one `[[market]]` per (tenant, market)
+//! `[voyado]`, `[telemetry]`, an optional `[admin]` (the workbench's token), an optional `[cluster]` and one `[[market]]` per (tenant, market)
 //! pair. Secrets come from
 //! `${ENV}`; unknown keys are refused; every problem is reported at once, each at its file, line,
 //! column and key ([`Problem`]).
@@ -9,6 +9,7 @@
 //! right after the parse. Parsing produces [`Config`]: plain, validated data. It builds no client
 //! and compiles no mapping; `app` does that from it, so `check` needs no network.
 
+mod admin;
 mod cache;
 mod cluster;
 mod limits;
@@ -28,6 +29,7 @@ use toml::Spanned;
 use toml::de::DeTable;
 use url::Url;
 
+pub use admin::{AdminConfig, TOKEN_MIN_CHARS};
 pub use cache::{CACHE_TTL_MAX_MS, CacheConfig, CacheTtlsMs};
 pub use limits::Limits;
 pub use mappings::MappingSource;
@@ -36,6 +38,7 @@ pub use problem::{ConfigError, Place, Position, Problem};
 pub use secrets::{CrmKeyDigest, Secret};
 pub use voyado::VoyadoBudget;
 
+use admin::AdminFile;
 use cache::CacheFile;
 use cluster::ClusterFile;
 use limits::LimitsFile;
@@ -47,8 +50,10 @@ use voyado::VoyadoFile;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
-    /// Health and metrics also on this address, if set.
+    /// Health and metrics also on this address, if set (and the workbench only there).
     pub admin_listen: Option<SocketAddr>,
+    /// `[admin]`: the workbench's token.
+    pub admin: AdminConfig,
     pub mappings: MappingSource,
     /// Where `mappings` is written (the file, when it is left to its default): the error and
     /// route tables' problems are reported there.
@@ -84,6 +89,8 @@ struct ConfigFile {
     voyado: VoyadoFile,
     #[serde(default)]
     telemetry: TelemetryFile,
+    #[serde(default)]
+    admin: AdminFile,
     cluster: Option<ClusterFile>,
     #[serde(default)]
     market: Vec<Spanned<MarketFile>>,
@@ -152,6 +159,7 @@ impl Config {
         let config = Config {
             listen: listen.unwrap_or(SocketAddr::from(([0, 0, 0, 0], 8080))),
             admin_listen,
+            admin: file.admin.check(&mut problems),
             mappings: mappings(file.mappings.as_ref().map_or("mappings", |m| m.get_ref())),
             mappings_at,
             mappings_poll: Duration::from_millis(file.mappings_poll_ms.unwrap_or(1_000)),

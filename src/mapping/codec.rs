@@ -91,6 +91,18 @@ const SIMPLE: &[(&str, Codec)] = &[
 ];
 
 impl Codec {
+    /// The codec's name as a profile writes it (`money`, `table:gender`): what provenance shows.
+    pub(crate) fn name(&self) -> String {
+        match self {
+            Codec::Table(t) => format!("table:{t}"),
+            Codec::Flags(t) => format!("flags:{t}"),
+            simple => SIMPLE
+                .iter()
+                .find(|(_, c)| c == simple)
+                .map_or_else(String::new, |(n, _)| (*n).to_owned()),
+        }
+    }
+
     /// The codec a rule names; an unknown name is refused with the nearest known one, among the
     /// codecs and `table:NAME` / `flags:NAME` for each table the profile has.
     pub(crate) fn parse(name: &str, tables: &BTreeMap<String, Table>) -> Result<Codec, String> {

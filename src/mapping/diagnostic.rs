@@ -133,6 +133,12 @@ impl<'a> Problems<'a> {
         }
     }
 
+    /// `file:line` of a place, whatever file it is in: where provenance says a rule is written.
+    pub(crate) fn line_of(&self, at: At) -> String {
+        let (line, _) = self.files.position(at);
+        format!("{}:{line}", self.files.name(at.file))
+    }
+
     /// The text of one of the profile's files.
     pub(crate) fn text(&self, file: FileId) -> &'a str {
         self.files.list.get(file.0).map_or("", |(_, text)| text)

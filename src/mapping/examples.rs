@@ -149,8 +149,14 @@ impl Market {
     }
 }
 
-/// Runs every example against the compiled plan; each failure is a problem at its place.
-pub(crate) fn run(plan: &Plan, examples: &[(Piece<'_>, ExampleSpec)], problems: &mut Problems<'_>) {
+/// Runs every example against the compiled plan; each failure is a problem at its place. The
+/// names of those that passed come back.
+pub(crate) fn run(
+    plan: &Plan,
+    examples: &[(Piece<'_>, ExampleSpec)],
+    problems: &mut Problems<'_>,
+) -> Vec<String> {
+    let mut passed = Vec::with_capacity(examples.len());
     let mut seen: Vec<(&str, At)> = Vec::with_capacity(examples.len());
     for (piece, example) in examples {
         let name = example.name.get_ref().as_str();
@@ -173,8 +179,11 @@ pub(crate) fn run(plan: &Plan, examples: &[(Piece<'_>, ExampleSpec)], problems: 
                  same name, or removes it with remove = true)"
             };
             problems.push(at, format!("example '{name}': {message}{inherited}"));
+        } else {
+            passed.push(name.to_owned());
         }
     }
+    passed
 }
 
 fn try_example(
@@ -188,8 +197,10 @@ fn try_example(
     if !MAPS.contains(&map) {
         return Err((
             At::of(file, &example.map),
+            // Escaped: a diagnostic is one line, and a mistyped `map` may span several.
             format!(
-                "unknown map '{map}'{}; known: {}",
+                "unknown map '{}'{}; known: {}",
+                map.escape_debug(),
                 did_you_mean(map, MAPS.iter().copied()),
                 MAPS.join(", ")
             ),

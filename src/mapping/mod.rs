@@ -12,6 +12,7 @@ mod codec;
 mod contact;
 mod diagnostic;
 mod examples;
+mod explain;
 mod options;
 pub(crate) mod path;
 mod profile;
@@ -31,11 +32,12 @@ use diagnostic::{At, FileId, Files, Problems, did_you_mean};
 use options::OptionRule;
 use path::{Path, Scope};
 use profile::{InFile, ProfileSpec};
-use rules::{Compiler, Group, Omitted, Rule, RuleSpec, check_overlap, target};
+use rules::{Compiler, Group, Omitted, Rule, RuleSpec, Witness, check_overlap, target};
 
 pub(crate) use codec::decimal;
 pub use contact::{FieldError, WritePolicy};
 pub use diagnostic::{Diagnostic, MappingError};
+pub use explain::{Outcome, Provenance};
 // The config places its problems the way a profile's are placed, with the same hints.
 pub(crate) use diagnostic::{line_and_column, serde_message};
 
@@ -187,6 +189,8 @@ pub(crate) struct FieldRule {
     codec: codec::Codec,
     check: Option<Normalizer>,
     write: bool,
+    /// `file:line` of its `spi`, for the workbench's provenance of a write.
+    at: std::sync::Arc<str>,
 }
 
 /// Which Voyado calls the customer card needs, derived from the rules that read each root.
@@ -225,6 +229,8 @@ pub struct Plan {
     pos_channel: Path,
     transactions: TransactionsSpec,
     transaction_sort: Path,
+    /// The names of the `[[example]]`s that passed when it compiled (the workbench lists them).
+    examples: Vec<String>,
 }
 
 /// Roots of the card's source document.
@@ -284,6 +290,20 @@ impl Plan {
         file: &str,
         resolve: &ReadProfile<'_>,
     ) -> Result<Plan, MappingError> {
+        match Plan::compile_draft(text, file, resolve) {
+            (Some(plan), found) if found.diagnostics.is_empty() => Ok(plan),
+            (_, found) => Err(found),
+        }
+    }
+
+    /// [`Plan::compile_with`] for the workbench's draft: every problem, and the plan too when
+    /// the only problems are failing `[[example]]`s, so the card under a draft can be shown
+    /// beside the examples it breaks. Never served: the loader takes only a plan with no problem.
+    pub fn compile_draft(
+        text: &str,
+        file: &str,
+        resolve: &ReadProfile<'_>,
+    ) -> (Option<Plan>, MappingError) {
         let mut found = Vec::new();
         let top = profile::parse(text, FileId(0), &mut found);
         let bases = profile::read_bases(&top, file, resolve, &mut found);
@@ -292,7 +312,7 @@ impl Plan {
         let files = Files::new(list);
         let mut problems = Problems::new(&files, found);
         if !problems.is_empty() {
-            return Err(problems.into_error());
+            return (None, problems.into_error());
         }
         // Parsed again: reading the chain only looked at what each base extends (and found
         // their syntax errors, of which there are none by now).
@@ -305,15 +325,11 @@ impl Plan {
         let mut spec = ProfileSpec::read(&resolved, &mut problems);
         let examples = std::mem::take(&mut spec.example);
         match build(spec, &mut problems) {
-            Some(plan) if problems.is_empty() => {
-                examples::run(&plan, &examples, &mut problems);
-                if problems.is_empty() {
-                    Ok(plan)
-                } else {
-                    Err(problems.into_error())
-                }
+            Some(mut plan) if problems.is_empty() => {
+                plan.examples = examples::run(&plan, &examples, &mut problems);
+                (Some(plan), problems.into_error())
             }
-            _ => Err(problems.into_error()),
+            _ => (None, problems.into_error()),
         }
     }
 
@@ -328,6 +344,17 @@ impl Plan {
     }
 
     fn map(&self, rules: &[Rule], source: &Value, market: &MarketView<'_>) -> (Value, usize) {
+        self.map_seen(rules, source, market, &mut ())
+    }
+
+    /// [`Plan::map`], telling `witness` what each top-level rule came to.
+    fn map_seen<W: Witness>(
+        &self,
+        rules: &[Rule],
+        source: &Value,
+        market: &MarketView<'_>,
+        witness: &mut W,
+    ) -> (Value, usize) {
         let ctx = self.read_context(market);
         let omitted = Omitted::default();
         let scope = Scope {
@@ -337,7 +364,7 @@ impl Plan {
         };
         let mut out = Map::new();
         // A top-level required rule that fails leaves the field out; the document still answers.
-        let _ = rules::apply(rules, scope, &ctx, &omitted, &mut out);
+        let _ = rules::apply_seen(rules, scope, &ctx, &omitted, &mut out, witness);
         (Value::Object(out), omitted.count())
     }
 
@@ -345,13 +372,28 @@ impl Plan {
     /// the number of items left out (e.g. a bonus check with no amount in the market currency, or
     /// an option value the profile's table does not know).
     pub fn customer(&self, source: &Value, market: &MarketView<'_>) -> (Value, usize) {
-        let (mut customer, omitted) = self.map(&self.card, source, market);
+        self.customer_seen(source, market, &mut ())
+    }
+
+    /// [`Plan::customer`], telling `witness` what each card rule came to.
+    fn customer_seen<W: Witness>(
+        &self,
+        source: &Value,
+        market: &MarketView<'_>,
+        witness: &mut W,
+    ) -> (Value, usize) {
+        let (mut customer, omitted) = self.map_seen(&self.card, source, market, witness);
         let contact = source.get(CONTACT).unwrap_or(&Value::Null);
         let (additional, left_out) = options::read(&self.options, contact);
         if let (Some(additional), Value::Object(map)) = (additional, &mut customer) {
             map.insert(options::FIELD.to_owned(), additional);
         }
         (customer, omitted + left_out)
+    }
+
+    /// The `[[example]]`s the profile passed, by name.
+    pub fn examples(&self) -> &[String] {
+        &self.examples
     }
 
     pub fn card_needs(&self) -> CardNeeds {
@@ -685,6 +727,7 @@ fn build(spec: ProfileSpec<'_>, problems: &mut Problems<'_>) -> Option<Plan> {
         pos_channel: pos_channel.unwrap_or_default(),
         transactions: transactions.spec,
         transaction_sort: transaction_sort.unwrap_or_default(),
+        examples: Vec::new(),
     })
 }
 
@@ -728,6 +771,7 @@ fn compile_fields(
                 codec,
                 check: f.check,
                 write: f.write,
+                at: problems.line_of(at_spi).into(),
             },
             at_spi,
         ));

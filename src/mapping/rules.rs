@@ -3,9 +3,14 @@
 //! A rule writes one target path from a source path (through a codec), a constant, a conditional
 //! constant list (`collect`), an array (`each` with nested `fields`), a fixed list of objects (`items`)
 //! or a `switch` on a source value. Rules are compiled from TOML once; applying them does no parsing.
+//!
+//! Each compiled rule keeps its [`Origin`] (its `file:line`, what it reads as written, its codec)
+//! for the workbench's provenance. The explain path is the same [`apply`] with a [`Witness`] that
+//! notes what each top-level rule did; the hot path's witness is `()`, which notes nothing.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -107,6 +112,8 @@ struct Condition {
     path: Path,
     equals: Option<Value>,
     negate: bool,
+    /// As written (`when = contact.x`): what provenance says did not hold.
+    text: Box<str>,
 }
 
 impl Condition {
@@ -150,6 +157,18 @@ pub(crate) struct Rule {
     produce: Produce,
     default: Option<Value>,
     required: bool,
+    /// Boxed: the hot path never reads it, so a rule stays as small as it was but for a pointer.
+    origin: Box<Origin>,
+}
+
+/// Where a rule is written and what it reads, as written: what the workbench shows beside the
+/// field the rule made. Never read while a request is answered.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Origin {
+    /// `file:line` of the rule's `to` (of a `[[field]]`'s `spi`).
+    pub(crate) at: Arc<str>,
+    /// The source paths it reads (`from`, `each` or `switch`), as written.
+    pub(crate) reads: Vec<String>,
 }
 
 /// A TOML value as JSON: dates and times become their RFC 3339 text, a float JSON cannot hold
@@ -336,11 +355,36 @@ impl<'c, 'p> Compiler<'c, 'p> {
                 return None;
             }
         };
+        let equals = equals.as_ref().map(|e| json(e.get_ref()));
+        let written = format!(
+            "{} = \"{}\"{}",
+            if negate { "unless" } else { "when" },
+            text.get_ref(),
+            equals
+                .as_ref()
+                .map_or_else(String::new, |e| format!(" (equals {e})"))
+        );
         Some(Condition {
             path: self.path(text, nested)?,
-            equals: equals.as_ref().map(|e| json(e.get_ref())),
+            equals,
             negate,
+            text: written.into(),
         })
+    }
+
+    fn origin(&self, spec: &RuleSpec) -> Origin {
+        let reads = match (&spec.from, &spec.each, &spec.switch) {
+            (Some(from), _, _) => match from.get_ref() {
+                OneOrMany::One(t) => vec![t.clone()],
+                OneOrMany::Many(list) => list.clone(),
+            },
+            (None, Some(path), _) | (None, None, Some(path)) => vec![path.get_ref().clone()],
+            (None, None, None) => Vec::new(),
+        };
+        Origin {
+            at: self.problems.line_of(self.at(&spec.to)).into(),
+            reads,
+        }
     }
 
     fn codec(&mut self, codec: &Option<Spanned<String>>) -> Option<Codec> {
@@ -456,6 +500,7 @@ impl<'c, 'p> Compiler<'c, 'p> {
             produce,
             default: spec.default.as_ref().map(json),
             required: spec.required,
+            origin: Box::new(self.origin(spec)),
         })
     }
 }
@@ -473,6 +518,29 @@ impl Omitted {
 /// A required rule produced nothing: the enclosing item is left out.
 pub(crate) struct MissingRequired;
 
+/// What applying one top-level rule came to.
+pub(crate) enum Seen {
+    /// Its `when`/`unless` did not hold.
+    Skipped,
+    Made,
+    /// It found nothing and wrote its `default`.
+    Defaulted,
+    /// It found nothing and has no default.
+    Empty,
+    /// A required value inside it was missing: the rules after it are not applied.
+    MissingInside,
+}
+
+/// Told what each top-level rule came to, in order. `()` is the hot path's: it notes nothing.
+pub(crate) trait Witness {
+    fn saw(&mut self, rule: &Rule, seen: Seen);
+}
+
+impl Witness for () {
+    #[inline(always)]
+    fn saw(&mut self, _: &Rule, _: Seen) {}
+}
+
 pub(crate) fn apply(
     rules: &[Rule],
     scope: Scope<'_>,
@@ -480,11 +548,42 @@ pub(crate) fn apply(
     omitted: &Omitted,
     out: &mut Map<String, Value>,
 ) -> Result<(), MissingRequired> {
+    apply_seen(rules, scope, ctx, omitted, out, &mut ())
+}
+
+/// [`apply`], telling `witness` what each rule came to.
+pub(crate) fn apply_seen<W: Witness>(
+    rules: &[Rule],
+    scope: Scope<'_>,
+    ctx: &ReadContext<'_>,
+    omitted: &Omitted,
+    out: &mut Map<String, Value>,
+    witness: &mut W,
+) -> Result<(), MissingRequired> {
     for rule in rules {
         if rule.when.as_ref().is_some_and(|c| !c.holds(scope)) {
+            witness.saw(rule, Seen::Skipped);
             continue;
         }
-        let value = produce(&rule.produce, scope, ctx, omitted)?.or_else(|| rule.default.clone());
+        let found = produce(&rule.produce, scope, ctx, omitted).inspect_err(|_| {
+            witness.saw(rule, Seen::MissingInside);
+        })?;
+        let value = match found {
+            Some(v) => {
+                witness.saw(rule, Seen::Made);
+                Some(v)
+            }
+            None => {
+                let default = rule.default.clone();
+                let seen = if default.is_some() {
+                    Seen::Defaulted
+                } else {
+                    Seen::Empty
+                };
+                witness.saw(rule, seen);
+                default
+            }
+        };
         match value {
             Some(v) => set(out, &rule.to, v),
             None if rule.required => return Err(MissingRequired),
@@ -492,6 +591,62 @@ pub(crate) fn apply(
         }
     }
     Ok(())
+}
+
+impl Rule {
+    /// The target, dotted.
+    pub(crate) fn target(&self) -> String {
+        self.to.join(".")
+    }
+
+    pub(crate) fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// The codec a copy reads through, by name.
+    pub(crate) fn codec_name(&self) -> Option<String> {
+        match &self.produce {
+            Produce::Copy { codec, .. } => Some(codec.name()),
+            _ => None,
+        }
+    }
+
+    /// Why the rule made nothing from `scope` (after [`Seen::Skipped`], [`Seen::Empty`] or
+    /// [`Seen::Defaulted`]), in the profile's own words.
+    pub(crate) fn why_nothing(&self, scope: Scope<'_>, ctx: &ReadContext<'_>) -> String {
+        if let Some(c) = self.when.as_ref().filter(|c| !c.holds(scope)) {
+            return format!("{} does not hold", c.text);
+        }
+        let reads = self.origin.reads.join("\", \"");
+        match &self.produce {
+            Produce::Copy { from, codec } => match from.iter().find_map(|p| p.get(scope)) {
+                None => format!("no value at \"{reads}\""),
+                Some(found) if ctx.read(codec, found).is_none() => format!(
+                    "the value at \"{reads}\" ({}) is not one the {} codec reads",
+                    kind(found),
+                    codec.name()
+                ),
+                Some(_) => format!("nothing readable at \"{reads}\""),
+            },
+            Produce::Switch { on, .. } => match on.get(scope) {
+                None => format!("no value at \"{reads}\" to switch on"),
+                Some(found) => format!("no case for {found} (switch on \"{reads}\")"),
+            },
+            _ => "it produced nothing".to_owned(),
+        }
+    }
+}
+
+/// A JSON value's kind, never its content (it may be personal).
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
 }
 
 fn object(

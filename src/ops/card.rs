@@ -94,6 +94,21 @@ async fn render_card(
     id: &str,
     now: jiff::Timestamp,
 ) -> Result<(Value, Instant), ProxyError> {
+    let (source, fresh_until) = read_card_source(market, id).await?;
+    let (customer, omitted) = market.plan.customer(&source, &market.view(now));
+    if omitted > 0 {
+        tracing::info!(
+            omitted,
+            "card items left out: no value in the market currency or an unmapped type"
+        );
+    }
+    Ok((customer, fresh_until))
+}
+
+/// The card's source document for a Voyado contact id (a GUID): only the reads the mapping
+/// needs, through the market's client (its caches, budget and breaker), and until when it may be
+/// kept. Never a write. The workbench fetches a contact by id through it too.
+pub async fn read_card_source(market: &Market, id: &str) -> Result<(Value, Instant), ProxyError> {
     let needs = market.plan.card_needs();
     let voyado = &market.voyado;
     let segments = [id];
@@ -154,12 +169,5 @@ async fn render_card(
         &market.settings,
         [contact, promotions, bonus_checks, points, status],
     );
-    let (customer, omitted) = market.plan.customer(&source, &market.view(now));
-    if omitted > 0 {
-        tracing::info!(
-            omitted,
-            "card items left out: no value in the market currency or an unmapped type"
-        );
-    }
-    Ok((customer, fresh_until))
+    Ok((source, fresh_until))
 }

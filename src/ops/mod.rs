@@ -16,7 +16,7 @@ mod transactions;
 mod update;
 
 pub use add::create_body;
-pub use card::card_source;
+pub use card::{card_source, read_card_source};
 pub use cards::Cards;
 
 use std::future::Future;

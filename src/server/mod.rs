@@ -135,7 +135,8 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let spi = stack::<Incoming>(app.clone());
+    // The workbench's paths, when the admin routes have no listener of their own.
+    let spi = crate::workbench::Mount::main(app.clone(), stack::<Incoming>(app.clone()));
     let started_drain = accept_loop(listener, app.clone(), spi, shutdown).await;
     let deadline = started_drain + app.limits.shutdown_grace();
     app.writes.close();
@@ -150,8 +151,8 @@ pub async fn serve(
     Ok(())
 }
 
-/// Health, readiness and metrics on their own address (config `admin_listen`), so they can be
-/// kept off the network the tills use.
+/// Health, readiness, metrics and the workbench on their own address (config `admin_listen`), so
+/// they can be kept off the network the tills use.
 pub async fn serve_admin(
     listener: TcpListener,
     app: Arc<App>,
@@ -180,6 +181,7 @@ pub async fn serve_admin(
         };
         async move { Ok::<_, Infallible>(answer) }
     });
+    let service = crate::workbench::Mount::admin(app.clone(), service);
     accept_loop(listener, app, service, shutdown).await;
     Ok(())
 }
