@@ -57,6 +57,13 @@ impl MappingSource {
     /// The text of mapping file `name` and the name to report it by.
     pub fn read(&self, name: &str) -> Result<(String, String), String> {
         match self {
+            // A name is a file in the mappings directory, never a path: a draft in the workbench
+            // names what it extends, and must not read files elsewhere on the host.
+            MappingSource::Dir(_) if !is_profile_name(name) => Err(format!(
+                "'{}' is not a mapping profile name (letters, digits, '-', '_', '.'; not \
+                 starting with '.')",
+                name.escape_debug()
+            )),
             MappingSource::Dir(dir) => {
                 let file = dir.join(format!("{name}.toml"));
                 let text = std::fs::read_to_string(&file)
@@ -70,5 +77,47 @@ impl MappingSource {
                 other => Err(format!("no built-in mapping profile '{other}'")),
             },
         }
+    }
+}
+
+/// A profile's name as `extends` and `profile` give it: a file name in the mappings directory.
+fn is_profile_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_profile_name_never_reads_outside_the_mappings_directory() {
+        let dir = std::env::temp_dir().join(format!("svp-names-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("inner")).unwrap();
+        std::fs::write(dir.join("inner/secret.toml"), "key = 1").unwrap();
+        std::fs::write(dir.join("se-market_v2.toml"), "key = 2").unwrap();
+        let source = MappingSource::Dir(dir.join("inner"));
+        assert_eq!(source.read("secret").unwrap().0, "key = 1");
+        let outside = MappingSource::Dir(dir.join("inner"));
+        for name in [
+            "../se-market_v2",
+            "/etc/hostname",
+            ".hidden",
+            "",
+            "a/b",
+            "..\\x",
+        ] {
+            let refused = outside.read(name).unwrap_err();
+            assert!(
+                refused.contains("not a mapping profile name"),
+                "{name}: {refused}"
+            );
+        }
+        let top = MappingSource::Dir(dir.clone());
+        assert_eq!(top.read("se-market_v2").unwrap().0, "key = 2");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -315,6 +315,20 @@ impl Caches {
         (unwritten && Instant::now() < until).then_some(until)
     }
 
+    /// Whether a part of a contact (any case) was marked written at `since` or later, or
+    /// everything forgotten.
+    pub fn written_since(
+        &self,
+        identity: &Arc<str>,
+        contact: &str,
+        part: Part,
+        since: Instant,
+    ) -> bool {
+        let contact = contact.to_ascii_lowercase();
+        self.last_of(identity, &contact, part)
+            .is_some_and(|at| at >= since)
+    }
+
     /// When a contact (lower case, as keys hold it) of a tenant was last written, if this process
     /// remembers: what rendered cards are judged against.
     pub fn last_write(&self, identity: &Arc<str>, contact: &str) -> Option<Instant> {
@@ -399,7 +413,12 @@ mod tests {
         tokio::time::advance(Duration::from_millis(1)).await;
         let current = |key: &Key, entry: &Entry| caches.current_until(key, entry, ttl).is_some();
 
+        let before = Instant::now();
         caches.forget_contact(&a, "C1", Part::Profile);
+        assert!(caches.written_since(&a, "c1", Part::Profile, before));
+        assert!(!caches.written_since(&a, "c1", Part::Offers, before));
+        let later = before + Duration::from_nanos(1);
+        assert!(!caches.written_since(&a, "c1", Part::Profile, later));
         assert!(!current(&contact, &loaded));
         assert!(!current(&found_by_key, &found), "a key that found it");
         assert!(current(&promotions, &loaded));

@@ -106,8 +106,6 @@ impl Endpoint {
             && (path.starts_with("/api/v2/contacts/{}") || path.starts_with("/api/v3/contacts/{}"))
     }
 
-    /// Writes after which a key (email, mobile, ...) may point at another contact, or at one
-    /// where there was none.
     /// What of a contact this call reads, or — a write — changes: an edit the profile, a redeem
     /// the offers; a change of type, a create or a receipt, anything.
     pub fn part(self) -> Part {
@@ -128,6 +126,8 @@ impl Endpoint {
         matches!(self, Endpoint::CreateContact | Endpoint::UpdateContact)
     }
 
+    /// Writes after which a key (email, mobile, ...) may point at another contact, or at one
+    /// where there was none.
     pub fn may_move_keys(self) -> bool {
         use Endpoint::*;
         matches!(

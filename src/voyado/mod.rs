@@ -369,9 +369,19 @@ impl VoyadoClient {
             body,
             ..
         } = call;
+        let sent = Instant::now();
         let result = self
             .exchange(Priority::UnderWay, trace().as_ref(), call, gate)
             .await;
+        // The contact a create or an update answered with — unless another write to its profile
+        // was marked while this one was under way: this answer may be older than that write.
+        let answered = result.as_ref().ok().filter(|reply| {
+            let id = reply.body.get("id").and_then(Value::as_str);
+            endpoint.answers_with_contact()
+                && id.is_some_and(|id| {
+                    !(self.caches).written_since(&self.identity, id, Part::Profile, sent)
+                })
+        });
         // Even a failed write may have landed.
         let mut changes = Vec::new();
         if endpoint.names_contact()
@@ -391,19 +401,17 @@ impl VoyadoClient {
                 identity: self.identity.to_string(),
             });
         }
-        self.announce(&changes).await;
-        if let Ok(reply) = &result
-            && endpoint.answers_with_contact()
-        {
+        if let Some(reply) = answered {
             self.remember_contact(reply).await;
         }
+        self.announce(&changes).await;
         result
     }
 
     /// Keeps the contact a create or an update answered with as the contact's current answer,
-    /// as if read when the write answered (after the write made older answers stale): the card
-    /// that follows the write then reads it from memory instead of asking Voyado once more. An
-    /// answer that is not a contact with an id is not kept.
+    /// as if read just after the write made older answers stale (and before the other replicas
+    /// are told): the card that follows the write then reads it from memory instead of asking
+    /// Voyado once more. An answer that is not a contact with an id is not kept.
     async fn remember_contact(&self, reply: &Reply) {
         let Some(ttl) = self.ttls.for_endpoint(Endpoint::Contact) else {
             return;

@@ -12,7 +12,7 @@ use crate::dryrun::{self, Input, Mapped};
 use crate::mapping::Plan;
 use crate::market::Market;
 use crate::spi::ProxyError;
-use crate::{keys, ops};
+use crate::{keys, ops, voyado};
 
 /// A refusal: its status, what is wrong, and the body field it is about.
 #[derive(Debug)]
@@ -170,8 +170,16 @@ async fn fetch(market: &Market, id: &Value) -> Result<Value, Refused> {
                 "contact_id must be a Voyado contact id (a GUID)",
             )
         })?;
-    let (source, _) = ops::read_card_source(market, &id)
+    // New work in Voyado's budget (refused with the tills' own 429 when the budget is short,
+    // never ahead of a till's call under way), and no longer than a till would wait.
+    let read = voyado::within_request(false, None, ops::read_card_source(market, &id));
+    let (source, _) = tokio::time::timeout(market.settings.request_timeout, read)
         .await
+        .map_err(|_| Refused {
+            status: StatusCode::GATEWAY_TIMEOUT,
+            message: "Voyado did not answer within the market's request_timeout_ms".into(),
+            field: None,
+        })?
         .map_err(|e| match e {
             ProxyError::Voyado { error, .. } if error.is_not_found() => Refused {
                 status: StatusCode::NOT_FOUND,
