@@ -187,19 +187,25 @@ impl VoyadoClient {
             let load_key = key.clone();
             let trace = trace.clone();
             let loading = tokio::spawn(async move {
+                // The value this task loaded, if it was the one to load: its caller takes it as
+                // it is, where the others parse the kept bytes.
+                let mut loaded = None;
                 let load = async {
-                    client
+                    let (entry, value) = client
                         .load(&load_key, priority, trace.as_ref(), ttl)
-                        .await
-                        .map(Arc::new)
+                        .await?;
+                    loaded = value;
+                    Ok(Arc::new(entry))
                 };
-                client
+                let entry = client
                     .caches
                     .answers
                     .try_get_with(load_key.clone(), load)
-                    .await
+                    .await;
+                (entry, loaded)
             });
-            let entry = match loading.await.map_err(|_| VoyadoError::Malformed)? {
+            let (entry, loaded) = loading.await.map_err(|_| VoyadoError::Malformed)?;
+            let entry = match entry {
                 Ok(entry) => entry,
                 // This call joined a load begun as someone's new work, which the budget
                 // refused; a call of a request already under way (a write's card, say) is never
@@ -216,7 +222,10 @@ impl VoyadoClient {
                 mark_admitted();
             }
             if let Some(until) = self.caches.current_until(&key, &entry, ttl) {
-                return entry.answer.read().map(|value| (value, until));
+                return match loaded {
+                    Some(value) => Ok((value, until)),
+                    None => entry.answer.read().map(|value| (value, until)),
+                };
             }
             self.caches.answers.invalidate(&key).await;
         }
@@ -481,14 +490,15 @@ impl VoyadoClient {
     }
 
     /// One cache load: the call (tried once more when a retry can help), kept as found, or as
-    /// not-found for the endpoints where 404 means "no such thing".
+    /// not-found for the endpoints where 404 means "no such thing"; and the value found, for the
+    /// caller that loaded it.
     async fn load(
         &self,
         key: &Key,
         priority: Priority,
         trace: Option<&TraceContext>,
         ttl: Duration,
-    ) -> Result<Entry, VoyadoError> {
+    ) -> Result<(Entry, Option<Value>), VoyadoError> {
         let started = Instant::now();
         let segments: Vec<&str> = key.segments.iter().map(|s| &**s).collect();
         let query: Vec<(&str, &str)> = key.query.iter().map(|(k, v)| (&**k, &**v)).collect();
@@ -505,11 +515,15 @@ impl VoyadoClient {
                 }
                 .map(str::to_owned);
                 let entry = Entry::new(key, Remembered::found(&reply.body), ttl, started);
-                Ok(entry.finding(found.as_deref()))
+                Ok((entry.finding(found.as_deref()), Some(reply.body)))
             }
-            Err(e) if e.is_not_found() && CacheTtls::remembers_not_found(key.endpoint) => Ok(
-                Entry::new(key, Remembered::NotFound(e), self.ttls.not_found, started),
-            ),
+            Err(e) if e.is_not_found() && CacheTtls::remembers_not_found(key.endpoint) => {
+                let not_found = Remembered::NotFound(e);
+                Ok((
+                    Entry::new(key, not_found, self.ttls.not_found, started),
+                    None,
+                ))
+            }
             Err(e) => Err(e),
         }
     }
