@@ -551,6 +551,12 @@ async fn text_of(client: &Client, css: &str) -> String {
         .unwrap()
 }
 
+/// Clicks the element `css` finds.
+async fn click(client: &Client, css: &str) {
+    let element = client.find(Locator::Css(css)).await.unwrap();
+    element.click().await.unwrap();
+}
+
 /// Waits until the element `css` finds has text containing `wanted`.
 async fn wait_text(client: &Client, css: &str, wanted: &str) {
     for _ in 0..200 {
@@ -584,23 +590,11 @@ async fn the_page_in_a_real_browser() {
             .await
             .unwrap();
         token.send_keys("not-the-workbench-token").await.unwrap();
-        client
-            .find(Locator::Css("#token-form button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "#token-form button").await;
         wait_text(&client, "#error", "That token was refused").await;
         let token = client.find(Locator::Css("#token")).await.unwrap();
         token.send_keys(TOKEN).await.unwrap();
-        client
-            .find(Locator::Css("#token-form button"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "#token-form button").await;
         client
             .wait()
             .at_most(Duration::from_secs(10))
@@ -610,13 +604,7 @@ async fn the_page_in_a_real_browser() {
         assert_eq!(text_of(&client, "#market option").await, "demo/SE");
 
         // A pasted fixture contact shows the card with its provenance.
-        client
-            .find(Locator::Css("#paste-box summary"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "#paste-box summary").await;
         client
             .execute(
                 "document.getElementById('voyado').value = arguments[0];",
@@ -624,13 +612,7 @@ async fn the_page_in_a_real_browser() {
             )
             .await
             .unwrap();
-        client
-            .find(Locator::Css("#map"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "#map").await;
         let rule = text_of(&client, "tr[data-field=name_first] td.rule").await;
         assert_eq!(
             rule,
@@ -665,13 +647,7 @@ async fn the_page_in_a_real_browser() {
         }
 
         // A broken draft shows the problem at its line.
-        client
-            .find(Locator::Css("nav button[data-tab=draft]"))
-            .await
-            .unwrap()
-            .click()
-            .await
-            .unwrap();
+        click(&client, "nav button[data-tab=draft]").await;
         wait_text(&client, "#diagnostics", "compiles: no problems").await;
         let line = profile_line("voyado = \"attributes.firstName\"");
         client

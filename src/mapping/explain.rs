@@ -202,7 +202,6 @@ impl Plan {
 
 #[cfg(test)]
 mod tests {
-    use jiff::tz::TimeZone;
     use serde_json::json;
 
     use super::*;
@@ -232,22 +231,14 @@ mod tests {
     }
 
     fn explain(source: &Value) -> (Value, usize, Vec<Provenance>) {
-        let tz = TimeZone::get("Europe/Stockholm").unwrap();
-        let view = MarketView {
-            currency: "SEK",
-            timezone: &tz,
-            locale: "sv-SE",
-            region: "SE",
-            personal_id_region: "SE",
-            consent_map: &[],
-            now: jiff::Timestamp::now(),
-        };
         let plan = plan();
-        let (customer, omitted) = plan.customer(source, &view);
-        let explained = plan.explain_customer(source, &view);
-        // The explain path is the hot path with a witness: the card is the same.
-        assert_eq!((&customer, omitted), (&explained.0, explained.1));
-        explained
+        crate::mapping::tests::with_market(&[], |view| {
+            let (customer, omitted) = plan.customer(source, view);
+            let explained = plan.explain_customer(source, view);
+            // The explain path is the hot path with a witness: the card is the same.
+            assert_eq!((&customer, omitted), (&explained.0, explained.1));
+            explained
+        })
     }
 
     fn of<'p>(found: &'p [Provenance], field: &str) -> &'p Provenance {

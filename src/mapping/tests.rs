@@ -14,7 +14,10 @@ fn plan() -> Plan {
     Plan::compile(include_str!("../../mappings/default.toml"), "default.toml").unwrap()
 }
 
-fn with_market<T>(consent_map: &[(String, String)], f: impl FnOnce(&MarketView<'_>) -> T) -> T {
+pub(super) fn with_market<T>(
+    consent_map: &[(String, String)],
+    f: impl FnOnce(&MarketView<'_>) -> T,
+) -> T {
     let tz = TimeZone::get("Europe/Stockholm").unwrap();
     let view = MarketView {
         currency: "SEK",

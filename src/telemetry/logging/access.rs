@@ -141,7 +141,6 @@ fn timestamp(out: &mut Vec<u8>, at: SystemTime) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex, PoisonError};
 
     use proptest::prelude::*;
     use tracing::field::Empty;
@@ -149,35 +148,13 @@ mod tests {
     use super::*;
     use crate::telemetry::Metrics;
     use crate::telemetry::events::server::RequestDone;
-
-    #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
-
-    impl std::io::Write for Captured {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::telemetry::test_support::logged;
 
     /// The line the fmt layer writes, configured as `logging::init` configures it for text off a
     /// terminal: the span made empty and recorded field by field as the layers learn them (the
     /// order the server records them in), then the event emitted inside it.
     fn through_tracing(request: &RequestFields<'_>, status: u16, latency_ms: u64) -> String {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        logged(|| {
             let span = tracing::info_span!(
                 "request",
                 request_id = %request.request_id,
@@ -215,13 +192,7 @@ mod tests {
                     request: *request,
                 });
             });
-        });
-        let bytes = captured
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        String::from_utf8(bytes).expect("UTF-8")
+        })
     }
 
     fn by_hand(request: &RequestFields<'_>, status: u16, latency_ms: u64) -> String {
