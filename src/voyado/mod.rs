@@ -388,7 +388,9 @@ impl VoyadoClient {
             let id = reply.body.get("id").and_then(Value::as_str);
             endpoint.answers_with_contact()
                 && id.is_some_and(|id| {
-                    !(self.caches).written_since(&self.identity, id, Part::Profile, sent)
+                    !self
+                        .caches
+                        .written_since(&self.identity, id, Part::Profile, sent)
                 })
         });
         // Even a failed write may have landed.
