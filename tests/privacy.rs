@@ -112,13 +112,7 @@ async fn one_tenants_key_cannot_read_another_tenants_customer() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn debug_logs_carry_no_personal_data_or_keys() {
     let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .try_init()
-        .expect("this test binary installs the only global subscriber");
+    captured.install_globally();
 
     let h = Harness::start().await;
     // Success paths.

@@ -5,12 +5,15 @@
 //! `CI` is set (`.ci/run` installs both). With `SVP_WORKBENCH_SCREENSHOT=1` it also writes the
 //! README's screenshot, `docs/workbench.png`.
 
+mod common;
+
 use std::io::Write;
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use common::Captured;
 use fantoccini::{Client, ClientBuilder, Locator};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -331,31 +334,10 @@ async fn an_order_shows_the_receipt_signs_and_all() {
     );
 }
 
-/// What the process logs, kept for the privacy test.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn nothing_the_workbench_is_sent_or_shows_is_logged() {
     let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .try_init()
-        .expect("this test binary installs the only global subscriber");
+    captured.install_globally();
     let wb = start(Some(TOKEN)).await;
     wb.ok("card", json!({"market": "demo/SE", "contact_id": ANNA}))
         .await;
@@ -370,7 +352,7 @@ async fn nothing_the_workbench_is_sent_or_shows_is_logged() {
     ))
     .await
     .unwrap();
-    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let logs = captured.text();
     for secret in [
         ANNA,
         "Anna",
@@ -551,6 +533,13 @@ async fn text_of(client: &Client, css: &str) -> String {
         .unwrap()
 }
 
+/// Waits until the page has loaded its markets (it marks the body ready).
+async fn wait_ready(client: &Client) {
+    let ready = Locator::Css("body[data-ready=yes]");
+    let wait = client.wait().at_most(Duration::from_secs(10));
+    wait.for_element(ready).await.unwrap();
+}
+
 /// Clicks the element `css` finds.
 async fn click(client: &Client, css: &str) {
     let element = client.find(Locator::Css(css)).await.unwrap();
@@ -595,12 +584,7 @@ async fn the_page_in_a_real_browser() {
         let token = client.find(Locator::Css("#token")).await.unwrap();
         token.send_keys(TOKEN).await.unwrap();
         click(&client, "#token-form button").await;
-        client
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Css("body[data-ready=yes]"))
-            .await
-            .unwrap();
+        wait_ready(&client).await;
         assert_eq!(text_of(&client, "#market option").await, "demo/SE");
 
         // A pasted fixture contact shows the card with its provenance.
@@ -631,12 +615,7 @@ async fn the_page_in_a_real_browser() {
             ))
             .await
             .unwrap();
-        client
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Css("body[data-ready=yes]"))
-            .await
-            .unwrap();
+        wait_ready(&client).await;
         wait_text(&client, "#voyado-view", ANNA).await;
         wait_text(&client, "#customer", "\"member_number\"").await;
         wait_text(&client, "tr[data-field=bonus_checks] td.outcome", "made").await;

@@ -383,6 +383,18 @@ impl Captured {
         )
     }
 
+    /// Every thread's log lines, `debug` and up, from now on: what a test needs when the lines
+    /// it checks come from spawned tasks (this must be its binary's only global subscriber).
+    pub fn install_globally(&self) {
+        let writer = self.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .try_init()
+            .expect("this test binary installs the only global subscriber");
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
     }
