@@ -188,13 +188,14 @@ impl Entry {
 /// tenant that found nobody (a key may now be someone's).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Written {
-    /// `part` is [`Part::Profile`] or [`Part::Offers`]; a write to all of it records both.
+    /// A write records every part it reaches: its own, and always [`Part::All`] (any write to
+    /// the contact), so each reader — an answer of one part, a card of all — looks up one record.
     Contact(Arc<str>, Box<str>, Part),
     NewKeys(Arc<str>),
 }
 
-/// The parts a write record is kept for: a write or a read of [`Part::All`] spans them.
-const PARTS: [Part; 2] = [Part::Profile, Part::Offers];
+/// The parts a write record is kept for.
+const PARTS: [Part; 3] = [Part::Profile, Part::Offers, Part::All];
 
 /// Each entry expires after its own TTL (moka's clock bounds memory; tokio's decides freshness).
 /// moka's trait names its own clock's `std::time::Instant`, unused here.
@@ -284,15 +285,10 @@ impl Caches {
         self.written.get(written).max(self.forgot_all_at())
     }
 
-    /// When a part of a contact was last written (either part, for [`Part::All`]), or
-    /// everything forgotten.
+    /// When a part of a contact was last written (any part, for [`Part::All`]), or everything
+    /// forgotten.
     fn last_of(&self, identity: &Arc<str>, contact: &str, part: Part) -> Option<Instant> {
-        PARTS
-            .into_iter()
-            .filter(|p| part.reaches(*p))
-            .map(|p| self.last(&Written::Contact(identity.clone(), contact.into(), p)))
-            .max()
-            .flatten()
+        self.last(&Written::Contact(identity.clone(), contact.into(), part))
     }
 
     /// Until when an answer may be served to a reader whose TTL for its kind is `reader_ttl`
