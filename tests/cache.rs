@@ -172,6 +172,17 @@ async fn a_warm_card_makes_no_voyado_call() {
         .await,
         Some(1.0)
     );
+    // The warm card is looked for before the request's span is made; the cold one's miss is
+    // still counted once.
+    assert_eq!(
+        metric(
+            &h,
+            "svp_cache_total",
+            &[("what", "card"), ("result", "miss")]
+        )
+        .await,
+        Some(1.0)
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

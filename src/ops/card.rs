@@ -27,6 +27,13 @@ pub(super) async fn run(
     fetch_card(market, cards, &request.customer_id()?, request.now).await
 }
 
+/// The card the path names, if it is kept and current; nothing is counted for a miss here.
+pub(super) async fn warm(market: &Market, cards: &Cards, request: &OpRequest) -> Option<Bytes> {
+    let id = request.customer_id().ok()?;
+    let key = CardKey::new(&market.voyado, market.key.clone(), &id, market.generation);
+    cards.hit(&key).await
+}
+
 /// The card's bytes for a Voyado contact id (already a GUID): rendered before and still fresh,
 /// or rendered now and kept.
 pub(super) async fn fetch_card(

@@ -107,12 +107,28 @@ impl Cards {
 
     /// A card still current: fresh, and rendered after the last write to its contact.
     pub async fn get(&self, key: &CardKey) -> Option<Bytes> {
-        let card = match self.0.cards.get(key).await {
-            Some(entry) if self.is_current(key, &entry) => Some(entry.bytes.clone()),
-            _ => None,
-        };
+        let card = self.current(key).await;
         self.0.metrics.cache("card", card.is_some());
         card
+    }
+
+    /// A card still current, counted only when there is one: a miss is counted by the [`get`]
+    /// that renders it.
+    ///
+    /// [`get`]: Cards::get
+    pub async fn hit(&self, key: &CardKey) -> Option<Bytes> {
+        let card = self.current(key).await;
+        if card.is_some() {
+            self.0.metrics.cache("card", true);
+        }
+        card
+    }
+
+    async fn current(&self, key: &CardKey) -> Option<Bytes> {
+        match self.0.cards.get(key).await {
+            Some(entry) if self.is_current(key, &entry) => Some(entry.bytes.clone()),
+            _ => None,
+        }
     }
 
     /// Keeps a rendered card until `fresh_until` (the earliest expiry of its parts);

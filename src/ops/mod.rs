@@ -17,7 +17,7 @@ mod update;
 
 pub use add::create_body;
 pub use card::{card_source, read_card_source};
-pub use cards::Cards;
+pub use cards::{CardKey, Cards};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -123,6 +123,21 @@ pub fn run(
         Operation::Lookup => Box::pin(async move { lookup::run(&m, &r).await.map(json) }),
         Operation::Events => Box::pin(async move { events::run(&m, &r).await.map(json) }),
         Operation::ResolveCustomer => Box::pin(async move { resolve::run(&m, &r).await.map(json) }),
+    }
+}
+
+/// A card still current in memory, answered before anything else of the request is made (its
+/// span, its Voyado work): `None` for every other operation, and for a card that must be rendered
+/// — [`run`] then renders it, and counts the miss.
+pub async fn warm(
+    operation: Operation,
+    market: &Market,
+    cards: &Cards,
+    request: &OpRequest,
+) -> Option<Bytes> {
+    match operation {
+        Operation::GetCustomer => card::warm(market, cards, request).await,
+        _ => None,
     }
 }
 

@@ -131,9 +131,11 @@ fn basic_password(headers: &HeaderMap) -> Option<String> {
     let decoded = base64::engine::general_purpose::STANDARD
         .decode(encoded.trim())
         .ok()?;
-    let decoded = String::from_utf8(decoded).ok()?;
-    let (_, password) = decoded.split_once(':')?;
-    (!password.is_empty()).then(|| password.to_owned())
+    // The password is what follows the first `:`, kept in the decoded buffer (no copy).
+    let mut password = String::from_utf8(decoded).ok()?;
+    let user_end = password.find(':')?;
+    password.drain(..=user_end);
+    (!password.is_empty()).then_some(password)
 }
 
 #[cfg(test)]

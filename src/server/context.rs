@@ -134,6 +134,12 @@ impl RequestContext {
             .get_or_init(|| super::trace::request_span(&self.fields()))
     }
 
+    /// Whether the request's span was made.
+    #[cfg(test)]
+    pub fn has_span(&self) -> bool {
+        self.span.get().is_some()
+    }
+
     /// The context the request-id layer attached. Inner layers always run behind it; a request
     /// without one (a test calling an inner layer alone) gets a fresh context.
     pub fn of<B>(request: &Request<B>) -> Arc<RequestContext> {

@@ -304,6 +304,34 @@ async fn the_deadline_layer_alone_hands_on_the_deadline_and_keeps_it() {
     assert_eq!(*seen.lock(), [timeout, Duration::from_secs(13)]);
 }
 
+/// Polls `future` once: whether it was ready.
+async fn poll_once<F: Future>(mut future: Pin<&mut F>) -> bool {
+    std::future::poll_fn(move |cx| std::task::Poll::Ready(future.as_mut().poll(cx).is_ready()))
+        .await
+}
+
+/// The deadline's timer is armed only when the request has to wait: an answer ready at once arms
+/// none; one that waits arms it and is cut at the deadline.
+#[tokio::test(start_paused = true)]
+async fn the_deadline_arms_its_timer_only_for_a_request_that_waits() {
+    let at = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut ready = std::pin::pin!(deadline::Deadline::new(
+        std::future::ready(ok(String::new())),
+        at
+    ));
+    assert!(
+        poll_once(ready.as_mut()).await,
+        "answered in the first poll"
+    );
+    assert!(!ready.armed(), "a timer for an answer already given");
+
+    let mut waiting = std::pin::pin!(deadline::Deadline::new(std::future::pending(), at));
+    assert!(!poll_once(waiting.as_mut()).await);
+    assert!(waiting.armed());
+    assert_eq!(reason(waiting.await), Reason::UpstreamTimeout);
+    assert_eq!(tokio::time::Instant::now(), at, "cut at the deadline");
+}
+
 /// The body layer alone, holding its size limit only. A declared length past the limit is refused
 /// before the body is read; a JSON body reaches the inner service parsed; an operation that takes
 /// no body gets none.
@@ -375,6 +403,59 @@ async fn the_operation_alone_refuses_a_write_with_no_slot_free() {
         app.metrics.clone(),
     );
     assert_eq!(reason(service.oneshot(admitted).await), Reason::Overloaded);
+}
+
+/// A warm card is answered before the request's span is made (it logs nothing, and the span was
+/// a tenth of what it cost); a card that must be rendered runs in the span.
+#[tokio::test]
+async fn the_operation_answers_a_warm_card_before_making_the_span() {
+    let app = app();
+    let market = market(&app);
+    let id = "8f0c1d2e-0000-4000-8000-000000000001";
+    let admitted = |context| {
+        let (head, ()) = Request::new(()).into_parts();
+        handoff::Admitted {
+            head,
+            body: None,
+            market: market.clone(),
+            route: Matched {
+                operation: Operation::GetCustomer,
+                template: "/customers/{customer_id}".into(),
+                param: Some(("customer_id".into(), id.to_owned())),
+            },
+            deadline: tokio::time::Instant::now() + Duration::from_secs(5),
+            now: jiff::Timestamp::now(),
+            context,
+        }
+    };
+    let service = operation::RunOperation::new(
+        tokio_util::task::TaskTracker::new(),
+        Arc::new(Semaphore::new(1)),
+        app.cards.clone(),
+        None,
+        app.metrics.clone(),
+    );
+    // The market's Voyado is a closed port: the card cannot be rendered.
+    let cold = arrival();
+    assert!(
+        service
+            .clone()
+            .oneshot(admitted(cold.clone()))
+            .await
+            .is_err()
+    );
+    assert!(cold.has_span(), "a cold card runs in the request's span");
+
+    let card = Bytes::from_static(br#"{"customer_id":"8f0c1d2e-0000-4000-8000-000000000001"}"#);
+    let now = tokio::time::Instant::now();
+    let key = crate::ops::CardKey::new(&market.voyado, market.key.clone(), id, market.generation);
+    app.cards
+        .keep(key, card.clone(), now + Duration::from_secs(10), now)
+        .await;
+    let warm = arrival();
+    let answer = service.oneshot(admitted(warm.clone())).await.unwrap();
+    assert_eq!(answer.into_body().collect().await.unwrap().to_bytes(), card);
+    assert!(!warm.has_span(), "a span made for a warm card");
 }
 
 /// The route layer and everything outside it, over a unit body.

@@ -110,17 +110,15 @@ impl RouteTable {
 
     /// Matches raw (still percent-encoded) segments; the parameter comes back decoded.
     pub fn find(&self, method: &Method, segments: &[&str]) -> Result<Matched, RouteError> {
-        let candidates: Vec<&Route> = self.routes.iter().filter(|r| r.matches(segments)).collect();
-        let Some(best) = candidates.first() else {
+        // Iterators, not collected lists: this runs on every request.
+        let candidates = || self.routes.iter().filter(|r| r.matches(segments));
+        let Some(best) = candidates().next() else {
             return Err(RouteError::NotFound);
         };
         let best_literals = best.literals();
-        let same_path: Vec<&&Route> = candidates
-            .iter()
-            .filter(|r| r.literals() == best_literals)
-            .collect();
-        let Some(route) = same_path.iter().find(|r| r.method == method) else {
-            let mut allow: Vec<&str> = same_path.iter().map(|r| r.method.as_str()).collect();
+        let same_path = || candidates().filter(move |r| r.literals() == best_literals);
+        let Some(route) = same_path().find(|r| r.method == method) else {
+            let mut allow: Vec<&str> = same_path().map(|r| r.method.as_str()).collect();
             allow.dedup();
             return Err(RouteError::MethodNotAllowed(allow.join(", ")));
         };
