@@ -28,10 +28,10 @@ pub(super) async fn run(
 }
 
 /// The card the path names, if it is kept and current; nothing is counted for a miss here.
-pub(super) async fn warm(market: &Market, cards: &Cards, request: &OpRequest) -> Option<Bytes> {
+pub(super) fn warm(market: &Market, cards: &Cards, request: &OpRequest) -> Option<Bytes> {
     let id = request.customer_id().ok()?;
     let key = CardKey::new(&market.voyado, market.key.clone(), &id, market.generation);
-    cards.hit(&key).await
+    cards.hit(&key)
 }
 
 /// The card's bytes for a Voyado contact id (already a GUID): rendered before and still fresh,
@@ -43,7 +43,7 @@ pub(super) async fn fetch_card(
     now: jiff::Timestamp,
 ) -> Result<Bytes, ProxyError> {
     let key = CardKey::new(&market.voyado, market.key.clone(), id, market.generation);
-    if let Some(bytes) = cards.get(&key).await {
+    if let Some(bytes) = cards.get(&key) {
         return Ok(bytes);
     }
     let rendered_from = Instant::now();
@@ -51,9 +51,7 @@ pub(super) async fn fetch_card(
     let (card, fresh_until) = Box::pin(render_card(market, id, now)).await?;
     let card = Bytes::from(serde_json::to_vec(&card).unwrap_or_default());
     if fresh_until > Instant::now() {
-        cards
-            .keep(key, card.clone(), fresh_until, rendered_from)
-            .await;
+        cards.keep(key, card.clone(), fresh_until, rendered_from);
     }
     Ok(card)
 }

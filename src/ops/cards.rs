@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use moka::Expiry;
-use moka::future::Cache;
+use moka::sync::Cache;
 use tokio::time::Instant;
 
 use crate::telemetry::Metrics;
@@ -106,9 +106,9 @@ impl Cards {
     }
 
     /// A card still current: fresh, and rendered after the last write to its contact.
-    pub async fn get(&self, key: &CardKey) -> Option<Bytes> {
-        let card = self.current(key).await;
-        self.0.metrics.cache("card", card.is_some());
+    pub fn get(&self, key: &CardKey) -> Option<Bytes> {
+        let card = self.current(key);
+        self.0.metrics.card(card.is_some());
         card
     }
 
@@ -116,16 +116,16 @@ impl Cards {
     /// that renders it.
     ///
     /// [`get`]: Cards::get
-    pub async fn hit(&self, key: &CardKey) -> Option<Bytes> {
-        let card = self.current(key).await;
+    pub fn hit(&self, key: &CardKey) -> Option<Bytes> {
+        let card = self.current(key);
         if card.is_some() {
-            self.0.metrics.cache("card", true);
+            self.0.metrics.card(true);
         }
         card
     }
 
-    async fn current(&self, key: &CardKey) -> Option<Bytes> {
-        match self.0.cards.get(key).await {
+    fn current(&self, key: &CardKey) -> Option<Bytes> {
+        match self.0.cards.get(key) {
             Some(entry) if self.is_current(key, &entry) => Some(entry.bytes.clone()),
             _ => None,
         }
@@ -136,13 +136,7 @@ impl Cards {
     /// one that landed while it was being rendered — keeps it out. The bytes are kept in an
     /// allocation of their exact size: a card written into a growing buffer may sit in one up to
     /// twice as large, which is what the cache would then hold.
-    pub async fn keep(
-        &self,
-        key: CardKey,
-        bytes: Bytes,
-        fresh_until: Instant,
-        rendered_from: Instant,
-    ) {
+    pub fn keep(&self, key: CardKey, bytes: Bytes, fresh_until: Instant, rendered_from: Instant) {
         let entry = CardEntry {
             bytes: Bytes::copy_from_slice(&bytes),
             rendered_from,
@@ -150,7 +144,7 @@ impl Cards {
             ttl: fresh_until.saturating_duration_since(Instant::now()),
         };
         if self.is_current(&key, &entry) {
-            self.0.cards.insert(key, Arc::new(entry)).await;
+            self.0.cards.insert(key, Arc::new(entry));
         }
     }
 
@@ -158,7 +152,7 @@ impl Cards {
     /// pending work is done: what `cargo bench --bench cache` sets beside the process's RSS.
     pub async fn weighed(&self) -> (u64, u64) {
         let answers = &self.0.answers.answers;
-        self.0.cards.run_pending_tasks().await;
+        self.0.cards.run_pending_tasks();
         answers.run_pending_tasks().await;
         (self.0.cards.weighted_size(), answers.weighted_size())
     }
@@ -196,9 +190,9 @@ mod tests {
         rendered.resize(1_000, b'x');
         for n in 0..2_000 {
             let bytes = Bytes::from(rendered.clone());
-            cards.keep(card_key(n), bytes, until, Instant::now()).await;
+            cards.keep(card_key(n), bytes, until, Instant::now());
         }
-        cards.0.cards.run_pending_tasks().await;
+        cards.0.cards.run_pending_tasks();
         let (held, count) = (cards.0.cards.weighted_size(), cards.0.cards.entry_count());
         assert!(held <= Caches::cards_share(max_bytes), "{held} bytes held");
         assert!(count > 0);

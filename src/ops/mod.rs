@@ -129,14 +129,14 @@ pub fn run(
 /// A card still current in memory, answered before anything else of the request is made (its
 /// span, its Voyado work): `None` for every other operation, and for a card that must be rendered
 /// — [`run`] then renders it, and counts the miss.
-pub async fn warm(
+pub fn warm(
     operation: Operation,
     market: &Market,
     cards: &Cards,
     request: &OpRequest,
 ) -> Option<Bytes> {
     match operation {
-        Operation::GetCustomer => card::warm(market, cards, request).await,
+        Operation::GetCustomer => card::warm(market, cards, request),
         _ => None,
     }
 }

@@ -450,8 +450,7 @@ async fn the_operation_answers_a_warm_card_before_making_the_span() {
     let now = tokio::time::Instant::now();
     let key = crate::ops::CardKey::new(&market.voyado, market.key.clone(), id, market.generation);
     app.cards
-        .keep(key, card.clone(), now + Duration::from_secs(10), now)
-        .await;
+        .keep(key, card.clone(), now + Duration::from_secs(10), now);
     let warm = arrival();
     let answer = service.oneshot(admitted(warm.clone())).await.unwrap();
     assert_eq!(answer.into_body().collect().await.unwrap().to_bytes(), card);

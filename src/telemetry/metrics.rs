@@ -216,6 +216,9 @@ pub struct Metrics {
     pub(super) voyado_calls: Family<VoyadoLabels, Counter>,
     pub(super) voyado_duration: Family<VoyadoLabels, Histogram>,
     cache: Family<CacheLabels, Counter>,
+    /// `svp_cache_total{what="card"}`'s miss and hit series, resolved once: every warm card
+    /// counts one, and a family look-up hashes its labels under a lock.
+    card_reads: [Counter; 2],
     breaker_state: Family<TenantLabels, Gauge>,
     throttled: Family<TenantLabels, Counter>,
     redeem_replayed: Counter,
@@ -303,7 +306,7 @@ impl Metrics {
         let mut registry = Registry::default();
         let mut add = Registering(&mut registry);
         // Fields are evaluated, hence registered, in the order written: the exposition's order.
-        Metrics {
+        let mut metrics = Metrics {
             requests: add.plain(
                 "svp_requests",
                 "SPI requests answered, by operation and HTTP status",
@@ -424,8 +427,18 @@ impl Metrics {
                  redeem (a Request-ID slot in its own memory), notify (a write the other \
                  replicas were not told of)",
             ),
+            card_reads: Default::default(),
             registry,
-        }
+        };
+        metrics.card_reads = [false, true].map(|hit| {
+            let result = if hit { "hit" } else { "miss" };
+            let labels = CacheLabels {
+                what: "card",
+                result,
+            };
+            metrics.cache.get_or_create(&labels).clone()
+        });
+        metrics
     }
 
     /// Records `event`: its log line and its series at once (the events and what each writes are
@@ -454,6 +467,11 @@ impl Metrics {
         self.cache
             .get_or_create(&CacheLabels { what, result })
             .inc();
+    }
+
+    /// A rendered card served from memory (`hit`) or not: `svp_cache_total{what="card"}`.
+    pub fn card(&self, hit: bool) {
+        self.card_reads[usize::from(hit)].inc();
     }
 
     /// The fail-fast state of one Voyado tenant (0 closed, 1 open, 2 half-open).
@@ -590,6 +608,25 @@ mod tests {
                 .any(|l| l == "# UNIT svp_request_duration_seconds seconds"),
             "{text}"
         );
+    }
+
+    /// The card's series are resolved once and are the family's own: what `card` counts is what
+    /// a scrape reads, beside the endpoints' series in the same family.
+    #[test]
+    fn card_reads_count_into_the_cache_family() {
+        let metrics = Metrics::new();
+        metrics.card(true);
+        metrics.card(true);
+        metrics.card(false);
+        metrics.cache("/api/v2/contacts/{}", true);
+        let text = metrics.render();
+        for line in [
+            r#"svp_cache_total{what="card",result="hit"} 2"#,
+            r#"svp_cache_total{what="card",result="miss"} 1"#,
+            r#"svp_cache_total{what="/api/v2/contacts/{}",result="hit"} 1"#,
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
     }
 
     #[test]
