@@ -10,9 +10,9 @@
 //!
 //! The request's span is made here too, from what the context knows ([`RequestContext::span`]):
 //! at arrival when every request gets one (the access line through `tracing`, spans exported),
-//! else only when something inside the request logs or runs an operation — a refused request or
-//! a health check that logs nothing makes none, and its access line is written from the context
-//! (`telemetry/logging/access.rs`).
+//! else only when something inside the request logs or runs an operation — a refused request, a
+//! health check or a warm card (answered from memory before the operation runs) makes none, and
+//! its access line is written from the context (`telemetry/logging/access.rs`).
 
 use std::sync::{Arc, OnceLock};
 
