@@ -14,24 +14,29 @@ use tokio::time::Instant;
 use super::cards::{CardKey, Cards};
 use super::{CUSTOMER, OpRequest, upstream};
 use crate::config::MarketConfig;
+use crate::keys;
 use crate::mapping;
 use crate::market::Market;
 use crate::spi::ProxyError;
 use crate::voyado::{Endpoint, Read, VoyadoError};
 
+/// The card of a `GET /customers/{id}` that [`warm`] did not find current: it is rendered (and
+/// the miss counted) without looking in the cache again.
 pub(super) async fn run(
     market: &Market,
     cards: &Cards,
     request: &OpRequest,
 ) -> Result<Bytes, ProxyError> {
-    fetch_card(market, cards, &request.customer_id()?, request.now).await
+    let id = request.customer_id()?;
+    cards.missed();
+    render(market, cards, &id, request.now).await
 }
 
-/// The card the path names, if it is kept and current; nothing is counted for a miss here.
-pub(super) fn warm(market: &Market, cards: &Cards, request: &OpRequest) -> Option<Bytes> {
-    let id = request.customer_id().ok()?;
-    let key = CardKey::new(&market.voyado, market.key.clone(), &id, market.generation);
-    cards.hit(&key)
+/// The card the path's raw id names, if it is kept and current; nothing is counted for a miss
+/// here ([`run`] counts it).
+pub(super) fn warm(market: &Market, cards: &Cards, raw_id: &str) -> Option<Bytes> {
+    let id = keys::guid(raw_id).ok()?;
+    cards.hit(&card_key(market, &id))
 }
 
 /// The card's bytes for a Voyado contact id (already a GUID): rendered before and still fresh,
@@ -42,16 +47,34 @@ pub(super) async fn fetch_card(
     id: &str,
     now: jiff::Timestamp,
 ) -> Result<Bytes, ProxyError> {
-    let key = CardKey::new(&market.voyado, market.key.clone(), id, market.generation);
-    if let Some(bytes) = cards.get(&key) {
+    if let Some(bytes) = cards.get(&card_key(market, id)) {
         return Ok(bytes);
     }
+    render(market, cards, id, now).await
+}
+
+fn card_key(market: &Market, id: &str) -> CardKey {
+    CardKey::new(&market.voyado, market.key.clone(), id, market.generation)
+}
+
+/// Renders the card now from Voyado's answers, and keeps it while every part is fresh.
+async fn render(
+    market: &Market,
+    cards: &Cards,
+    id: &str,
+    now: jiff::Timestamp,
+) -> Result<Bytes, ProxyError> {
     let rendered_from = Instant::now();
     // Boxed: a warm card's future then holds no room for a cold one's Voyado round trips.
     let (card, fresh_until) = Box::pin(render_card(market, id, now)).await?;
     let card = Bytes::from(serde_json::to_vec(&card).unwrap_or_default());
     if fresh_until > Instant::now() {
-        cards.keep(key, card.clone(), fresh_until, rendered_from);
+        cards.keep(
+            card_key(market, id),
+            card.clone(),
+            fresh_until,
+            rendered_from,
+        );
     }
     Ok(card)
 }

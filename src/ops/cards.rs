@@ -112,16 +112,19 @@ impl Cards {
         card
     }
 
-    /// A card still current, counted only when there is one: a miss is counted by the [`get`]
-    /// that renders it.
-    ///
-    /// [`get`]: Cards::get
+    /// A card still current, counted only when there is one: the miss is counted by
+    /// [`missed`](Cards::missed) where the card is then rendered.
     pub fn hit(&self, key: &CardKey) -> Option<Bytes> {
         let card = self.current(key);
         if card.is_some() {
             self.0.metrics.card(true);
         }
         card
+    }
+
+    /// Counts a miss that [`hit`](Cards::hit) found and left uncounted.
+    pub fn missed(&self) {
+        self.0.metrics.card(false);
     }
 
     fn current(&self, key: &CardKey) -> Option<Bytes> {

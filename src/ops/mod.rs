@@ -93,12 +93,12 @@ impl OpRequest {
     }
 }
 
-/// Runs one operation; the answer is the `200` body, already serialised (a warm card is served
-/// as the bytes rendered before, with no JSON work).
+/// Runs one operation; the answer is the `200` body, already serialised. A card is rendered here
+/// only after [`warm`] found none current: the card operation does not look in the cache again.
 ///
 /// Each operation's future goes on the heap by itself: one `async fn` over all of them would be
-/// as large as the largest (a redeem's, about 15 KB), copied whole on every request — a warm
-/// card included — as the layers above wrap and move it.
+/// as large as the largest (a redeem's, about 15 KB), copied whole on every request as the
+/// layers above wrap and move it.
 pub fn run(
     operation: Operation,
     market: Arc<Market>,
@@ -128,15 +128,16 @@ pub fn run(
 
 /// A card still current in memory, answered before anything else of the request is made (its
 /// span, its Voyado work): `None` for every other operation, and for a card that must be rendered
-/// — [`run`] then renders it, and counts the miss.
+/// — [`run`] then renders it without looking again, and counts the miss. `raw_id` is the path's
+/// customer id as sent.
 pub fn warm(
     operation: Operation,
     market: &Market,
     cards: &Cards,
-    request: &OpRequest,
+    raw_id: Option<&str>,
 ) -> Option<Bytes> {
-    match operation {
-        Operation::GetCustomer => card::warm(market, cards, request),
+    match (operation, raw_id) {
+        (Operation::GetCustomer, Some(raw_id)) => card::warm(market, cards, raw_id),
         _ => None,
     }
 }

@@ -2,15 +2,16 @@
 //! body and the operation both happen inside it. Past it the waiting stops with `504`; a write
 //! sequence runs in its own task and is never cut (see `operation.rs`).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
+use futures_util::future::Map;
 use http::Response;
 use http_body_util::Full;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Timeout;
+use tokio::time::error::Elapsed;
 use tower::{Layer, Service};
 
 use super::context::RequestContext;
@@ -48,8 +49,8 @@ where
 {
     type Response = Response<Full<Bytes>>;
     type Error = ProxyError;
-    // Not boxed: the inner future with its deadline.
-    type Future = Deadline<S::Future>;
+    // Not boxed: the inner future under tokio's timeout, its `Elapsed` mapped to `504`.
+    type Future = Map<Timeout<S::Future>, fn(Waited) -> Result<Response<Full<Bytes>>, ProxyError>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ProxyError>> {
         self.inner.poll_ready(cx)
@@ -81,56 +82,13 @@ where
         });
         // The body layer reads against the same instant and, being polled first, answers for a
         // body still arriving at the deadline (408) before this says 504.
-        Deadline::new(future, deadline)
+        tokio::time::timeout_at(deadline, future).map(answer_or_timeout)
     }
 }
 
-pin_project_lite::pin_project! {
-    /// `inner` until `at`, then `504`. The timer is armed only when `inner` has to wait: a
-    /// request answered in its first poll (a warm card) never touches the timer wheel, where
-    /// arming and dropping one on every request cost a lock and a clock reading each. Like
-    /// tokio's `timeout_at`, `inner` is polled before the deadline is checked.
-    pub struct Deadline<F> {
-        #[pin]
-        inner: F,
-        at: Instant,
-        timer: Option<Pin<Box<Sleep>>>,
-    }
-}
+/// What waiting until the deadline gave.
+type Waited = Result<Result<Response<Full<Bytes>>, ProxyError>, Elapsed>;
 
-impl<F> Deadline<F> {
-    pub(super) fn new(inner: F, at: Instant) -> Deadline<F> {
-        Deadline {
-            inner,
-            at,
-            timer: None,
-        }
-    }
-
-    #[cfg(test)]
-    pub(super) fn armed(&self) -> bool {
-        self.timer.is_some()
-    }
-}
-
-impl<F> Future for Deadline<F>
-where
-    F: Future<Output = Result<Response<Full<Bytes>>, ProxyError>>,
-{
-    type Output = F::Output;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let this = self.project();
-        if let Poll::Ready(answer) = this.inner.poll(cx) {
-            return Poll::Ready(answer);
-        }
-        let at = *this.at;
-        let timer = this
-            .timer
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(ProxyError::timeout())),
-            Poll::Pending => Poll::Pending,
-        }
-    }
+fn answer_or_timeout(waited: Waited) -> Result<Response<Full<Bytes>>, ProxyError> {
+    waited.unwrap_or_else(|_| Err(ProxyError::timeout()))
 }

@@ -304,34 +304,6 @@ async fn the_deadline_layer_alone_hands_on_the_deadline_and_keeps_it() {
     assert_eq!(*seen.lock(), [timeout, Duration::from_secs(13)]);
 }
 
-/// Polls `future` once: whether it was ready.
-async fn poll_once<F: Future>(mut future: Pin<&mut F>) -> bool {
-    std::future::poll_fn(move |cx| std::task::Poll::Ready(future.as_mut().poll(cx).is_ready()))
-        .await
-}
-
-/// The deadline's timer is armed only when the request has to wait: an answer ready at once arms
-/// none; one that waits arms it and is cut at the deadline.
-#[tokio::test(start_paused = true)]
-async fn the_deadline_arms_its_timer_only_for_a_request_that_waits() {
-    let at = tokio::time::Instant::now() + Duration::from_secs(3);
-    let mut ready = std::pin::pin!(deadline::Deadline::new(
-        std::future::ready(ok(String::new())),
-        at
-    ));
-    assert!(
-        poll_once(ready.as_mut()).await,
-        "answered in the first poll"
-    );
-    assert!(!ready.armed(), "a timer for an answer already given");
-
-    let mut waiting = std::pin::pin!(deadline::Deadline::new(std::future::pending(), at));
-    assert!(!poll_once(waiting.as_mut()).await);
-    assert!(waiting.armed());
-    assert_eq!(reason(waiting.await), Reason::UpstreamTimeout);
-    assert_eq!(tokio::time::Instant::now(), at, "cut at the deadline");
-}
-
 /// The body layer alone, holding its size limit only. A declared length past the limit is refused
 /// before the body is read; a JSON body reaches the inner service parsed; an operation that takes
 /// no body gets none.
