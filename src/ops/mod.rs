@@ -17,7 +17,9 @@ mod update;
 
 pub use add::create_body;
 pub use card::{card_source, read_card_source};
-pub use cards::{CardKey, Cards};
+#[cfg(test)]
+pub(crate) use cards::CardKey;
+pub use cards::Cards;
 
 use std::future::Future;
 use std::pin::Pin;
