@@ -95,18 +95,7 @@ impl RequestContext {
     pub fn set_market(&self, market: Arc<Market>) {
         let _ = self.market.set(market);
         if let Some(span) = self.span.get() {
-            let fields = self.fields();
-            if let Some((tenant, market)) = fields.market {
-                span.record("tenant", tenant);
-                span.record("market", market);
-            }
-            // Only what is there: recording an absent value leaves a stray space in the line.
-            if let Some(store_id) = fields.store_id {
-                span.record("store_id", store_id);
-            }
-            if let Some(register_id) = fields.register_id {
-                span.record("register_id", register_id);
-            }
+            self.fields().record_market(span);
         }
     }
 

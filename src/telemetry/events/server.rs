@@ -47,6 +47,24 @@ pub struct RequestFields<'a> {
     pub register_id: Option<&'a str>,
 }
 
+impl RequestFields<'_> {
+    /// Records what authentication teaches — tenant and market, store and register — into a
+    /// span made before it was known. Only what is there: recording an absent value leaves a
+    /// stray space in the line.
+    pub fn record_market(&self, span: &tracing::Span) {
+        if let Some((tenant, market)) = self.market {
+            span.record("tenant", tenant);
+            span.record("market", market);
+        }
+        if let Some(store_id) = self.store_id {
+            span.record("store_id", store_id);
+        }
+        if let Some(register_id) = self.register_id {
+            span.record("register_id", register_id);
+        }
+    }
+}
+
 impl InternalEvent for RequestDone<'_> {
     fn emit(self, metrics: &Metrics) {
         let RequestDone {

@@ -172,16 +172,7 @@ mod tests {
                 span.record("operation", operation);
                 span.record("route", route);
             }
-            if let Some((tenant, market)) = request.market {
-                span.record("tenant", tenant);
-                span.record("market", market);
-            }
-            if let Some(store_id) = request.store_id {
-                span.record("store_id", store_id);
-            }
-            if let Some(register_id) = request.register_id {
-                span.record("register_id", register_id);
-            }
+            request.record_market(&span);
             span.record("status", status);
             span.record("latency_ms", latency_ms);
             span.in_scope(|| {
