@@ -219,22 +219,17 @@ async fn card(market: &Market, input: &Map<String, Value>) -> Result<Value, Refu
 }
 
 async fn write(market: &Market, input: &Map<String, Value>) -> Result<Value, Refused> {
-    let Some(body) = input.get("spi").filter(|b| b.is_object()) else {
-        return Err(Refused::bad(
-            "spi",
-            "spi must be the SPI customer body (an object)",
-        ));
-    };
-    let current = match input.get("current") {
-        None | Some(Value::Null) => None,
-        Some(contact) if contact.is_object() => Some(contact.clone()),
-        Some(_) => {
-            return Err(Refused::bad(
-                "current",
-                "current must be the Voyado contact edited (an object), or null for a create",
-            ));
-        }
-    };
+    let body = object(
+        input,
+        "spi",
+        "spi must be the SPI customer body (an object)",
+    )?;
+    let current = optional(
+        input,
+        "current",
+        |v| v.is_object().then(|| v.clone()),
+        "current must be the Voyado contact edited (an object), or null for a create",
+    )?;
     let path = match &current {
         Some(contact) => format!(
             "/api/v2/contacts/{}",
@@ -253,23 +248,46 @@ async fn write(market: &Market, input: &Map<String, Value>) -> Result<Value, Ref
     Ok(json!({ "method": "POST", "path": path, "write": mapped(write) }))
 }
 
+/// A member of the input that must be a JSON object; else `problem`, naming the member.
+fn object<'a>(
+    input: &'a Map<String, Value>,
+    name: &'static str,
+    problem: &str,
+) -> Result<&'a Value, Refused> {
+    input
+        .get(name)
+        .filter(|v| v.is_object())
+        .ok_or_else(|| Refused::bad(name, problem))
+}
+
+/// An optional member of the input: absent or null is `None`; a value `take` refuses is
+/// `problem`, naming the member.
+fn optional<T>(
+    input: &Map<String, Value>,
+    name: &'static str,
+    take: impl Fn(&Value) -> Option<T>,
+    problem: &str,
+) -> Result<Option<T>, Refused> {
+    match input.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => take(value)
+            .map(Some)
+            .ok_or_else(|| Refused::bad(name, problem)),
+    }
+}
+
 fn receipt(market: &Market, input: &Map<String, Value>) -> Result<Value, Refused> {
-    let Some(order) = input.get("order").filter(|o| o.is_object()) else {
-        return Err(Refused::bad(
-            "order",
-            "order must be a Sitoo order as its REST API answers it (an object)",
-        ));
-    };
-    let contact_type = match input.get("contact_type") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(t)) => Some(t.clone()),
-        Some(_) => {
-            return Err(Refused::bad(
-                "contact_type",
-                "contact_type must be a string",
-            ));
-        }
-    };
+    let order = object(
+        input,
+        "order",
+        "order must be a Sitoo order as its REST API answers it (an object)",
+    )?;
+    let contact_type = optional(
+        input,
+        "contact_type",
+        |v| v.as_str().map(str::to_owned),
+        "contact_type must be a string",
+    )?;
     let receipt = map_with(
         market,
         &market.plan,
