@@ -8,6 +8,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+#[path = "support/child.rs"]
+mod child;
+use child::Killed;
+
 const BIN: &str = env!("CARGO_BIN_EXE_sitoo-voyado-proxy");
 
 fn scratch(name: &str) -> PathBuf {
@@ -81,15 +85,6 @@ fn check_accepts_a_good_config_and_lists_every_error_of_a_bad_one() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-struct Demo(std::process::Child);
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn every_readme_curl_example_works_against_the_demo() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -98,7 +93,7 @@ fn every_readme_curl_example_works_against_the_demo() {
         .unwrap()
         .port();
     let address = format!("127.0.0.1:{port}");
-    let mut demo = Demo(
+    let mut demo = Killed(
         Command::new(BIN)
             .args(["demo", "--listen", &address])
             .stdout(Stdio::null())
@@ -185,7 +180,7 @@ fn demo_stderr(name: &str, log_args: &[&str], env: &[(&str, &str)], request_id: 
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).unwrap());
-    let mut demo = Demo(command.spawn().unwrap());
+    let mut demo = Killed(command.spawn().unwrap());
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     // Another process: poll in real time until it accepts, at most 1000 x 10 ms.
     let mut listening = false;
@@ -334,7 +329,7 @@ fn sighup_reloads_the_mappings() {
         &format!("listen = \"{address}\"\nmappings_poll_ms = 0"),
     );
     let log = dir.join("stderr.log");
-    let mut serve = Demo(
+    let mut serve = Killed(
         Command::new(BIN)
             .args(["serve", "--config"])
             .arg(&config)
@@ -348,7 +343,7 @@ fn sighup_reloads_the_mappings() {
     );
     let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
     // Another process: polled in real time, at most 1000 x 10 ms each.
-    let wait_for = |what: &str, serve: &mut Demo| {
+    let wait_for = |what: &str, serve: &mut Killed| {
         for _ in 0..1000 {
             if let Some(status) = serve.0.try_wait().unwrap() {
                 panic!("serve exited: {status}\n{}", read_log());

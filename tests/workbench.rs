@@ -5,11 +5,14 @@
 //! `CI` is set (`.ci/run` installs both). With `SVP_WORKBENCH_SCREENSHOT=1` it also writes the
 //! README's screenshot, `docs/workbench.png`.
 
+#[path = "support/child.rs"]
+mod child;
 mod common;
+use child::Killed;
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -399,16 +402,6 @@ async fn with_an_admin_listener_the_workbench_is_there_only() {
         .unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     assert!(page.text().await.unwrap().contains("Mapping workbench"));
-}
-
-/// A child process killed (and reaped) on drop.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]
