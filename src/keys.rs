@@ -209,11 +209,16 @@ fn finnish_personal_id(raw: &str) -> Result<String, &'static str> {
 
 /// Every id that goes into a Voyado URL must be a GUID: no `/`, `..`, `?` or `#` reaches upstream.
 pub fn guid(raw: &str) -> Result<String, &'static str> {
-    if raw.len() == 36 && uuid::Uuid::try_parse(raw).is_ok() {
+    if is_guid(raw) {
         Ok(raw.to_ascii_lowercase())
     } else {
         Err("must be a GUID")
     }
+}
+
+/// Whether `raw` is a hyphenated GUID, as [`guid`] takes it, without making its lower-case copy.
+pub fn is_guid(raw: &str) -> bool {
+    raw.len() == 36 && uuid::Uuid::try_parse(raw).is_ok()
 }
 
 #[cfg(test)]

@@ -35,8 +35,10 @@ pub(super) async fn run(
 /// The card the path's raw id names, if it is kept and current; nothing is counted for a miss
 /// here ([`run`] counts it).
 pub(super) fn warm(market: &Market, cards: &Cards, raw_id: &str) -> Option<Bytes> {
-    let id = keys::guid(raw_id).ok()?;
-    cards.hit(&card_key(market, &id))
+    // The key lower-cases the id itself: no copy of it here.
+    keys::is_guid(raw_id)
+        .then(|| cards.hit(&card_key(market, raw_id)))
+        .flatten()
 }
 
 /// The card's bytes for a Voyado contact id (already a GUID): rendered before and still fresh,
